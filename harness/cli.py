@@ -1,0 +1,197 @@
+"""Command line: ``harness run | report | list | profile``.
+
+Only argparse is imported at start-up; torch and the models load inside the commands that need them,
+so ``harness --help`` and ``harness list`` answer at once. Exit codes: 0 all jobs ended ok, diverged
+or oom; 1 some job failed with an error; 2 bad input, in which case nothing was run or written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn, Sequence
+
+EXIT_OK, EXIT_JOB_ERROR, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, no usage dump
+        sys.stderr.write(f"harness: error: {message} (see 'harness {self.prog.split()[-1]} --help')\n"
+                         if " " in self.prog else f"harness: error: {message} (see 'harness --help')\n")
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _bad_input(message: str) -> int:
+    sys.stderr.write(f"harness: error: {message}\n")
+    return EXIT_BAD_INPUT
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from harness.registry import static_names, static_suites
+
+    names = static_names()
+    what = args.what or "all"
+    sections: list[tuple[str, list[tuple[str, str]]]] = []
+    if what in ("all", "models"):
+        sections += [("models", names["models"]), ("presets", names["presets"])]
+    if what in ("all", "tasks"):
+        sections.append(("tasks", names["tasks"]))
+    if what in ("all", "suites"):
+        sections.append(("suites", static_suites(Path.cwd())))
+    for title, rows in sections:
+        print(f"{title}:")
+        width = max((len(n) for n, _ in rows), default=0)
+        for name, summary in rows:
+            print(f"  {name:<{width}}  {summary}".rstrip())
+    return EXIT_OK
+
+
+def _dry_run(suite: Any) -> int:
+    from tabulate import tabulate
+
+    from harness.flops import count_flops
+    from harness.profile import count_params
+    from harness.runner import build_job, job_batch
+
+    cache: dict[tuple[str, str, Any], tuple[int, int]] = {}
+    rows = []
+    for job in suite.jobs:
+        key = (job.variant, job.task_name, job.seq_len)
+        if key not in cache:
+            model, task = build_job(job)
+            batch = job_batch(job, model, task)
+            flops, _ = count_flops(model, batch)
+            cache[key] = (count_params(model), flops // batch.batch_size)
+        params, flops = cache[key]
+        rows.append([job.kind, job.variant, job.model if job.preset is None else job.preset, job.task_name,
+                     job.seed if job.kind == "train" else f"n={job.seq_len}", f"{params:,}", f"{flops / 1e9:.4f}",
+                     job.run_id])
+    print(f"suite {suite.name}: {len(suite.jobs)} jobs ({len(suite.train_jobs())} training, "
+          f"{len(suite.jobs) - len(suite.train_jobs())} profiling), seeds {suite.seeds}, device {suite.device}")
+    print(tabulate(rows, headers=["job", "variant", "model", "task", "seed", "params", "GFLOPs/ex", "run_id"]))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.errors import HarnessError
+    from harness.suite import load_suite
+
+    try:
+        suite = load_suite(args.suite, args.overrides, device=args.device)
+    except HarnessError as e:
+        return _bad_input(str(e))
+    if args.dry_run:
+        return _dry_run(suite)
+    if args.device == "cuda" or suite.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return _bad_input("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
+    from harness.runner import run_suite
+
+    results_dir = Path(args.results_dir)
+    summary = run_suite(suite, results_dir, force=args.force)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing new"
+    print(f"{summary.ran} job(s) run, {summary.skipped} already in {summary.results_path}: {counts}", file=sys.stderr)
+    from harness.report import suite_table, write_report
+    from harness.store import read_rows
+
+    rows = list(read_rows(summary.results_path))
+    print(suite_table(rows, suite.name))
+    if not args.no_report:
+        path = write_report(results_dir, Path(args.report_dir))
+        print(f"report written to {path}")
+    return EXIT_JOB_ERROR if summary.statuses.get("error") else EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import write_report
+
+    results_dir = Path(args.results_dir)
+    if not results_dir.is_dir():
+        return _bad_input(f"--results-dir {results_dir}: not a directory")
+    print(f"report written to {write_report(results_dir, Path(args.report_dir), lang=args.lang)}")
+    return EXIT_OK
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from harness.errors import HarnessError
+    from harness.runner import profile_one
+
+    try:
+        fields = profile_one(args.model, args.task, args.overrides, args.device)
+    except HarnessError as e:
+        return _bad_input(str(e))
+    if args.json:
+        print(json.dumps(fields, sort_keys=True))
+    else:
+        width = max(len(k) for k in fields)
+        for k, v in fields.items():
+            print(f"{k:<{width}}  {v}")
+    return EXIT_OK if fields.get("status") == "ok" else EXIT_JOB_ERROR
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="harness", description="Benchmark and ablation harness for Transformer variants.")
+    from harness import __version__
+
+    p.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    r = sub.add_parser("run", help="run a suite: train, profile, store results, write the report")
+    r.add_argument("suite", help="suite YAML file")
+    r.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override a suite field by dotted path")
+    r.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="default: the suite's, else cpu")
+    r.add_argument("--executor", choices=["local"], default="local", help="where jobs run (local: this process)")
+    r.add_argument("--force", action="store_true", help="rerun jobs already in the results file")
+    r.add_argument("--dry-run", action="store_true", help="validate and print the job grid; train nothing")
+    r.add_argument("--no-report", action="store_true", help="do not regenerate the report")
+    r.add_argument("--results-dir", default="results")
+    r.add_argument("--report-dir", default="report")
+    r.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", help="regenerate report/tables.md and figures from results")
+    rep.add_argument("--results-dir", default="results")
+    rep.add_argument("--report-dir", default="report")
+    rep.add_argument("--lang", choices=["en", "zh"], default="en")
+    rep.set_defaults(func=cmd_report)
+
+    ls = sub.add_parser("list", help="list registered models, presets, tasks and suites")
+    ls.add_argument("what", nargs="?", choices=["models", "tasks", "suites"])
+    ls.set_defaults(func=cmd_list)
+
+    pr = sub.add_parser("profile", help="profile one model on a random batch, without training")
+    pr.add_argument("model", help="registered model or preset name")
+    pr.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                    help="model keys, and seq_len / batch_size for the input shape")
+    pr.add_argument("--task", default=None, help="task supplying vocabulary and batch layout (default: copy)")
+    pr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
+    pr.add_argument("--json", action="store_true", help="print one JSON object")
+    pr.set_defaults(func=cmd_profile)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if argv and argv[0] in sub.choices:
+        # flags may come between KEY=VALUE overrides: parse each subcommand's words intermixed
+        args = sub.choices[argv[0]].parse_intermixed_args(argv[1:])
+        args.command = argv[0]
+    else:
+        args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        sys.stderr.write("harness: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

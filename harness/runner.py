@@ -1,0 +1,291 @@
+"""Runs a suite's jobs: skip what the results file already has, execute the rest, append each row.
+
+A job never takes the suite down: out-of-memory becomes ``oom``, a non-finite loss ``diverged`` and
+any other exception ``error`` with its one-line reason; the row is written and the next job starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from harness import __version__
+from harness.store import ResultStore
+from harness.suite import Job, Suite
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+@functools.lru_cache(maxsize=None)
+def git_commit() -> str | None:
+    """Short commit of the harness checkout, with ``+dirty`` when tracked files differ from it."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=5
+        )
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "harness"],
+            cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=5,
+        )
+        return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def resolve_device(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device cuda requested but torch.cuda.is_available() is False")
+    return torch.device(name)
+
+
+@functools.lru_cache(maxsize=None)
+def device_name(kind: str) -> str:
+    import torch
+
+    if kind == "cuda":
+        return torch.cuda.get_device_name()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}".strip()[:500]
+
+
+def _is_oom(e: BaseException) -> bool:
+    import torch
+
+    text = str(e).lower()
+    # CUDA says "out of memory"; the CPU allocator says "can't allocate memory"
+    return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in text or "can't allocate memory" in text
+
+
+def build_job(job: Job) -> tuple[Any, Any]:
+    """The job's model (seeded) and task objects."""
+    import torch
+
+    from harness.registry import MODELS, TASKS
+
+    entry = MODELS.get(job.model)
+    tentry = TASKS.get(job.task)
+    task = tentry.obj(tentry.config(**job.task_cfg))
+    torch.manual_seed(job.seed)
+    model = entry.obj(entry.config(**job.model_cfg))
+    return model, task
+
+
+def job_batch(job: Job, model: Any, task: Any) -> Any:
+    """The batch profiled for the job: a training batch at the longest training length, or a
+    batch of exactly ``seq_len`` tokens for a profile job."""
+    import torch
+
+    gen = torch.Generator().manual_seed(job.seed)
+    if job.kind == "profile":
+        return task.profile_batch(job.seq_len, job.batch_size, model.io, gen)
+    n = task.cfg.seq_len
+    return task.layout(*task.make(n, job.train["batch_size"], gen), model.io)
+
+
+def execute(job: Job, progress: Callable[[int, int, float, float], None] | None = None) -> dict[str, Any]:
+    """Run one job and return its result row; never raises for a failing job."""
+    import torch
+
+    from harness.profile import profile_model
+    from harness.train import train
+
+    started = time.perf_counter()
+    row: dict[str, Any] = {
+        "run_id": job.run_id, "suite": job.suite, "variant": job.variant, "model": job.model,
+        "preset": job.preset, "task": job.task_name, "seed": job.seed, "job": job.kind,
+        "status": "error", "error": None,
+        "params": None, "params_applied": None, "flops_fwd": None, "flops_unsupported": None,
+        "mem_bytes": None, "mem_kind": None, "act_bytes": None, "step_ms": None, "tokens_per_s": None,
+        "mfu": None, "metric": None, "value": None, "higher_is_better": None, "metrics": {}, "curve": [],
+        "train_s": None, "seq_len": job.seq_len, "batch_size": job.batch_size,
+        "baseline": job.baseline, "suite_description": job.description,
+        "device": None, "device_name": None, "torch_version": torch.__version__,
+        "harness_version": __version__, "git_commit": git_commit(), "config": job.config(),
+    }
+    try:
+        device = resolve_device(job.device)
+        row["device"], row["device_name"] = device.type, device_name(device.type)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        model, task = build_job(job)
+        model.to(device)
+        batch = job_batch(job, model, task).to(device)
+        if job.kind == "train":
+            row["seq_len"], row["batch_size"] = batch.n_tokens, batch.batch_size
+            row["metric"], row["higher_is_better"] = task.metric, task.higher_is_better
+        prof = profile_model(
+            model, batch, lambda m, b: task.loss(m(**b.inputs), b), device=device,
+            n_warmup=job.train["profile_warmup"], n_timed=job.train["profile_steps"],
+        )
+        row.update(prof)
+        if job.kind == "profile":
+            row["status"] = "ok"
+        else:
+            out = train(model, task, job.train, job.seed, device, progress)
+            row.update(out.extras)
+            row["status"], row["error"] = out.status, out.error
+            row["metrics"], row["curve"], row["train_s"] = out.metrics, out.curve, round(out.train_s, 3)
+            row["value"] = out.metrics.get(task.metric)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # the suite goes on; the row says why this job failed
+        row["status"] = "oom" if _is_oom(e) else "error"
+        row["error"] = _one_line(e)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    if row["train_s"] is None and job.kind == "train":
+        row["train_s"] = round(time.perf_counter() - started, 3)
+    row["finished_at"] = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    return row
+
+
+@dataclass
+class RunSummary:
+    total: int
+    skipped: int
+    ran: int
+    statuses: dict[str, int]
+    results_path: Path
+
+
+class ProgressPrinter:
+    """Jobs done/total with ETA, and the current job's step, loss and speed, on stderr."""
+
+    def __init__(self, total: int, stream: Any = sys.stderr) -> None:
+        self.total, self.stream = total, stream
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.done, self.t0, self.label = 0, time.perf_counter(), ""
+        self.last_line = 0.0
+
+    def _eta(self) -> str:
+        if self.done == 0:
+            return "ETA ?"
+        left = (time.perf_counter() - self.t0) / self.done * (self.total - self.done)
+        return f"ETA {int(left // 60)}m{int(left % 60):02d}s"
+
+    def start(self, job: Job) -> None:
+        what = f"seed={job.seed}" if job.kind == "train" else f"profile n={job.seq_len}"
+        self.label = f"[{self.done + 1}/{self.total} {self._eta()}] {job.variant} {job.task_name} {what}"
+        self._emit(self.label, final=False)
+
+    def step(self, step: int, total: int, loss: float, tok_s: float) -> None:
+        now = time.perf_counter()
+        if not self.tty and step != total and now - self.last_line < 10:
+            return  # in logs, one line per 10 s is enough
+        self.last_line = now
+        self._emit(f"{self.label}: step {step}/{total} loss {loss:.4f} {tok_s:,.0f} tok/s", final=False)
+
+    def finish(self, row: dict[str, Any]) -> None:
+        self.done += 1
+        value = row.get("value")
+        tail = f"{row['metric']}={value:.4f}" if isinstance(value, float) else ""
+        err = f" ({row['error']})" if row.get("error") else ""
+        self._emit(f"{self.label}: {row['status']} {tail}{err}".rstrip(), final=True)
+
+    def _emit(self, text: str, final: bool) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K" + text + ("\n" if final else ""))
+        elif final or text:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def run_suite(
+    suite: Suite,
+    results_dir: Path,
+    *,
+    force: bool = False,
+    quiet: bool = False,
+    runner: Callable[[Job, Any], dict[str, Any]] | None = None,
+) -> RunSummary:
+    store = ResultStore(results_dir / f"{suite.name}.jsonl")
+    done = set() if force else store.done_ids()
+    todo = [j for j in suite.jobs if j.run_id not in done]
+    printer = ProgressPrinter(len(todo), open(os.devnull, "w") if quiet else sys.stderr)
+    statuses: dict[str, int] = {}
+    run = runner or (lambda job, p: execute(job, p))
+    for job in todo:
+        printer.start(job)
+        row = run(job, printer.step)
+        store.append(row)
+        statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+        printer.finish(row)
+    return RunSummary(len(suite.jobs), len(suite.jobs) - len(todo), len(todo), statuses, store.path)
+
+
+def profile_one(model_name: str, task_name: str | None, overrides: list[str], device: str) -> dict[str, Any]:
+    """``harness profile``: build one model or preset with KEY=VALUE keys and profile it on a random
+    batch of ``batch_size`` x ``seq_len`` tokens, without training. Raises HarnessError on bad input."""
+    import torch
+
+    from harness.config import build
+    from harness.errors import HarnessError, InputError
+    from harness.profile import profile_model
+    from harness.registry import TASKS, resolve_model
+    from harness.yamlio import parse_scalar
+
+    shape = {"seq_len": 128, "batch_size": 8, "seed": 0}
+    keys: dict[str, Any] = {}
+    where: dict[str, str] = {}
+    for text in overrides:
+        if "=" not in text:
+            raise HarnessError(f"override '{text}': expected KEY=VALUE")
+        k, raw = text.split("=", 1)
+        value = parse_scalar(raw, f"override '{text}'", k)
+        if k in shape:
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if k == "seed" else 1):
+                raise HarnessError(f"override '{text}': {k}: expected a positive integer, got {value!r}")
+            shape[k] = value
+        else:
+            keys[k], where[k] = value, f"override '{text}'"
+    entry, preset = resolve_model(model_name)
+    tentry = TASKS.get(task_name or "copy")
+    task = tentry.obj(tentry.config())
+    cfg_keys = {f.name for f in dataclasses.fields(entry.config)}
+    merged = {**preset, **keys}
+    if "vocab_size" in cfg_keys and "vocab_size" not in merged:
+        merged["vocab_size"] = task.vocab_size
+    if "max_len" in cfg_keys:
+        default_max = next(f.default for f in dataclasses.fields(entry.config) if f.name == "max_len")
+        merged["max_len"] = max(int(merged.get("max_len", default_max)), shape["seq_len"])
+    try:
+        cfg = build(entry.config, merged, "", lambda k: where.get(k.split(".")[-1], model_name), f"model {entry.name}")
+    except InputError as e:
+        raise HarnessError(str(e)) from None
+    dev = resolve_device(device)
+    torch.manual_seed(shape["seed"])
+    model = entry.obj(cfg).to(dev)
+    gen = torch.Generator().manual_seed(shape["seed"])
+    batch = task.profile_batch(shape["seq_len"], shape["batch_size"], model.io, gen).to(dev)
+    fields: dict[str, Any] = {"model": model_name, "task": tentry.name, **shape, "status": "ok", "error": None}
+    try:
+        fields.update(profile_model(model, batch, lambda m, b: task.loss(m(**b.inputs), b), device=dev))
+    except Exception as e:  # report it like a job would
+        fields["status"], fields["error"] = ("oom" if _is_oom(e) else "error"), _one_line(e)
+    fields.update({"device": dev.type, "device_name": device_name(dev.type), "torch_version": torch.__version__,
+                   "harness_version": __version__, "config": dataclasses.asdict(cfg)})
+    return fields

@@ -1,0 +1,457 @@
+"""Suite YAML -> validated, typed suite -> a grid of jobs.
+
+Resolution order of a variant's model keys, later wins: the model's dataclass defaults, the preset
+(if the variant names one), the suite's ``model:`` defaults (those keys the model accepts), the
+variant's own keys, then the sweep values. ``vocab_size``/``max_len`` come from the task unless set.
+Every error is an :class:`InputError` naming file, line and dotted key; nothing runs before the
+whole suite has been validated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import itertools
+import json
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from harness import __version__
+from harness.config import bounded, build, positive
+from harness.errors import InputError
+from harness.registry import MODELS, TASKS, resolve_model, unknown_message
+from harness import yamlio
+
+TOP_KEYS = (
+    "name", "description", "include", "seeds", "baseline", "device", "train", "model", "tasks",
+    "variants", "profile",
+)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and evaluation settings shared by every job of a suite."""
+
+    steps: int = positive(200)
+    batch_size: int = positive(32)
+    lr: float = bounded(1.0e-3, lo=1e-12)
+    warmup_steps: int = bounded(0, lo=0)
+    min_lr_ratio: float = bounded(0.1, lo=0.0, hi=1.0)  # cosine decays to lr * min_lr_ratio
+    weight_decay: float = bounded(0.01, lo=0.0)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    grad_clip: float = bounded(1.0, lo=0.0)  # 0 disables clipping
+    eval_every: int = positive(100)
+    eval_batches: int = positive(4)
+    eval_batch_size: int = positive(64)
+    profile_warmup: int = bounded(2, lo=0)
+    profile_steps: int = positive(5)  # timed steps behind step_ms
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.warmup_steps > self.steps:
+            return [("warmup_steps", f"must not exceed steps ({self.steps}), got {self.warmup_steps}")]
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            return [("betas", f"must be two numbers in [0, 1), got {self.betas}")]
+        return []
+
+
+@dataclass
+class ProfileConfig:
+    """Cost-against-length sweep: each variant profiled (no training) at each length."""
+
+    seq_lens: list[int] = field(default_factory=list)
+    batch_size: int = positive(4)
+    task: str | None = None  # which of the suite's tasks supplies the tokens; default: the first
+
+    def check(self) -> list[tuple[str, str]]:
+        if not self.seq_lens:
+            return [("seq_lens", "must list at least one length")]
+        for i, n in enumerate(self.seq_lens):
+            if n < 1:
+                return [(f"seq_lens[{i}]", f"must be >= 1, got {n}")]
+        return []
+
+
+@dataclass
+class Job:
+    """One unit of work: a variant on a task with a seed (train), or at a length (profile)."""
+
+    suite: str
+    variant: str
+    model: str  # registered model (after resolving presets)
+    preset: str | None
+    model_cfg: dict[str, Any]
+    task_name: str
+    task: str
+    task_cfg: dict[str, Any]
+    train: dict[str, Any]
+    seed: int
+    device: str
+    kind: Literal["train", "profile"] = "train"
+    seq_len: int | None = None
+    batch_size: int | None = None
+    baseline: str | None = None
+    description: str = ""
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that determines the job's numbers: hashed into ``run_id``."""
+        return {
+            "kind": self.kind, "suite": self.suite, "variant": self.variant, "model": self.model,
+            "model_cfg": self.model_cfg, "task": self.task, "task_cfg": self.task_cfg,
+            "train": self.train if self.kind == "train" else None, "seed": self.seed,
+            "device": self.device, "seq_len": self.seq_len, "batch_size": self.batch_size,
+            "harness_version": __version__,
+        }
+
+    @property
+    def run_id(self) -> str:
+        blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "model": self.model_cfg, "preset": self.preset, "task": {"name": self.task, **self.task_cfg},
+            "train": self.train, "seed": self.seed, "device": self.device, "kind": self.kind,
+        }
+
+
+@dataclass
+class Suite:
+    name: str
+    path: str
+    description: str
+    seeds: list[int]
+    baseline: str | None
+    device: str
+    train: TrainConfig
+    jobs: list[Job]
+    variants: list[str]
+
+    def train_jobs(self) -> list[Job]:
+        return [j for j in self.jobs if j.kind == "train"]
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+class _Source:
+    """Merged suite data plus where each key path came from."""
+
+    def __init__(self, display: str) -> None:
+        self.display = display
+        self.locs: dict[tuple[Any, ...], str] = {}
+
+    def locate(self, dotted: str) -> str:
+        kp = _split(dotted)
+        while kp:
+            if kp in self.locs:
+                return self.locs[kp]
+            kp = kp[:-1]
+        return self.locs.get((), self.display)
+
+
+def _split(dotted: str) -> tuple[Any, ...]:
+    out: list[Any] = []
+    for part in dotted.replace("[", ".").replace("]", "").split("."):
+        if part == "":
+            continue
+        out.append(int(part) if part.isdigit() else part)
+    return tuple(out)
+
+
+def _dotted(kp: tuple[Any, ...]) -> str:
+    s = ""
+    for p in kp:
+        s += f"[{p}]" if isinstance(p, int) else (f".{p}" if s else str(p))
+    return s
+
+
+def _deep_merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _load_with_includes(path: Path, display: str, src: _Source, seen: tuple[Path, ...]) -> dict:
+    data, locs = yamlio.load(path, display)
+    if data is None:
+        raise InputError(f"{display}:1", "", "suite file is empty")
+    if not isinstance(data, dict):
+        raise InputError(locs.get((), display), "", f"a suite must be a mapping, got {type(data).__name__}")
+    merged: dict = {}
+    inc = data.get("include")
+    if inc is not None:
+        names = inc if isinstance(inc, list) else [inc]
+        for i, name in enumerate(names):
+            kp = ("include", i) if isinstance(inc, list) else ("include",)
+            if not isinstance(name, str):
+                raise InputError(locs[kp], _dotted(kp), f"expected a file name, got {name!r}")
+            target = (path.parent / name).resolve()
+            if target in seen:
+                raise InputError(locs[kp], _dotted(kp), f"include cycle through {name}")
+            if not target.exists():
+                raise InputError(locs[kp], _dotted(kp), f"included file not found: {name}")
+            shown = str(Path(display).parent / name)
+            merged = _deep_merge(merged, _load_with_includes(target, shown, src, (*seen, target)))
+    # this file's keys win, and so do their locations
+    src.locs.update(locs)
+    return _deep_merge(merged, {k: v for k, v in data.items() if k != "include"})
+
+
+def apply_override(data: dict, text: str, src: _Source) -> None:
+    """``a.b.c=VALUE`` sets a nested key (creating mappings); integers index lists."""
+    where = f"override '{text}'"
+    if "=" not in text:
+        raise InputError(where, "", "expected KEY=VALUE")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise InputError(where, key, "malformed key")
+    value = yamlio.parse_scalar(raw, where, key)
+    kp = _split(key)
+    node: Any = data
+    for i, part in enumerate(kp[:-1]):
+        nxt = kp[i + 1]
+        if isinstance(node, list):
+            if not isinstance(part, int) or part >= len(node):
+                raise InputError(where, key, f"no list item {part} under {_dotted(kp[:i]) or 'top level'}")
+            node = node[part]
+        elif isinstance(node, dict):
+            if part not in node:
+                node[part] = [] if isinstance(nxt, int) else {}
+            node = node[part]
+        else:
+            raise InputError(where, key, f"{_dotted(kp[:i])} is not a mapping or list")
+    last = kp[-1]
+    if isinstance(node, list):
+        if not isinstance(last, int) or last >= len(node):
+            raise InputError(where, key, "list index out of range")
+        node[last] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise InputError(where, key, f"{_dotted(kp[:-1])} is not a mapping or list")
+    for k in [k for k in src.locs if k[: len(kp)] == kp]:
+        del src.locs[k]
+    src.locs[kp] = where
+
+
+def _require_list(data: dict, key: str, src: _Source) -> list:
+    v = data.get(key)
+    if not isinstance(v, list) or not v:
+        raise InputError(src.locate(key), key, "must be a non-empty list")
+    return v
+
+
+def _expand_sweep(v: dict, i: int, src: _Source) -> list[tuple[str, dict]]:
+    """A variant with ``sweep: {k: [1, 2]}`` -> one (name, keys) per grid point."""
+    name = v["name"]
+    sweep = v.get("sweep")
+    base = {k: x for k, x in v.items() if k not in ("name", "model", "sweep")}
+    if sweep is None:
+        return [(name, base)]
+    kp = f"variants[{i}].sweep"
+    if not isinstance(sweep, dict) or not sweep:
+        raise InputError(src.locate(kp), kp, "must be a mapping of key -> list of values")
+    for k, vals in sweep.items():
+        if not isinstance(vals, list) or not vals:
+            raise InputError(src.locate(f"{kp}.{k}"), f"{kp}.{k}", "must be a non-empty list of values")
+    fields = {f for _, f, _, _ in string.Formatter().parse(name) if f}
+    unknown = fields - set(sweep)
+    if unknown:
+        key = f"variants[{i}].name"
+        raise InputError(src.locate(key), key, f"name uses {{{sorted(unknown)[0]}}} which is not a sweep key")
+    keys = list(sweep)
+    out = []
+    for combo in itertools.product(*(sweep[k] for k in keys)):
+        point = dict(zip(keys, combo))
+        vname = name.format(**point) if fields else name + "".join(f"-{k}{x}" for k, x in point.items())
+        out.append((vname, {**base, **point}))
+    return out
+
+
+def _model_keys(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls) if f.init}
+
+
+def load_suite(
+    path: str | Path,
+    overrides: list[str] = (),  # type: ignore[assignment]
+    device: str | None = None,
+) -> Suite:
+    """Load, merge includes, apply overrides, validate and expand a suite into jobs."""
+    path = Path(path)
+    display = str(path)
+    src = _Source(display)
+    data = _load_with_includes(path.resolve(), display, src, (path.resolve(),))
+    for text in overrides:
+        apply_override(data, text, src)
+
+    for key in data:
+        if key not in TOP_KEYS:
+            close = difflib.get_close_matches(str(key), TOP_KEYS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(TOP_KEYS)}"
+            raise InputError(src.locate(str(key)), str(key), f"unknown top-level key{hint}")
+
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
+        raise InputError(src.locate("name"), "name", f"must be a file-name-safe string, got {name!r}")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise InputError(src.locate("description"), "description", "must be a string")
+    seeds = data.get("seeds", [0])
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    if (
+        not isinstance(seeds, list) or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+    ):
+        raise InputError(src.locate("seeds"), "seeds", f"must be a non-empty list of integers >= 0, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise InputError(src.locate("seeds"), "seeds", "lists a seed twice")
+    dev = device or data.get("device", "cpu")
+    if dev not in ("auto", "cpu", "cuda"):
+        raise InputError(src.locate("device"), "device", f"must be one of auto, cpu, cuda, got {dev!r}")
+
+    train = build(TrainConfig, data.get("train", {}) or {}, "train", src.locate)
+    defaults = data.get("model", {}) or {}
+    if not isinstance(defaults, dict):
+        raise InputError(src.locate("model"), "model", "must be a mapping of model keys")
+
+    # tasks
+    tasks: list[tuple[str, str, Any]] = []
+    for i, t in enumerate(_require_list(data, "tasks", src)):
+        kp = f"tasks[{i}]"
+        if not isinstance(t, dict):
+            raise InputError(src.locate(kp), kp, "must be a mapping with at least 'task'")
+        if "task" not in t:
+            raise InputError(src.locate(kp), f"{kp}.task", "required key is missing")
+        tname = t["task"]
+        if tname not in TASKS.names():
+            raise InputError(src.locate(f"{kp}.task"), f"{kp}.task", unknown_message("task", tname, TASKS.names()))
+        entry = TASKS.get(tname)
+        label = t.get("name", tname)
+        if not isinstance(label, str) or not label:
+            raise InputError(src.locate(f"{kp}.name"), f"{kp}.name", "must be a non-empty string")
+        if label in [x[0] for x in tasks]:
+            raise InputError(src.locate(f"{kp}.name"), f"{kp}.name", f"duplicate task name '{label}'")
+        cfg = build(entry.config, {k: v for k, v in t.items() if k not in ("name", "task")}, kp, src.locate, f"task {tname}")
+        tasks.append((label, tname, cfg))
+
+    # variants
+    expanded: list[tuple[int, str, str, dict]] = []
+    for i, v in enumerate(_require_list(data, "variants", src)):
+        kp = f"variants[{i}]"
+        if not isinstance(v, dict):
+            raise InputError(src.locate(kp), kp, "must be a mapping with 'name' and 'model'")
+        for req in ("name", "model"):
+            if req not in v:
+                raise InputError(src.locate(kp), f"{kp}.{req}", "required key is missing")
+        if not isinstance(v["name"], str) or not v["name"]:
+            raise InputError(src.locate(f"{kp}.name"), f"{kp}.name", "must be a non-empty string")
+        if not isinstance(v["model"], str):
+            raise InputError(src.locate(f"{kp}.model"), f"{kp}.model", "must be a model or preset name")
+        try:
+            resolve_model(v["model"])
+        except Exception as e:  # HarnessError with did-you-mean
+            raise InputError(src.locate(f"{kp}.model"), f"{kp}.model", str(e)) from None
+        for vname, keys in _expand_sweep(v, i, src):
+            expanded.append((i, vname, v["model"], keys))
+    names: list[str] = []
+    for i, vname, _, _ in expanded:
+        if vname in names:
+            kp = f"variants[{i}].name"
+            raise InputError(src.locate(kp), kp, f"duplicate variant name '{vname}'")
+        names.append(vname)
+
+    # suite-level model defaults must be meaningful for at least one variant
+    accepted: set[str] = set()
+    for _, _, mname, _ in expanded:
+        accepted |= _model_keys(resolve_model(mname)[0].config)
+    for k in defaults:
+        if k not in accepted:
+            close = difflib.get_close_matches(str(k), sorted(accepted), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise InputError(src.locate(f"model.{k}"), f"model.{k}", f"no variant's model accepts this key{hint}")
+
+    baseline = data.get("baseline")
+    if baseline is not None and baseline not in names:
+        raise InputError(src.locate("baseline"), "baseline", unknown_message("baseline variant", str(baseline), names))
+
+    profile = None
+    if data.get("profile") is not None:
+        profile = build(ProfileConfig, data["profile"], "profile", src.locate)
+        if profile.task is not None and profile.task not in [t[0] for t in tasks]:
+            raise InputError(
+                src.locate("profile.task"), "profile.task",
+                unknown_message("task", profile.task, [t[0] for t in tasks]),
+            )
+
+    jobs: list[Job] = []
+    train_dict = dataclasses.asdict(train)
+    model_cfgs: dict[tuple[str, str], dict] = {}
+    for i, vname, mname, keys in expanded:
+        entry, preset_cfg = resolve_model(mname)
+        ckeys = _model_keys(entry.config)
+        preset = mname if mname != entry.name else None
+        sweep_keys = set(data["variants"][i].get("sweep") or {})
+        for label, tname, tcfg in tasks:
+            task_obj = TASKS.get(tname).obj(tcfg)
+            origin: dict[str, str] = {}
+            merged: dict[str, Any] = {}
+            for k, val in preset_cfg.items():
+                merged[k], origin[k] = val, f"variants[{i}].model"
+            for k, val in defaults.items():
+                if k in ckeys:
+                    merged[k], origin[k] = val, f"model.{k}"
+            for k, val in keys.items():
+                merged[k], origin[k] = val, f"variants[{i}].{'sweep.' if k in sweep_keys else ''}{k}"
+            # the task sets vocabulary and length; a user's value may be larger, never smaller
+            for k, need in task_obj.model_keys().items():
+                if k not in ckeys:
+                    continue
+                if k not in merged:
+                    merged[k], origin[k] = need, f"variants[{i}]"
+                elif isinstance(merged[k], int) and merged[k] < need:
+                    where = origin[k]
+                    raise InputError(src.locate(where), where, f"must be >= {need} for task '{label}', got {merged[k]}")
+
+            def locate(dotted: str, _o: dict = origin) -> str:
+                key = dotted.split(".")[-1]
+                return src.locate(_o.get(key, f"variants[{i}]"))
+
+            cfg = build(entry.config, merged, f"variants[{i}]", locate, f"model {entry.name}")
+            check_task = getattr(task_obj, "check_model", None)
+            if check_task is not None:
+                problem = check_task(cfg, entry.obj)
+                if problem:
+                    kp = f"variants[{i}].model"
+                    raise InputError(src.locate(kp), kp, f"cannot run on task '{label}': {problem}")
+            cdict = dataclasses.asdict(cfg)
+            model_cfgs[(vname, label)] = cdict
+            for seed in seeds:
+                jobs.append(Job(
+                    suite=name, variant=vname, model=entry.name, preset=preset, model_cfg=cdict,
+                    task_name=label, task=tname, task_cfg=dataclasses.asdict(tcfg), train=train_dict,
+                    seed=seed, device=dev, baseline=baseline, description=description,
+                ))
+    if profile is not None:
+        plabel = profile.task or tasks[0][0]
+        ptask = next(t for t in tasks if t[0] == plabel)
+        for _, vname, mname, _ in expanded:
+            entry, _ = resolve_model(mname)
+            base_cfg = dict(model_cfgs[(vname, plabel)])
+            for n in profile.seq_lens:
+                cfg = dict(base_cfg)
+                if "max_len" in cfg:
+                    cfg["max_len"] = max(int(cfg["max_len"]), n)
+                jobs.append(Job(
+                    suite=name, variant=vname, model=entry.name, preset=mname if mname != entry.name else None,
+                    model_cfg=cfg, task_name=plabel, task=ptask[1], task_cfg=dataclasses.asdict(ptask[2]),
+                    train=train_dict, seed=seeds[0], device=dev, kind="profile", seq_len=n,
+                    batch_size=profile.batch_size, baseline=baseline, description=description,
+                ))
+    return Suite(name, display, description, list(seeds), baseline, dev, train, jobs, names)

@@ -1,0 +1,118 @@
+"""Training loop: AdamW, linear warm-up then cosine decay, gradient clipping, periodic evaluation.
+
+Deterministic on the CPU: the model's initial weights come from ``torch.manual_seed(seed)`` (set by
+the runner before building), training batches from a generator seeded with the job's seed, and
+evaluation batches from a separate fixed stream, so the same suite and seed give identical numbers.
+A non-finite loss ends the job as ``diverged`` at that step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from harness.tasks.base import Batch
+
+Progress = Callable[[int, int, float, float], None]  # step, total, loss, tokens/s
+
+
+@dataclass
+class TrainOutcome:
+    status: str  # ok | diverged
+    error: str | None
+    metrics: dict[str, float]
+    curve: list[dict[str, Any]]
+    train_s: float
+    steps_done: int
+    extras: dict[str, float] = field(default_factory=dict)
+
+
+def lr_at(step: int, *, lr: float, steps: int, warmup: int, min_ratio: float) -> float:
+    """Learning rate for 0-based ``step``: linear warm-up to ``lr``, then cosine to ``lr * min_ratio``."""
+    if warmup and step < warmup:
+        return lr * (step + 1) / warmup
+    span = max(1, steps - warmup)
+    progress = min(1.0, (step - warmup) / span)
+    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, task: Any, sets: dict[str, list[Batch]], device: torch.device) -> tuple[dict[str, float], dict[str, float]]:
+    """Task metrics over fixed evaluation sets, plus the mean of any scalar extras the model reports."""
+    was_training = model.training
+    model.eval()
+    metrics: dict[str, float] = {}
+    extras: dict[str, list[float]] = {}
+    try:
+        for suffix, batches in sets.items():
+            totals = [0, 0, 0, 0]
+            for b in batches:
+                b = b.to(device)
+                out = model(**b.inputs)
+                totals = [a + c for a, c in zip(totals, task.score(out.logits, b.labels))]
+                if suffix == "":
+                    for k, v in out.extras.items():
+                        extras.setdefault(k, []).append(float(v))
+            metrics.update(task.metrics(tuple(totals), suffix))
+    finally:
+        model.train(was_training)
+    return metrics, {k: sum(v) / len(v) for k, v in extras.items()}
+
+
+def train(
+    model: nn.Module,
+    task: Any,
+    cfg: dict[str, Any],
+    seed: int,
+    device: torch.device,
+    progress: Progress | None = None,
+) -> TrainOutcome:
+    io = model.io
+    gen = torch.Generator().manual_seed(seed)
+    eval_sets = task.eval_sets(cfg["eval_batches"], cfg["eval_batch_size"], io, seed)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg["lr"], betas=tuple(cfg["betas"]), weight_decay=cfg["weight_decay"]
+    )
+    steps = cfg["steps"]
+    curve: list[dict[str, Any]] = []
+    model.train()
+    t0 = time.perf_counter()
+    running, n_running = 0.0, 0
+    metrics: dict[str, float] = {}
+    extras: dict[str, float] = {}
+    tokens, t_last = 0, time.perf_counter()
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(
+                step, lr=cfg["lr"], steps=steps, warmup=cfg["warmup_steps"], min_ratio=cfg["min_lr_ratio"]
+            )
+        batch = task.train_batch(cfg["batch_size"], io, gen).to(device)
+        out = model(**batch.inputs)
+        loss = task.loss(out, batch)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            return TrainOutcome(
+                "diverged", f"loss became {value} at step {step}", {}, curve, time.perf_counter() - t0, step
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg["grad_clip"] > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+        opt.step()
+        running, n_running = running + value, n_running + 1
+        tokens += batch.batch_size * batch.n_tokens
+        done = step + 1
+        if progress is not None and (done % 10 == 0 or done == steps):
+            now = time.perf_counter()
+            progress(done, steps, value, tokens / max(now - t_last, 1e-9))
+            tokens, t_last = 0, now
+        if done % cfg["eval_every"] == 0 or done == steps:
+            metrics, extras = evaluate(model, task, eval_sets, device)
+            curve.append({"step": done, "loss": running / n_running, **metrics})
+            running, n_running = 0.0, 0
+    return TrainOutcome("ok", None, metrics, curve, time.perf_counter() - t0, steps, extras)

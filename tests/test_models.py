@@ -1,0 +1,156 @@
+"""Registry-wide model tests plus the vanilla Transformer's paper facts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+import harness
+from harness.models.base import ModelOutput
+from harness.registry import MODELS, PRESETS, TASKS, static_names
+from harness.tasks.base import IGNORE
+
+SMALL = dict(d_model=16, n_heads=2, d_ff=32, n_layers=2, dropout=0.0)
+
+
+def small_configs() -> list[tuple[str, dict]]:
+    """Each registered model in every layout it offers, at a tiny size."""
+    out = []
+    for name in MODELS.names():
+        cfg_cls = MODELS.get(name).config
+        keys = {f.name for f in dataclasses.fields(cfg_cls)}
+        base = {k: v for k, v in SMALL.items() if k in keys}
+        if "arch" in keys:
+            for arch in ("decoder", "encoder", "encdec"):
+                out.append((f"{name}-{arch}", {**base, "arch": arch}))
+        else:
+            out.append((name, base))
+    return out
+
+
+CONFIGS = small_configs()
+
+
+def batch_for(model: torch.nn.Module, task: str = "copy"):  # noqa: ANN201
+    t = TASKS.get(task).obj(TASKS.get(task).config(seq_len=5, vocab=6))
+    return t, t.train_batch(3, model.io, torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("label,cfg", CONFIGS, ids=[c[0] for c in CONFIGS])
+def test_forward_backward_finite(label: str, cfg: dict) -> None:
+    model = harness.build_model(label.split("-")[0], vocab_size=10, max_len=64, **cfg)
+    task, batch = batch_for(model)
+    out = model(**batch.inputs)
+    assert isinstance(out, ModelOutput)
+    assert out.logits.shape == (*batch.labels.shape, 10)
+    loss = task.loss(out, batch)
+    loss.backward()
+    assert torch.isfinite(loss)
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("label,cfg", CONFIGS, ids=[c[0] for c in CONFIGS])
+def test_flops_have_no_unsupported_ops(label: str, cfg: dict) -> None:
+    from harness.flops import count_flops
+
+    model = harness.build_model(label.split("-")[0], vocab_size=10, max_len=64, **cfg)
+    _, batch = batch_for(model)
+    flops, unsupported = count_flops(model, batch)
+    assert unsupported == []
+    assert flops > 0
+
+
+@pytest.mark.parametrize("label,cfg", CONFIGS, ids=[c[0] for c in CONFIGS])
+def test_deterministic_build(label: str, cfg: dict) -> None:
+    name = label.split("-")[0]
+    torch.manual_seed(5)
+    a = harness.build_model(name, vocab_size=10, max_len=64, **cfg)
+    torch.manual_seed(5)
+    b = harness.build_model(name, vocab_size=10, max_len=64, **cfg)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_static_registry_matches_live() -> None:
+    static = static_names()
+    assert [n for n, _ in static["models"]] == MODELS.names()
+    assert [n for n, _ in static["tasks"]] == TASKS.names()
+    assert sorted(n for n, _ in static["presets"]) == sorted(PRESETS)
+
+
+def test_unknown_model_suggests() -> None:
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError, match="Did you mean: transformer-base"):
+        harness.build_model("transformer-bse")
+
+
+@pytest.mark.parametrize(
+    "preset,exact,paper", [("transformer-base", 63_082_496, 65e6), ("transformer-big", 214_245_376, 213e6)]
+)
+def test_paper_parameter_counts(preset: str, exact: int, paper: float) -> None:
+    """Table 3 of Vaswani et al.: shared 37000-token vocabulary tied with the output projection.
+
+    Hand count for base (d=512, d_ff=2048, N=6): embedding 37000*512 = 18,944,000; encoder layer
+    4*(512^2+512) + (2*512*2048+2048+512) + 2*2*512 = 3,152,384; decoder layer adds a cross-attention
+    (1,050,624) and a LayerNorm (1,024): 4,204,032. 18,944,000 + 6*3,152,384 + 6*4,204,032 = 63,082,496.
+    """
+    model = harness.build_model(preset)
+    n = sum(p.numel() for p in model.parameters())
+    assert n == exact
+    assert abs(n - paper) / paper < 0.03
+
+
+@pytest.mark.parametrize("arch", ["decoder", "encoder", "encdec"])
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_sdpa_and_math_attention_agree(arch: str, norm: str) -> None:
+    cfg = dict(vocab_size=12, d_model=32, n_heads=4, d_ff=64, n_layers=2, dropout=0.0, arch=arch, norm=norm)
+    torch.manual_seed(1)
+    a = harness.build_model("vanilla", attention="sdpa", **cfg).eval()
+    b = harness.build_model("vanilla", attention="math", **cfg).eval()
+    b.load_state_dict(a.state_dict())
+    _, batch = batch_for(a)
+    torch.testing.assert_close(a(**batch.inputs).logits, b(**batch.inputs).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_decoder_is_causal_and_encoder_is_not() -> None:
+    for arch, causal in (("decoder", True), ("encoder", False)):
+        m = harness.build_model("vanilla", vocab_size=12, d_model=16, n_heads=2, d_ff=32, dropout=0.0, arch=arch).eval()
+        x = torch.randint(4, 12, (1, 8))
+        y = x.clone()
+        y[0, -1] = 4 if int(x[0, -1]) != 4 else 5  # change only the last token
+        same_prefix = torch.allclose(m(x=x).logits[0, :-1], m(x=y).logits[0, :-1], atol=1e-6)
+        assert same_prefix == causal
+
+
+def test_learned_positions_reject_long_input() -> None:
+    m = harness.build_model("vanilla", vocab_size=12, d_model=16, n_heads=2, d_ff=32, pos="learned", max_len=8)
+    with pytest.raises(ValueError, match="max_len 8"):
+        m(x=torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_bad_config_names_key() -> None:
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError, match="n_heads: must divide d_model"):
+        harness.build_model("vanilla", d_model=30, n_heads=4)
+    with pytest.raises(HarnessError, match="causal"):
+        harness.build_model("vanilla", arch="encoder", causal=True)
+
+
+def test_tied_head_shares_embedding() -> None:
+    m = harness.build_model("vanilla", vocab_size=12, d_model=16, n_heads=2, d_ff=32)
+    assert m.head.extra_applied_params()[0] is m.embed.tok.weight
+    names = [n for n, _ in m.named_parameters()]
+    assert not any(n.startswith("head.") for n in names)
+
+
+def test_ignore_label_positions_do_not_affect_loss() -> None:
+    m = harness.build_model("vanilla", vocab_size=10, d_model=16, n_heads=2, d_ff=32, dropout=0.0)
+    task, batch = batch_for(m)
+    out = m(**batch.inputs)
+    assert (batch.labels == IGNORE).any()
+    manual = torch.nn.functional.cross_entropy(out.logits[batch.labels != IGNORE], batch.labels[batch.labels != IGNORE])
+    torch.testing.assert_close(task.loss(out, batch), manual)

@@ -1,0 +1,106 @@
+"""Every registered task: deterministic generation, correct targets, layouts and scoring."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.registry import TASKS
+from harness.tasks.algorithmic import BLANK, N_SPECIAL, SEP
+from harness.tasks.base import IGNORE
+
+IOS = ["lm", "masked", "seq2seq"]
+
+
+def make(name: str, **cfg):  # noqa: ANN201
+    entry = TASKS.get(name)
+    return entry.obj(entry.config(**cfg))
+
+
+@pytest.mark.parametrize("name", TASKS.names())
+@pytest.mark.parametrize("io", IOS)
+def test_deterministic_and_well_formed(name: str, io: str) -> None:
+    task = make(name, seq_len=6, vocab=5)
+    a = task.train_batch(4, io, torch.Generator().manual_seed(3))
+    b = task.train_batch(4, io, torch.Generator().manual_seed(3))
+    c = task.train_batch(4, io, torch.Generator().manual_seed(4))
+    assert all(torch.equal(a.inputs[k], b.inputs[k]) for k in a.inputs) and torch.equal(a.labels, b.labels)
+    assert not torch.equal(a.labels, c.labels)
+    for t in a.inputs.values():
+        assert int(t.min()) >= 0 and int(t.max()) < task.vocab_size
+    scored = a.labels[a.labels != IGNORE]
+    assert scored.numel() > 0 and int(scored.min()) >= N_SPECIAL
+    need = task.model_keys()
+    assert need["vocab_size"] == task.vocab_size
+    assert max(t.shape[1] for t in a.inputs.values()) <= need["max_len"]
+
+
+@pytest.mark.parametrize("name", TASKS.names())
+def test_perfect_logits_score_one(name: str) -> None:
+    task = make(name, seq_len=5, vocab=6)
+    batch = task.train_batch(3, "lm", torch.Generator().manual_seed(0))
+    logits = torch.zeros(*batch.labels.shape, task.vocab_size)
+    target = batch.labels.clamp(min=0)
+    logits.scatter_(-1, target[..., None], 1.0)
+    m = task.metrics(task.score(logits, batch.labels), "")
+    assert m == {"tok_acc": 1.0, "seq_acc": 1.0}
+    logits[0, (batch.labels[0] != IGNORE).nonzero()[0, 0]] = 0  # one wrong token in sequence 0
+    logits[0, (batch.labels[0] != IGNORE).nonzero()[0, 0], 0] = 1
+    rt, nt, rs, ns = task.score(logits, batch.labels)
+    assert (rt, rs) == (nt - 1, ns - 1)
+
+
+def _digits(row: torch.Tensor) -> int:
+    return int("".join(str(int(d) - N_SPECIAL) for d in row))
+
+
+def test_addition_targets_are_exact_sums() -> None:
+    task = make("addition", seq_len=7)
+    src, tgt = task.make(7, 50, torch.Generator().manual_seed(1))
+    for s, t in zip(src, tgt):
+        a, b = _digits(s[:7]), _digits(s[8:])
+        assert int(s[7]) == N_SPECIAL + 10  # '+'
+        assert _digits(t) == a + b
+
+
+def test_targets_of_copy_reverse_sort_duplication() -> None:
+    g = torch.Generator().manual_seed(2)
+    src, tgt = make("copy").make(5, 4, g)
+    assert torch.equal(src, tgt)
+    src, tgt = make("reverse").make(5, 4, g)
+    assert torch.equal(src.flip(1), tgt)
+    src, tgt = make("sort").make(5, 4, g)
+    assert torch.equal(src.sort(1).values, tgt) and (tgt.diff(dim=1) >= 0).all()
+    src, tgt = make("duplication").make(5, 4, g)
+    assert (src[:, 0] == SEP).all() and torch.equal(src[:, 1:], tgt)
+
+
+def test_layouts() -> None:
+    task = make("reverse", seq_len=3, vocab=4)
+    src = torch.tensor([[4, 5, 6]])
+    tgt = src.flip(1)
+    lm = task.layout(src, tgt, "lm")
+    assert lm.inputs["x"].tolist() == [[4, 5, 6, SEP, 6, 5]]
+    assert lm.labels.tolist() == [[IGNORE, IGNORE, IGNORE, 6, 5, 4]]
+    mk = task.layout(src, tgt, "masked")
+    assert mk.inputs["x"].tolist() == [[4, 5, 6, SEP, BLANK, BLANK, BLANK]]
+    assert mk.labels.tolist() == [[IGNORE] * 4 + [6, 5, 4]]
+    s2s = task.layout(src, tgt, "seq2seq")
+    assert s2s.inputs["y"][0, 1:].tolist() == [6, 5] and s2s.labels.tolist() == [[6, 5, 4]]
+
+
+def test_eval_sets_fixed_and_at_test_length() -> None:
+    task = make("copy", seq_len=4, test_len=9)
+    a = task.eval_sets(2, 3, "lm", seed=0)
+    b = task.eval_sets(2, 3, "lm", seed=0)
+    assert set(a) == {"", "_train_len"}
+    assert torch.equal(a[""][1].inputs["x"], b[""][1].inputs["x"])
+    assert (a[""][0].labels != IGNORE).sum(1).tolist() == [9, 9, 9]
+    assert (a["_train_len"][0].labels != IGNORE).sum(1).tolist() == [4, 4, 4]
+
+
+def test_variable_training_lengths() -> None:
+    task = make("copy", seq_len=8, min_len=2)
+    g = torch.Generator().manual_seed(0)
+    lens = {int((task.train_batch(2, "lm", g).labels[0] != IGNORE).sum()) for _ in range(40)}
+    assert min(lens) >= 2 and max(lens) <= 8 and len(lens) > 3

@@ -1,0 +1,105 @@
+"""Training loop: deterministic on the CPU, schedules, divergence, end-to-end rows."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.models.base import ModelOutput
+from harness.suite import TrainConfig, load_suite
+from harness.train import lr_at, train
+
+SUITE = """\
+name: tiny
+seeds: [0]
+baseline: a
+train: {steps: 30, batch_size: 8, lr: 3.0e-3, warmup_steps: 5, eval_every: 10, eval_batches: 1, eval_batch_size: 16, profile_steps: 2, profile_warmup: 1}
+model: {d_model: 16, n_heads: 2, d_ff: 32, n_layers: 1, dropout: 0.1}
+tasks:
+  - {task: copy, seq_len: 4, test_len: 6, vocab: 4}
+variants:
+  - {name: a, model: vanilla}
+"""
+
+
+def test_lr_schedule() -> None:
+    kw = dict(lr=1.0, steps=110, warmup=10, min_ratio=0.1)
+    assert lr_at(0, **kw) == pytest.approx(0.1)
+    assert lr_at(9, **kw) == pytest.approx(1.0)
+    assert lr_at(10, **kw) == pytest.approx(1.0)
+    assert lr_at(60, **kw) == pytest.approx(0.55)
+    assert lr_at(110, **kw) == pytest.approx(0.1)
+
+
+def _job(tmp_path: Path):  # noqa: ANN202
+    p = tmp_path / "tiny.yaml"
+    p.write_text(SUITE)
+    return load_suite(p).jobs[0]
+
+
+def test_same_seed_same_numbers(tmp_path: Path) -> None:
+    from harness.runner import execute
+
+    job = _job(tmp_path)
+    a, b = execute(job), execute(job)
+    assert a["status"] == "ok", a["error"]
+    assert a["curve"] == b["curve"] and a["metrics"] == b["metrics"]
+    assert [c["step"] for c in a["curve"]] == [10, 20, 30]
+    assert set(a["metrics"]) == {"tok_acc", "seq_acc", "tok_acc_train_len", "seq_acc_train_len"}
+    assert a["value"] == a["metrics"]["seq_acc"] and a["metric"] == "seq_acc"
+
+
+def test_row_has_every_design_field(tmp_path: Path) -> None:
+    from harness.runner import execute
+
+    row = execute(_job(tmp_path))
+    required = (
+        "run_id suite variant model task seed status error params params_applied flops_fwd flops_unsupported "
+        "mem_bytes mem_kind act_bytes step_ms tokens_per_s mfu metric value higher_is_better curve train_s "
+        "device device_name torch_version harness_version git_commit config finished_at"
+    ).split()
+    missing = [k for k in required if k not in row]
+    assert not missing
+    for k in ("params", "params_applied", "flops_fwd", "mem_bytes", "act_bytes"):
+        assert isinstance(row[k], int) and row[k] > 0, k
+    assert row["flops_unsupported"] == [] and row["mem_kind"] == "cpu_estimate"
+    assert row["step_ms"] > 0 and row["tokens_per_s"] > 0 and 0 < row["mfu"] < 1.5
+
+
+class _Exploding(torch.nn.Module):
+    io = "lm"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        logits = torch.zeros(*x.shape, 8) * self.w
+        return ModelOutput(logits + (float("nan") if self.w.grad is not None else 0.0))
+
+
+def test_nan_loss_is_diverged_with_step() -> None:
+    from harness.registry import TASKS
+
+    task = TASKS.get("copy").obj(TASKS.get("copy").config(seq_len=3, vocab=4))
+    cfg = vars(TrainConfig(steps=5, batch_size=2, eval_every=5)) | {"betas": [0.9, 0.98]}
+    out = train(_Exploding(), task, cfg, seed=0, device=torch.device("cpu"))
+    assert out.status == "diverged"
+    assert out.error == "loss became nan at step 1"
+    assert not math.isnan(out.train_s)
+
+
+def test_failing_job_is_recorded_and_suite_goes_on(tmp_path: Path) -> None:
+    from harness.runner import run_suite
+
+    p = tmp_path / "tiny.yaml"
+    p.write_text(SUITE.replace("{name: a, model: vanilla}", "{name: a, model: vanilla}\n  - {name: big, model: vanilla, d_model: 1048576, n_heads: 1, d_ff: 1048576}"))
+    suite = load_suite(p, ["train.steps=2", "train.eval_every=1"])
+    summary = run_suite(suite, tmp_path / "res", quiet=True)
+    assert summary.ran == 2
+    rows = {r["variant"]: r for r in __import__("harness.store", fromlist=["x"]).read_rows(summary.results_path)}
+    assert rows["a"]["status"] == "ok"
+    assert rows["big"]["status"] in ("oom", "error") and rows["big"]["error"]
