@@ -97,7 +97,7 @@ def test_failing_job_is_recorded_and_suite_goes_on(tmp_path: Path) -> None:
 
     p = tmp_path / "tiny.yaml"
     p.write_text(SUITE.replace("{name: a, model: vanilla}", "{name: a, model: vanilla}\n  - {name: big, model: vanilla, d_model: 1048576, n_heads: 1, d_ff: 1048576}"))
-    suite = load_suite(p, ["train.steps=2", "train.eval_every=1"])
+    suite = load_suite(p, ["train.steps=2", "train.warmup_steps=0", "train.eval_every=1"])
     summary = run_suite(suite, tmp_path / "res", quiet=True)
     assert summary.ran == 2
     rows = {r["variant"]: r for r in __import__("harness.store", fromlist=["x"]).read_rows(summary.results_path)}

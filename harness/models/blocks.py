@@ -36,7 +36,7 @@ def attend(
         t, s = scores.shape[-2:]
         future = torch.ones(t, s, dtype=torch.bool, device=q.device).triu(s - t + 1)
         scores = scores.masked_fill(future, float("-inf"))
-    weights = F.dropout(scores.softmax(dim=-1), p=dropout)
+    weights = F.dropout(scores.softmax(dim=-1), p=dropout, training=dropout > 0)
     return weights @ v  # (B, H, T, Dh)
 
 
