@@ -850,15 +850,19 @@ def _measured_cells(paper: Mapping[str, Any], rows: list[Row], lang: str,
             mem = fmt_bytes(c.get("mem_bytes"))
             if mem != DASH and s.mem_kinds:
                 mem += f" ({'/'.join(s.mem_kinds)})"
-            headline = DASH if s.n == 0 else f"{ts.metric} {_fmt_mean(s.mean, s.half_width, s.n)} (n={s.n})"
-            if s.is_baseline:
+            show = m.get("headline", True) is not False
+            headline = DASH if s.n == 0 or not show else f"{ts.metric} {_fmt_mean(s.mean, s.half_width, s.n)} (n={s.n})"
+            if not show:
+                delta = DASH
+            elif s.is_baseline:
                 delta = _t(lang, "ref")
             elif _finite(s.diff):
                 delta = (f"{_fmt_diff(s.diff, s.diff_half_width)} (n={s.n_pairs}, "
                          f"p_Holm={_fmt_p(s.p_holm)}; vs {ts.baseline})")
             else:
                 delta = DASH
-            lines.append([f"{task}: " if len(tasks) > 1 or len(specs) > 1 else "",
+            label = f"{variant} ({task})" if len(specs) > 1 else task
+            lines.append([f"{label}: " if len(tasks) > 1 or len(specs) > 1 else "",
                           _scale_text(ts, lang, short=True), fmt_count(c.get("params")),
                           fmt_gflops(c.get("flops_fwd")), mem, fmt_rate(c.get("tokens_per_s")), headline, delta])
     if not lines:
