@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import os
+import io
 import platform
 import subprocess
 import sys
@@ -225,7 +225,7 @@ def run_suite(
     store = ResultStore(results_dir / f"{suite.name}.jsonl")
     done = set() if force else store.done_ids()
     todo = [j for j in suite.jobs if j.run_id not in done]
-    printer = ProgressPrinter(len(todo), open(os.devnull, "w") if quiet else sys.stderr)
+    printer = ProgressPrinter(len(todo), io.StringIO() if quiet else sys.stderr)
     statuses: dict[str, int] = {}
     run = runner or (lambda job, p: execute(job, p))
     for job in todo:

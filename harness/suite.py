@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from harness import __version__
+from harness import __version__, yamlio
 from harness.config import bounded, build, positive
 from harness.errors import InputError
-from harness.registry import MODELS, TASKS, resolve_model, unknown_message
-from harness import yamlio
+from harness.registry import TASKS, resolve_model, unknown_message
 
 TOP_KEYS = (
     "name", "description", "include", "seeds", "baseline", "device", "train", "model", "tasks",
@@ -419,9 +418,9 @@ def load_suite(
                     where = origin[k]
                     raise InputError(src.locate(where), where, f"must be >= {need} for task '{label}', got {merged[k]}")
 
-            def locate(dotted: str, _o: dict = origin) -> str:
+            def locate(dotted: str, _o: dict = origin, _i: int = i) -> str:
                 key = dotted.split(".")[-1]
-                return src.locate(_o.get(key, f"variants[{i}]"))
+                return src.locate(_o.get(key, f"variants[{_i}]"))
 
             cfg = build(entry.config, merged, f"variants[{i}]", locate, f"model {entry.name}")
             check_task = getattr(task_obj, "check_model", None)

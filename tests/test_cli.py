@@ -59,3 +59,21 @@ def test_dry_run_prints_grid_and_writes_nothing(tmp_path: Path, capsys: pytest.C
     out = capsys.readouterr().out
     assert "vanilla-post" in out and "GFLOPs/ex" in out and "params" in out
     assert not res.exists()
+
+
+def test_python_api() -> None:
+    import harness
+
+    assert {"vanilla", "transformer-base", "transformer-big"} <= set(harness.list_models())
+    assert {"copy", "reverse", "sort", "addition", "duplication"} <= set(harness.list_tasks())
+    df = harness.load_results(ROOT / "results")
+    assert {"run_id", "variant", "status", "value", "flops_fwd"} <= set(df.columns)
+    assert df["run_id"].is_unique
+
+
+def test_report_command_zh_from_committed_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "--results-dir", str(ROOT / "results"), "--report-dir", str(tmp_path), "--lang", "zh"]) == 0
+    text = (tmp_path / "tables.md").read_text(encoding="utf-8")
+    for header in ("时间", "会议", "题目", "想解决的问题", "使用的方法", "结果", "训练细节", "其它"):
+        assert header in text
+    assert main(["report", "--results-dir", str(tmp_path / "none")]) == 2

@@ -114,7 +114,7 @@ class TokenEmbedding(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t = x.shape
+        t = x.shape[1]
         h = self.tok(x) * self.scale  # (B, T, D)
         if self.pos_kind == "learned":
             assert self.pos is not None

@@ -29,7 +29,11 @@ from torch import nn
 from harness.config import bounded, positive
 from harness.models.base import ModelOutput
 from harness.models.blocks import (
-    FeedForward, MultiHeadAttention, TiedHead, TokenEmbedding, init_linear_xavier,
+    FeedForward,
+    MultiHeadAttention,
+    TiedHead,
+    TokenEmbedding,
+    init_linear_xavier,
 )
 from harness.registry import register_model, register_preset
 

@@ -80,7 +80,7 @@ class SeqTask:
         return torch.randint(N_SPECIAL, N_SPECIAL + self.alphabet(), shape, generator=gen)
 
     def layout(self, src: torch.Tensor, tgt: torch.Tensor, io: str) -> Batch:
-        b, lt = tgt.shape
+        b = tgt.shape[0]
         sep = torch.full((b, 1), SEP, dtype=torch.long)
         if io == "lm":
             seq = torch.cat([src, sep, tgt], dim=1)
