@@ -195,3 +195,28 @@ def test_vanilla_flops_match_analytic_and_torch_counter(attention: str, arch: st
     assert unsupported == []
     assert ours == expected
     assert counter.get_total_flops() == expected
+
+
+def _act_bytes(n: int, **cfg: object) -> int:
+    from harness.profile import measure_act_bytes
+    from harness.registry import TASKS
+
+    task = TASKS.get("copy").obj(TASKS.get("copy").config())
+    m = harness.build_model("vanilla", vocab_size=task.vocab_size, d_model=64, n_heads=2, d_ff=128, n_layers=1,
+                            max_len=n, **cfg)
+    batch = task.profile_batch(n, 1, m.io, torch.Generator().manual_seed(0))
+    return measure_act_bytes(m, batch, lambda mm, b: task.loss(mm(**b.inputs), b))
+
+
+def test_fused_attention_memory_is_linear_and_math_is_quadratic() -> None:
+    """Bytes kept for backward are deterministic: fused SDPA keeps O(n), the materialised path O(n^2)."""
+    sdpa = {n: _act_bytes(n, dropout=0.0) for n in (512, 1024)}
+    math_ = {n: _act_bytes(n, dropout=0.0, attention="math") for n in (512, 1024)}
+    assert sdpa[1024] / sdpa[512] < 2.1
+    assert math_[1024] / math_[512] > 3.0
+    assert math_[1024] > 2 * 1024 * 1024 * 4  # at least one (heads, n, n) fp32 matrix is kept
+    assert sdpa[1024] < 2 * 1024 * 1024 * 4 / 2
+    # attention dropout sends CPU SDPA to a materialising kernel; attn_dropout=0 keeps it fused
+    with_attn_dropout = _act_bytes(1024, dropout=0.1)
+    assert with_attn_dropout > 2 * 1024 * 1024 * 4
+    assert _act_bytes(1024, dropout=0.1, attn_dropout=0.0) < with_attn_dropout / 5
