@@ -432,8 +432,11 @@ def load_suite(
             cdict = dataclasses.asdict(cfg)
             model_cfgs[(vname, label)] = cdict
             for seed in seeds:
+                # a config may draw something from the job's seed (e.g. a random sublayer order); it
+                # is resolved here so that the stored config and the run_id say what was run
+                seeded = cfg.for_seed(seed) if hasattr(cfg, "for_seed") else cfg
                 jobs.append(Job(
-                    suite=name, variant=vname, model=entry.name, preset=preset, model_cfg=cdict,
+                    suite=name, variant=vname, model=entry.name, preset=preset, model_cfg=dataclasses.asdict(seeded),
                     task_name=label, task=tname, task_cfg=dataclasses.asdict(tcfg), train=train_dict,
                     seed=seed, device=dev, baseline=baseline, description=description,
                 ))

@@ -6,7 +6,7 @@ Shape legend: B batch, T query length, S key length, D d_model, H heads, Dh = D 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -124,6 +124,22 @@ class TokenEmbedding(nn.Module):
         elif self.pos_kind == "sinusoidal":
             h = h + sinusoid_table(t, h.shape[-1], x.device)
         return self.drop(h)
+
+
+class Residual(nn.Module):
+    """One sublayer with its residual connection, dropout and LayerNorm, post-LN or pre-LN
+    (Vaswani et al. 2017, Sec. 3.1 and 5.4; pre-LN as in Xiong et al. 2020)."""
+
+    def __init__(self, d_model: int, dropout: float, norm: Literal["post", "pre"]) -> None:
+        super().__init__()
+        self.ln = nn.LayerNorm(d_model)
+        self.drop = nn.Dropout(dropout)
+        self.pre = norm == "pre"
+
+    def forward(self, x: torch.Tensor, sublayer: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        if self.pre:
+            return x + self.drop(sublayer(self.ln(x)))
+        return self.ln(x + self.drop(sublayer(x)))
 
 
 class TiedHead(nn.Module):

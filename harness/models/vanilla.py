@@ -30,6 +30,7 @@ from harness.config import bounded, positive
 from harness.models.base import ModelOutput
 from harness.models.blocks import (
     FeedForward,
+    Residual,
     MultiHeadAttention,
     TiedHead,
     TokenEmbedding,
@@ -73,21 +74,6 @@ class VanillaConfig:
 
 def _attn_p(c: VanillaConfig) -> float:
     return c.dropout if c.attn_dropout is None else c.attn_dropout
-
-
-class Residual(nn.Module):
-    """One sublayer with its residual connection and LayerNorm, post-LN or pre-LN (Sec. 5.4)."""
-
-    def __init__(self, d_model: int, dropout: float, norm: str) -> None:
-        super().__init__()
-        self.ln = nn.LayerNorm(d_model)
-        self.drop = nn.Dropout(dropout)
-        self.pre = norm == "pre"
-
-    def forward(self, x: torch.Tensor, sublayer) -> torch.Tensor:  # noqa: ANN001
-        if self.pre:
-            return x + self.drop(sublayer(self.ln(x)))
-        return self.ln(x + self.drop(sublayer(x)))
 
 
 class EncoderLayer(nn.Module):
