@@ -66,6 +66,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "series_cv": "## Transformer in CV series",
         "suite": "## Suite: {suite}",
         "task": "### Task: {task}",
+        "grid": "### Overview: {metrics} per variant and task (mean over seeds, n)",
         "profile": "### Cost against sequence length ({task})",
         "provenance": "## Provenance",
         "no_results": "No result rows found in `{path}`.",
@@ -112,6 +113,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "series_cv": "## Transformer in CV系列论文",
         "suite": "## 实验套件：{suite}",
         "task": "### 任务：{task}",
+        "grid": "### 总览：各变体与任务的 {metrics}（种子均值，n）",
         "profile": "### 开销随序列长度的变化（{task}）",
         "provenance": "## 来源信息",
         "no_results": "在 `{path}` 中没有找到结果。",
@@ -768,6 +770,44 @@ def _failure_lines(failures: Iterable[Row]) -> list[str]:
     return out
 
 
+def _grid_section(srows: list[Row], spec: Mapping[str, Any], tasks: list[str], lang: str) -> list[str]:
+    """A variant x task table of several metrics per cell ("tok_acc / seq_acc"), as papers lay out
+    their algorithmic tables; ``spec`` is the suite's ``report:`` key (``grid`` metrics, ``extras``
+    row fields such as ponder_steps)."""
+    metrics = [str(m) for m in spec.get("grid") or []]
+    extras = [str(e) for e in spec.get("extras") or []]
+    if not metrics:
+        return []
+    latest, _ = _latest((r for r in srows if _job(r) == "train"), ("variant", "task", "seed"))
+    cells: dict[tuple[str, str], list[Row]] = {}
+    for r in latest:
+        if r.get("status") == "ok":
+            cells.setdefault((str(r.get("variant")), str(r.get("task"))), []).append(r)
+    variants = sorted({str(r.get("variant")) for r in latest}, key=_natural)
+
+    def mean(values: list[Any]) -> str:
+        vals = [float(v) for v in values if _finite(v)]
+        return f"{sum(vals) / len(vals):.3f}" if vals else DASH
+
+    body = []
+    for v in variants:
+        line = [v]
+        for t in tasks:
+            rs = cells.get((v, t), [])
+            if not rs:
+                line.append(DASH)
+                continue
+            parts = [mean([_dig(r.get("metrics"), m) for r in rs]) for m in metrics]
+            text = " / ".join(parts)
+            for e in extras:
+                if any(_finite(r.get(e)) for r in rs):
+                    text += f"; {e} {mean([r.get(e) for r in rs])}"
+            line.append(f"{text} (n={len(rs)})")
+        body.append(line)
+    names = " / ".join(metrics)
+    return [_t(lang, "grid", metrics=names), "", _md_table(["variant", *tasks], body), ""]
+
+
 def _suite_section(rows: list[Row], suite: str, lang: str, fig_dir: Path, figures: list[str]) -> list[str]:
     srows = [r for r in rows if r.get("suite") == suite]
     out = [_t(lang, "suite", suite=suite), ""]
@@ -778,6 +818,9 @@ def _suite_section(rows: list[Row], suite: str, lang: str, fig_dir: Path, figure
     out += [_t(lang, "baseline_is", baseline=baseline) if baseline else _t(lang, "no_baseline"), ""]
 
     train_tasks = sorted({str(r.get("task")) for r in srows if _job(r) == "train"}, key=_natural)
+    spec = _mode(json.dumps(r.get("report_spec"), sort_keys=True) for r in srows if r.get("report_spec"))
+    if spec:
+        out += _grid_section(srows, json.loads(spec), train_tasks, lang)
     for task in train_tasks:
         ts = ablation(rows, suite, task)
         headers, body = _ablation_rows(ts, lang)

@@ -123,7 +123,7 @@ def execute(job: Job, progress: Callable[[int, int, float, float], None] | None 
         "mem_bytes": None, "mem_kind": None, "act_bytes": None, "step_ms": None, "tokens_per_s": None,
         "mfu": None, "metric": None, "value": None, "higher_is_better": None, "metrics": {}, "curve": [],
         "train_s": None, "seq_len": job.seq_len, "batch_size": job.batch_size,
-        "baseline": job.baseline, "suite_description": job.description,
+        "baseline": job.baseline, "suite_description": job.description, "report_spec": job.report_spec,
         "device": None, "device_name": None, "torch_version": torch.__version__,
         "harness_version": __version__, "git_commit": git_commit(), "config": job.config(),
     }

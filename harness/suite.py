@@ -26,7 +26,7 @@ from harness.registry import TASKS, resolve_model, unknown_message
 
 TOP_KEYS = (
     "name", "description", "include", "seeds", "baseline", "device", "train", "model", "tasks",
-    "variants", "profile",
+    "variants", "profile", "report",
 )
 
 
@@ -74,6 +74,14 @@ class ProfileConfig:
 
 
 @dataclass
+class ReportSpec:
+    """How the report lays out this suite besides the per-task ablation tables."""
+
+    grid: list[str] = field(default_factory=list)  # metrics shown per cell of a variant x task table
+    extras: list[str] = field(default_factory=list)  # row fields appended to each cell (e.g. ponder_steps)
+
+
+@dataclass
 class Job:
     """One unit of work: a variant on a task with a seed (train), or at a length (profile)."""
 
@@ -93,6 +101,7 @@ class Job:
     batch_size: int | None = None
     baseline: str | None = None
     description: str = ""
+    report_spec: dict[str, Any] | None = None  # layout only: not part of the run_id
 
     def identity(self) -> dict[str, Any]:
         """Everything that determines the job's numbers: hashed into ``run_id``."""
@@ -380,6 +389,9 @@ def load_suite(
     if baseline is not None and baseline not in names:
         raise InputError(src.locate("baseline"), "baseline", unknown_message("baseline variant", str(baseline), names))
 
+    report_spec = None
+    if data.get("report") is not None:
+        report_spec = dataclasses.asdict(build(ReportSpec, data["report"], "report", src.locate))
     profile = None
     if data.get("profile") is not None:
         profile = build(ProfileConfig, data["profile"], "profile", src.locate)
@@ -438,7 +450,7 @@ def load_suite(
                 jobs.append(Job(
                     suite=name, variant=vname, model=entry.name, preset=preset, model_cfg=dataclasses.asdict(seeded),
                     task_name=label, task=tname, task_cfg=dataclasses.asdict(tcfg), train=train_dict,
-                    seed=seed, device=dev, baseline=baseline, description=description,
+                    seed=seed, device=dev, baseline=baseline, description=description, report_spec=report_spec,
                 ))
     if profile is not None:
         plabel = profile.task or tasks[0][0]
@@ -455,5 +467,6 @@ def load_suite(
                     model_cfg=cfg, task_name=plabel, task=ptask[1], task_cfg=dataclasses.asdict(ptask[2]),
                     train=train_dict, seed=seeds[0], device=dev, kind="profile", seq_len=n,
                     batch_size=profile.batch_size, baseline=baseline, description=description,
+                    report_spec=report_spec,
                 ))
     return Suite(name, display, description, list(seeds), baseline, dev, train, jobs, names)

@@ -358,3 +358,22 @@ def test_report_does_not_import_torch(tmp_path: Path) -> None:
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_grid_overview_table(tmp_path: Path) -> None:
+    """A suite's `report: {grid: [...], extras: [...]}` lays out variant x task cells like the UT paper."""
+    spec = {"grid": ["tok_acc", "seq_acc"], "extras": ["ponder_steps"]}
+    rows = []
+    for task, (tok, seq) in {"copy": (0.9, 0.3), "reverse": (0.6, 0.1)}.items():
+        for seed in (0, 1):
+            rows.append(_row(suite="ut", task=task, variant="ut-act", model="universal", seed=seed, value=seq,
+                             metrics={"tok_acc": tok + 0.02 * seed, "seq_acc": seq}, ponder_steps=3.0 + seed,
+                             report_spec=spec, baseline=None))
+            rows.append(_row(suite="ut", task=task, variant="vanilla", model="vanilla", seed=seed, value=0.0,
+                             metrics={"tok_acc": 0.5, "seq_acc": 0.0}, report_spec=spec, baseline=None))
+    results = write_results(tmp_path / "results", rows)
+    md = write_report(results, tmp_path / "report").read_text(encoding="utf-8")
+    section = md[md.index("### Overview: tok_acc / seq_acc"):]
+    assert _table_row(section, "ut-act")[1:] == ["0.910 / 0.300; ponder_steps 3.500 (n=2)",
+                                                 "0.610 / 0.100; ponder_steps 3.500 (n=2)"]
+    assert _table_row(section, "vanilla")[1:] == ["0.500 / 0.000 (n=2)", "0.500 / 0.000 (n=2)"]
