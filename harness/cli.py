@@ -120,8 +120,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
     from harness.runner import profile_one
 
+    if args.warmup < 0 or args.steps < 1:
+        return _bad_input("--warmup must be >= 0 and --steps >= 1")
     try:
-        fields = profile_one(args.model, args.task, args.overrides, args.device)
+        fields = profile_one(args.model, args.task, args.overrides, args.device, args.warmup, args.steps)
     except HarnessError as e:
         return _bad_input(str(e))
     if args.json:
@@ -168,6 +170,8 @@ def make_parser() -> argparse.ArgumentParser:
                     help="model keys, and seq_len / batch_size for the input shape")
     pr.add_argument("--task", default=None, help="task supplying vocabulary and batch layout (default: copy)")
     pr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
+    pr.add_argument("--warmup", type=int, default=2, help="untimed training steps before timing (default 2)")
+    pr.add_argument("--steps", type=int, default=5, help="timed training steps behind step_ms (default 5)")
     pr.add_argument("--json", action="store_true", help="print one JSON object")
     pr.set_defaults(func=cmd_profile)
     return p

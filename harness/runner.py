@@ -237,7 +237,9 @@ def run_suite(
     return RunSummary(len(suite.jobs), len(suite.jobs) - len(todo), len(todo), statuses, store.path)
 
 
-def profile_one(model_name: str, task_name: str | None, overrides: list[str], device: str) -> dict[str, Any]:
+def profile_one(
+    model_name: str, task_name: str | None, overrides: list[str], device: str, n_warmup: int = 2, n_timed: int = 5
+) -> dict[str, Any]:
     """``harness profile``: build one model or preset with KEY=VALUE keys and profile it on a random
     batch of ``batch_size`` x ``seq_len`` tokens, without training. Raises HarnessError on bad input."""
     import torch
@@ -283,7 +285,9 @@ def profile_one(model_name: str, task_name: str | None, overrides: list[str], de
     batch = task.profile_batch(shape["seq_len"], shape["batch_size"], model.io, gen).to(dev)
     fields: dict[str, Any] = {"model": model_name, "task": tentry.name, **shape, "status": "ok", "error": None}
     try:
-        fields.update(profile_model(model, batch, lambda m, b: task.loss(m(**b.inputs), b), device=dev))
+        fields.update(profile_model(
+            model, batch, lambda m, b: task.loss(m(**b.inputs), b), device=dev, n_warmup=n_warmup, n_timed=n_timed
+        ))
     except Exception as e:  # report it like a job would
         fields["status"], fields["error"] = ("oom" if _is_oom(e) else "error"), _one_line(e)
     fields.update({"device": dev.type, "device_name": device_name(dev.type), "torch_version": torch.__version__,
