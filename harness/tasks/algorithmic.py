@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from harness.config import positive
 from harness.models.base import ModelOutput
 from harness.registry import register_task
-from harness.tasks.base import IGNORE, Batch
+from harness.tasks.base import IGNORE, Batch, token_loss
 
 PAD, SEP, BLANK, BOS = 0, 1, 2, 3
 N_SPECIAL = 4
@@ -121,9 +120,7 @@ class SeqTask:
         return Batch({"x": x}, labels)
 
     def loss(self, out: ModelOutput, batch: Batch) -> torch.Tensor:
-        logits = out.logits
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.labels.reshape(-1), ignore_index=IGNORE)
-        return loss if out.aux_loss is None else loss + out.aux_loss
+        return token_loss(out, batch)
 
     @staticmethod
     def score(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int, int, int]:

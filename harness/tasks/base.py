@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:  # pragma: no cover
+    from harness.models.base import ModelOutput
 
 IGNORE = -100  # label value that the loss and the metrics skip
 
@@ -30,3 +35,10 @@ class Batch:
 
     def to(self, device: torch.device | str) -> "Batch":
         return Batch({k: v.to(device) for k, v in self.inputs.items()}, self.labels.to(device))
+
+
+def token_loss(out: "ModelOutput", batch: Batch) -> torch.Tensor:
+    """Mean cross-entropy over the scored label positions, plus the model's auxiliary loss if any."""
+    logits = out.logits
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.labels.reshape(-1), ignore_index=IGNORE)
+    return loss if out.aux_loss is None else loss + out.aux_loss

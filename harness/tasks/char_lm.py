@@ -41,7 +41,7 @@ from harness.config import positive
 from harness.errors import HarnessError
 from harness.models.base import ModelOutput
 from harness.registry import register_task
-from harness.tasks.base import IGNORE, Batch
+from harness.tasks.base import IGNORE, Batch, token_loss
 
 VOCAB = 256  # byte values
 SYNTHETIC_BYTES = 2_000_000
@@ -426,9 +426,7 @@ class CharLM:
         return Batch({"x": x}, labels)
 
     def loss(self, out: ModelOutput, batch: Batch) -> torch.Tensor:
-        logits = out.logits
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.labels.reshape(-1), ignore_index=IGNORE)
-        return loss if out.aux_loss is None else loss + out.aux_loss
+        return token_loss(out, batch)
 
     @staticmethod
     def score(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, int, int, int]:
