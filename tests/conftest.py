@@ -14,3 +14,26 @@ def _seeded() -> None:
     import torch
 
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def refused_suite(tmp_path, capsys):  # noqa: ANN001, ANN201
+    """Write suite text, ``harness run`` it, assert the bad-input contract, return the one error line.
+
+    The contract (DESIGN.md): exit code 2, exactly one line on stderr, no traceback, nothing written.
+    """
+    from harness.cli import main
+
+    def run(text: str, *overrides: str) -> str:
+        suite = tmp_path / "bad.yaml"
+        suite.write_text(text)
+        results, report = tmp_path / "results", tmp_path / "report"
+        code = main(["run", str(suite), *overrides, "--results-dir", str(results), "--report-dir", str(report)])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert not results.exists() and not report.exists()
+        return lines[0]
+
+    return run

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 import torch
 
-from harness.cli import main
 from harness.registry import TASKS
 from harness.tasks.base import IGNORE
 
@@ -205,25 +204,17 @@ variants:
 """
 
 
-def _run_bad(tmp_path: Path, capsys: pytest.CaptureFixture[str], **extra: str) -> str:
-    suite = tmp_path / "bad.yaml"
-    suite.write_text(SUITE.format(task_extra=extra.get("task", ""), variant_extra=extra.get("variant", "")))
-    results, report = tmp_path / "results", tmp_path / "report"
-    code = main(["run", str(suite), "--results-dir", str(results), "--report-dir", str(report)])
-    err = capsys.readouterr().err
-    assert code == 2 and not results.exists() and not report.exists()
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
+def _run_bad(refused_suite, **extra: str) -> str:  # noqa: ANN001
+    return refused_suite(SUITE.format(task_extra=extra.get("task", ""), variant_extra=extra.get("variant", "")))
 
 
-def test_missing_file_exits_2_naming_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    line = _run_bad(tmp_path, capsys, task=f", path: {tmp_path / 'enwik8'}")
+def test_missing_file_exits_2_naming_the_key(tmp_path: Path, refused_suite) -> None:  # noqa: ANN001
+    line = _run_bad(refused_suite, task=f", path: {tmp_path / 'enwik8'}")
     assert "bad.yaml:6:" in line and "tasks[0].path" in line and "file not found" in line
 
 
-def test_non_causal_model_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    line = _run_bad(tmp_path, capsys, variant=", arch: encoder")
+def test_non_causal_model_exits_2(refused_suite) -> None:  # noqa: ANN001
+    line = _run_bad(refused_suite, variant=", arch: encoder")
     assert "bad.yaml:8:" in line and "variants[0].model" in line and "causal" in line and "encoder" in line
 
 

@@ -247,18 +247,10 @@ variants:
     ],
 )
 def test_bad_act_keys_refused_at_load(
-    extra: str, key: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    extra: str, key: str, message: str, refused_suite  # noqa: ANN001
 ) -> None:
-    from harness.cli import main
-
-    suite = tmp_path / "bad.yaml"
-    suite.write_text(SUITE.format(extra=extra))
-    code = main(
-        ["run", str(suite), "--results-dir", str(tmp_path / "r"), "--report-dir", str(tmp_path / "p")]
-    )
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert code == 2
-    assert len(lines) == 1 and "bad.yaml:8:" in lines[0] and key in lines[0] and message in lines[0], lines
+    line = refused_suite(SUITE.format(extra=extra))
+    assert "bad.yaml:8:" in line and key in line and message in line, line
 
 
 def test_runner_row_carries_ponder_steps(tmp_path: Path) -> None:
