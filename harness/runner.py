@@ -16,7 +16,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from harness import __version__
 from harness.store import ResultStore
@@ -103,6 +104,9 @@ def job_batch(job: Job, model: Any, task: Any) -> Any:
     gen = torch.Generator().manual_seed(job.seed)
     if job.kind == "profile":
         return task.profile_batch(job.seq_len, job.batch_size, model.io, gen)
+    longest = getattr(task, "longest_batch", None)
+    if longest is not None:
+        return longest(job.train["batch_size"], model.io, gen)
     n = task.cfg.seq_len
     return task.layout(*task.make(n, job.train["batch_size"], gen), model.io)
 
@@ -135,7 +139,7 @@ def execute(job: Job, progress: Callable[[int, int, float, float], None] | None 
         model.to(device)
         batch = job_batch(job, model, task).to(device)
         if job.kind == "train":
-            row["seq_len"], row["batch_size"] = batch.n_tokens, batch.batch_size
+            row["seq_len"], row["batch_size"] = batch.seq_len, batch.batch_size
             row["metric"], row["higher_is_better"] = task.metric, task.higher_is_better
         prof = profile_model(
             model, batch, lambda m, b: task.loss(m(**b.inputs), b), device=device,
@@ -214,6 +218,56 @@ class ProgressPrinter:
         self.stream.flush()
 
 
+class LengthLimits:
+    """Cost sweeps stop growing a variant's length once it ran out of memory or past the time budget.
+
+    Keyed by (variant, task): the smallest length that hit a limit and why. Rows already stored (from
+    an earlier, interrupted run) count too, so a resumed sweep skips the same cells.
+    """
+
+    def __init__(self, jobs: list[Job], stored: Iterable[dict[str, Any]]) -> None:
+        self.hit: dict[tuple[str, str], tuple[int, str]] = {}
+        ids = {j.run_id: j for j in jobs if j.kind == "profile"}
+        for row in stored:
+            job = ids.get(row.get("run_id", ""))
+            if job is not None:
+                self.record(job, row)
+
+    def record(self, job: Job, row: dict[str, Any]) -> None:
+        if job.kind != "profile" or job.seq_len is None:
+            return
+        why = None
+        if row.get("status") == "oom":
+            why = f"ran out of memory at n={job.seq_len}"
+        elif row.get("status") == "ok" and job.max_step_s and (row.get("step_ms") or 0) > 1000 * job.max_step_s:
+            why = (f"a training step took {row['step_ms'] / 1000:.1f} s at n={job.seq_len}, over the "
+                   f"{job.max_step_s:g} s budget")
+        key = (job.variant, job.task_name)
+        if why and (key not in self.hit or job.seq_len < self.hit[key][0]):
+            self.hit[key] = (job.seq_len, why)
+
+    def skip_reason(self, job: Job) -> str | None:
+        if job.kind != "profile" or job.seq_len is None:
+            return None
+        hit = self.hit.get((job.variant, job.task_name))
+        return f"skipped: {hit[1]}" if hit and job.seq_len > hit[0] else None
+
+
+def skipped_row(job: Job, reason: str) -> dict[str, Any]:
+    """The result row of a cell not run because a shorter length already hit a limit."""
+    import torch
+
+    return {
+        "run_id": job.run_id, "suite": job.suite, "variant": job.variant, "model": job.model,
+        "preset": job.preset, "task": job.task_name, "seed": job.seed, "job": job.kind,
+        "status": "skipped", "error": reason, "seq_len": job.seq_len, "batch_size": job.batch_size,
+        "baseline": job.baseline, "suite_description": job.description, "report_spec": job.report_spec,
+        "metrics": {}, "curve": [], "device": job.device, "torch_version": torch.__version__,
+        "harness_version": __version__, "git_commit": git_commit(), "config": job.config(),
+        "finished_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+    }
+
+
 def run_suite(
     suite: Suite,
     results_dir: Path,
@@ -228,9 +282,12 @@ def run_suite(
     printer = ProgressPrinter(len(todo), io.StringIO() if quiet else sys.stderr)
     statuses: dict[str, int] = {}
     run = runner or (lambda job, p: execute(job, p))
+    limits = LengthLimits(suite.jobs, [] if force else store.rows())
     for job in todo:
         printer.start(job)
-        row = run(job, printer.step)
+        reason = limits.skip_reason(job)
+        row = skipped_row(job, reason) if reason else run(job, printer.step)
+        limits.record(job, row)
         store.append(row)
         statuses[row["status"]] = statuses.get(row["status"], 0) + 1
         printer.finish(row)
@@ -241,7 +298,8 @@ def profile_one(
     model_name: str, task_name: str | None, overrides: list[str], device: str, n_warmup: int = 2, n_timed: int = 5
 ) -> dict[str, Any]:
     """``harness profile``: build one model or preset with KEY=VALUE keys and profile it on a random
-    batch of ``batch_size`` x ``seq_len`` tokens, without training. Raises HarnessError on bad input."""
+    batch of ``batch_size`` x ``seq_len`` tokens (image models: ``image_size`` x ``image_size`` images, on
+    the digits task unless ``task_name`` says otherwise), without training. Raises HarnessError on bad input."""
     import torch
 
     from harness.config import build
@@ -258,6 +316,8 @@ def profile_one(
             raise HarnessError(f"override '{text}': expected KEY=VALUE")
         k, raw = text.split("=", 1)
         value = parse_scalar(raw, f"override '{text}'", k)
+        if k == "image_size":  # image models: the input's side plays the part of seq_len
+            k = "seq_len"
         if k in shape:
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if k == "seed" else 1):
                 raise HarnessError(f"override '{text}': {k}: expected a positive integer, got {value!r}")
@@ -265,12 +325,18 @@ def profile_one(
         else:
             keys[k], where[k] = value, f"override '{text}'"
     entry, preset = resolve_model(model_name)
-    tentry = TASKS.get(task_name or "copy")
-    task = tentry.obj(tentry.config())
     cfg_keys = {f.name for f in dataclasses.fields(entry.config)}
+    image_model = "image_size" in cfg_keys
+    tentry = TASKS.get(task_name or ("digits" if image_model else "copy"))
+    task = tentry.obj(tentry.config(**({"image_size": shape["seq_len"]} if image_model else {})))
     merged = {**preset, **keys}
     if "vocab_size" in cfg_keys and "vocab_size" not in merged:
         merged["vocab_size"] = task.vocab_size
+    if image_model:  # classes, channels and head come from the task; the size from the profiled input
+        for k, v in task.model_keys().items():
+            if k in cfg_keys and k not in merged:
+                merged[k] = v
+        merged["image_size"] = shape["seq_len"]
     if "max_len" in cfg_keys:
         default_max = next(f.default for f in dataclasses.fields(entry.config) if f.name == "max_len")
         merged["max_len"] = max(int(merged.get("max_len", default_max)), shape["seq_len"])

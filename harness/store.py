@@ -36,7 +36,8 @@ class ResultStore:
         return read_rows(self.path)
 
     def done_ids(self) -> set[str]:
-        return {r["run_id"] for r in self.rows() if "run_id" in r}
+        """Jobs not to run again; a "skipped" cell is retried (its limit may have been raised since)."""
+        return {r["run_id"] for r in self.rows() if "run_id" in r and r.get("status") != "skipped"}
 
     def append(self, row: dict[str, Any]) -> None:
         line = (json.dumps(_clean(row), sort_keys=True, allow_nan=False) + "\n").encode("utf-8")

@@ -60,17 +60,31 @@ class TrainConfig:
 class ProfileConfig:
     """Cost-against-length sweep: each variant profiled (no training) at each length."""
 
-    seq_lens: list[int] = field(default_factory=list)
+    seq_lens: list[int] = field(default_factory=list)  # tokens; for image tasks, the image side
+    image_sizes: list[int] = field(default_factory=list)  # the same list under its image name
     batch_size: int = positive(4)
-    task: str | None = None  # which of the suite's tasks supplies the tokens; default: the first
+    task: str | None = None  # which of the suite's tasks supplies the inputs; default: the first
+    # A variant whose training step at one length took longer than this (or ran out of memory) is not
+    # profiled at the longer lengths: those cells are recorded as status "skipped" with the reason.
+    max_step_s: float | None = None
 
     def check(self) -> list[tuple[str, str]]:
-        if not self.seq_lens:
-            return [("seq_lens", "must list at least one length")]
-        for i, n in enumerate(self.seq_lens):
+        if self.seq_lens and self.image_sizes:
+            return [("image_sizes", "give seq_lens or image_sizes, not both")]
+        key = "image_sizes" if self.image_sizes else "seq_lens"
+        sizes = self.sizes
+        if not sizes:
+            return [("seq_lens", "must list at least one length (or image_sizes)")]
+        for i, n in enumerate(sizes):
             if n < 1:
-                return [(f"seq_lens[{i}]", f"must be >= 1, got {n}")]
+                return [(f"{key}[{i}]", f"must be >= 1, got {n}")]
+        if self.max_step_s is not None and self.max_step_s <= 0:
+            return [("max_step_s", f"must be > 0, got {self.max_step_s}")]
         return []
+
+    @property
+    def sizes(self) -> list[int]:
+        return self.image_sizes or self.seq_lens
 
 
 @dataclass
@@ -102,6 +116,7 @@ class Job:
     baseline: str | None = None
     description: str = ""
     report_spec: dict[str, Any] | None = None  # layout only: not part of the run_id
+    max_step_s: float | None = None  # profile jobs: skip longer lengths past this (not part of the run_id)
 
     def identity(self) -> dict[str, Any]:
         """Everything that determines the job's numbers: hashed into ``run_id``."""
@@ -458,15 +473,17 @@ def load_suite(
         for _, vname, mname, _ in expanded:
             entry, _ = resolve_model(mname)
             base_cfg = dict(model_cfgs[(vname, plabel)])
-            for n in profile.seq_lens:
+            for n in profile.sizes:
                 cfg = dict(base_cfg)
                 if "max_len" in cfg:
                     cfg["max_len"] = max(int(cfg["max_len"]), n)
+                if "image_size" in cfg:  # image models: the profiled length is the image side
+                    cfg["image_size"] = n
                 jobs.append(Job(
                     suite=name, variant=vname, model=entry.name, preset=mname if mname != entry.name else None,
                     model_cfg=cfg, task_name=plabel, task=ptask[1], task_cfg=dataclasses.asdict(ptask[2]),
                     train=train_dict, seed=seeds[0], device=dev, kind="profile", seq_len=n,
                     batch_size=profile.batch_size, baseline=baseline, description=description,
-                    report_spec=report_spec,
+                    report_spec=report_spec, max_step_s=profile.max_step_s,
                 ))
     return Suite(name, display, description, list(seeds), baseline, dev, train, jobs, names)

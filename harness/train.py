@@ -50,15 +50,16 @@ def evaluate(model: nn.Module, task: Any, sets: dict[str, list[Batch]], device: 
     extras: dict[str, list[float]] = {}
     try:
         for suffix, batches in sets.items():
-            totals = [0, 0, 0, 0]
+            totals: list | None = None  # the task's counts, summed over batches
             for b in batches:
                 b = b.to(device)
                 out = model(**b.inputs)
-                totals = [a + c for a, c in zip(totals, task.score(out.logits, b.labels))]
+                counts = task.score(out.logits, b.labels)
+                totals = list(counts) if totals is None else [a + c for a, c in zip(totals, counts)]
                 if suffix == "":
                     for k, v in out.extras.items():
                         extras.setdefault(k, []).append(float(v))
-            metrics.update(task.metrics(tuple(totals), suffix))
+            metrics.update(task.metrics(tuple(totals or ()), suffix))
     finally:
         model.train(was_training)
     return metrics, {k: sum(v) / len(v) for k, v in extras.items()}

@@ -31,7 +31,18 @@ class Batch:
 
     @property
     def n_tokens(self) -> int:
-        return sum(int(t.shape[1]) for t in self.inputs.values() if t.dim() >= 2 and not t.is_floating_point())
+        """Input tokens per example; for images (float [B, C, H, W] inputs), pixels per example."""
+        return sum(
+            int(t.shape[-2] * t.shape[-1]) if t.is_floating_point() and t.dim() == 4 else int(t.shape[1])
+            for t in self.inputs.values()
+            if t.dim() >= 2
+        )
+
+    @property
+    def seq_len(self) -> int:
+        """The size a result row records: tokens per example, or an image's side in pixels."""
+        images = [t for t in self.inputs.values() if t.is_floating_point() and t.dim() == 4]
+        return int(images[0].shape[-1]) if images else self.n_tokens
 
     def to(self, device: torch.device | str) -> "Batch":
         return Batch({k: v.to(device) for k, v in self.inputs.items()}, self.labels.to(device))
