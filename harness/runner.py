@@ -96,6 +96,16 @@ def build_job(job: Job) -> tuple[Any, Any]:
     return model, task
 
 
+def eval_builders(job: Job) -> dict[str, Callable[[], Any]]:
+    """Builders of the job's model under each eval mode that applies to it (see TrainConfig)."""
+    from harness.registry import MODELS
+    from harness.suite import eval_mode_configs
+
+    entry = MODELS.get(job.model)
+    modes = eval_mode_configs(entry.config, job.model_cfg, job.train.get("eval_modes") or {})
+    return {m: (lambda c=c: entry.obj(entry.config(**c))) for m, c in modes.items()}
+
+
 def job_batch(job: Job, model: Any, task: Any) -> Any:
     """The batch profiled for the job: a training batch at the longest training length, or a
     batch of exactly ``seq_len`` tokens for a profile job."""
@@ -149,7 +159,7 @@ def execute(job: Job, progress: Callable[[int, int, float, float], None] | None 
         if job.kind == "profile":
             row["status"] = "ok"
         else:
-            out = train(model, task, job.train, job.seed, device, progress)
+            out = train(model, task, job.train, job.seed, device, progress, eval_builders(job))
             row.update(out.extras)
             row["status"], row["error"] = out.status, out.error
             row["metrics"], row["curve"], row["train_s"] = out.metrics, out.curve, round(out.train_s, 3)

@@ -24,6 +24,10 @@ from harness.config import bounded, build, positive
 from harness.errors import InputError
 from harness.registry import TASKS, resolve_model, unknown_message
 
+# variant keys that are not model keys: which of the suite's tasks it runs on, and whether the cost
+# sweep (profile:) includes it
+VARIANT_KEYS = ("tasks", "profile")
+
 TOP_KEYS = (
     "name", "description", "include", "seeds", "baseline", "device", "train", "model", "tasks",
     "variants", "profile", "report",
@@ -47,6 +51,14 @@ class TrainConfig:
     eval_batch_size: int = positive(64)
     profile_warmup: int = bounded(2, lo=0)
     profile_steps: int = positive(5)  # timed steps behind step_ms
+    # Extra evaluations of the trained weights under other model keys, e.g. Reformer trained with
+    # LSH and evaluated with full attention: {full: {attention: full}, lsh-8: {eval_n_hashes: 8}}.
+    # Each gives metrics "<metric>@<mode>"; a mode applies to the variants whose model has its keys.
+    eval_modes: dict[str, dict] = field(default_factory=dict)
+    # Numerics of training and profiling: fp32 (TF32 matmuls on CUDA), or autocast to bf16 / fp16
+    # (fp16 with dynamic loss scaling); compile: torch.compile the model for the training loop.
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    compile: bool = False
 
     def check(self) -> list[tuple[str, str]]:
         if self.warmup_steps > self.steps:
@@ -95,6 +107,17 @@ class ReportSpec:
     extras: list[str] = field(default_factory=list)  # row fields appended to each cell (e.g. ponder_steps)
 
 
+# Train keys added after results were first committed, with the value that reproduces the older
+# behaviour: at that value they are left out of the run_id, so existing results stay valid.
+LATER_TRAIN_KEYS: dict[str, Any] = {"eval_modes": {}, "precision": "fp32", "compile": False}
+# Of those, the ones that change a profile job's numbers too (a profile job's identity has no train dict).
+NUMERICS_KEYS = ("precision", "compile")
+
+
+def _identity_train(train: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in train.items() if not (k in LATER_TRAIN_KEYS and v == LATER_TRAIN_KEYS[k])}
+
+
 @dataclass
 class Job:
     """One unit of work: a variant on a task with a seed (train), or at a length (profile)."""
@@ -123,9 +146,12 @@ class Job:
         return {
             "kind": self.kind, "suite": self.suite, "variant": self.variant, "model": self.model,
             "model_cfg": self.model_cfg, "task": self.task, "task_cfg": self.task_cfg,
-            "train": self.train if self.kind == "train" else None, "seed": self.seed,
+            "train": _identity_train(self.train) if self.kind == "train" else None, "seed": self.seed,
             "device": self.device, "seq_len": self.seq_len, "batch_size": self.batch_size,
             "harness_version": __version__,
+            # a profile job has no train dict in its identity, but precision and compile change its costs
+            **({k: v for k, v in _identity_train(self.train).items() if k in NUMERICS_KEYS}
+               if self.kind == "profile" else {}),
         }
 
     @property
@@ -273,7 +299,7 @@ def _expand_sweep(v: dict, i: int, src: _Source) -> list[tuple[str, dict]]:
     """A variant with ``sweep: {k: [1, 2]}`` -> one (name, keys) per grid point."""
     name = v["name"]
     sweep = v.get("sweep")
-    base = {k: x for k, x in v.items() if k not in ("name", "model", "sweep")}
+    base = {k: x for k, x in v.items() if k not in ("name", "model", "sweep", *VARIANT_KEYS)}
     if sweep is None:
         return [(name, base)]
     kp = f"variants[{i}].sweep"
@@ -294,6 +320,28 @@ def _expand_sweep(v: dict, i: int, src: _Source) -> list[tuple[str, dict]]:
         vname = name.format(**point) if fields else name + "".join(f"-{k}{x}" for k, x in point.items())
         out.append((vname, {**base, **point}))
     return out
+
+
+def _check_eval_modes(train: TrainConfig, expanded: list[tuple[int, str, str, dict]], src: _Source) -> None:
+    """Each eval mode must be a mapping of model keys that some variant's model accepts."""
+    all_keys = set().union(*(_model_keys(resolve_model(m)[0].config) for _, _, m, _ in expanded))
+    for mode, keys in train.eval_modes.items():
+        kp = f"train.eval_modes.{mode}"
+        if not isinstance(mode, str) or not mode or any(c in mode for c in "@ /"):
+            raise InputError(src.locate(kp), kp, "a mode name must be a non-empty string without '@', '/' or spaces")
+        if not isinstance(keys, dict) or not keys:
+            raise InputError(src.locate(kp), kp, "must be a non-empty mapping of model keys to values")
+        for k in keys:
+            if k not in all_keys:
+                close = difflib.get_close_matches(str(k), sorted(all_keys), n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise InputError(src.locate(f"{kp}.{k}"), f"{kp}.{k}", f"no variant's model accepts this key{hint}")
+
+
+def eval_mode_configs(model_cls_cfg: type, model_cfg: dict[str, Any], modes: dict[str, dict]) -> dict[str, dict]:
+    """The eval modes that apply to a model (all their keys are its keys), as full model configs."""
+    keys = _model_keys(model_cls_cfg)
+    return {m: {**model_cfg, **over} for m, over in modes.items() if set(over) <= keys}
 
 
 def _model_keys(cls: type) -> set[str]:
@@ -416,6 +464,26 @@ def load_suite(
                 unknown_message("task", profile.task, [t[0] for t in tasks]),
             )
 
+    labels = [t[0] for t in tasks]
+    plabel = (profile.task or labels[0]) if profile is not None else None
+    runs_on: dict[str, list[str]] = {}  # variant -> the task labels it trains on
+    profiled: dict[str, bool] = {}
+    for i, vname, _, _ in expanded:
+        v = data["variants"][i]
+        only = v.get("tasks", labels)
+        kp = f"variants[{i}].tasks"
+        if not isinstance(only, list) or not only or not all(isinstance(x, str) for x in only):
+            raise InputError(src.locate(kp), kp, "must be a non-empty list of the suite's task names")
+        for j, x in enumerate(only):
+            if x not in labels:
+                raise InputError(src.locate(f"{kp}[{j}]"), f"{kp}[{j}]", unknown_message("task", x, labels))
+        flag = v.get("profile", True)
+        if not isinstance(flag, bool):
+            kpp = f"variants[{i}].profile"
+            raise InputError(src.locate(kpp), kpp, f"expected true or false, got {flag!r}")
+        runs_on[vname], profiled[vname] = list(only), flag and profile is not None
+
+    _check_eval_modes(train, expanded, src)
     jobs: list[Job] = []
     train_dict = dataclasses.asdict(train)
     model_cfgs: dict[tuple[str, str], dict] = {}
@@ -425,6 +493,9 @@ def load_suite(
         preset = mname if mname != entry.name else None
         sweep_keys = set(data["variants"][i].get("sweep") or {})
         for label, tname, tcfg in tasks:
+            trains = label in runs_on[vname]
+            if not trains and not (profiled[vname] and label == plabel):
+                continue
             task_obj = TASKS.get(tname).obj(tcfg)
             origin: dict[str, str] = {}
             merged: dict[str, Any] = {}
@@ -458,7 +529,11 @@ def load_suite(
                     raise InputError(src.locate(kp), kp, f"cannot run on task '{label}': {problem}")
             cdict = dataclasses.asdict(cfg)
             model_cfgs[(vname, label)] = cdict
-            for seed in seeds:
+            for mode, full in eval_mode_configs(entry.config, cdict, train.eval_modes).items():
+                mp = f"train.eval_modes.{mode}"
+                build(entry.config, full, mp, lambda d, _m=mp: src.locate(f"{_m}.{d.split('.')[-1]}"),
+                      f"model {entry.name}")
+            for seed in seeds if trains else ():
                 # a config may draw something from the job's seed (e.g. a random sublayer order); it
                 # is resolved here so that the stored config and the run_id say what was run
                 seeded = cfg.for_seed(seed) if hasattr(cfg, "for_seed") else cfg
@@ -468,9 +543,10 @@ def load_suite(
                     seed=seed, device=dev, baseline=baseline, description=description, report_spec=report_spec,
                 ))
     if profile is not None:
-        plabel = profile.task or tasks[0][0]
         ptask = next(t for t in tasks if t[0] == plabel)
         for _, vname, mname, _ in expanded:
+            if not profiled[vname]:
+                continue
             entry, _ = resolve_model(mname)
             base_cfg = dict(model_cfgs[(vname, plabel)])
             for n in profile.sizes:

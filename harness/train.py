@@ -72,7 +72,11 @@ def train(
     seed: int,
     device: torch.device,
     progress: Progress | None = None,
+    eval_models: dict[str, Callable[[], nn.Module]] | None = None,
 ) -> TrainOutcome:
+    """Train ``model`` on ``task``; ``eval_models`` maps an eval mode to a builder of the same
+    architecture under other keys, which receives the trained weights for one more evaluation
+    (its metrics are suffixed ``@mode``)."""
     io = model.io
     gen = torch.Generator().manual_seed(seed)
     eval_sets = task.eval_sets(cfg["eval_batches"], cfg["eval_batch_size"], io, seed)
@@ -116,4 +120,10 @@ def train(
             metrics, extras = evaluate(model, task, eval_sets, device)
             curve.append({"step": done, "loss": running / n_running, **metrics})
             running, n_running = 0.0, 0
+    for mode, make in (eval_models or {}).items():
+        other = make().to(device)
+        other.load_state_dict(model.state_dict())
+        head_only = {"": eval_sets[""]}
+        mode_metrics, _ = evaluate(other, task, head_only, device)
+        metrics.update({f"{k}@{mode}": v for k, v in mode_metrics.items()})
     return TrainOutcome("ok", None, metrics, curve, time.perf_counter() - t0, steps, extras)

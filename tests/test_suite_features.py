@@ -1,0 +1,112 @@
+"""Suite features the long-range and vision suites rely on: per-variant tasks, cost sweeps that stop at
+a limit, eval modes (train with one setting, evaluate with others) and sweeps over image sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.runner import run_suite
+from harness.store import ResultStore
+from harness.suite import load_suite
+
+SUITE = """
+name: feat
+seeds: [0, 1]
+train: {steps: 4, batch_size: 4, eval_every: 4, eval_batches: 1, eval_batch_size: 8}
+model: {d_model: 16, n_heads: 2, d_ff: 32, n_layers: 1, dropout: 0.0}
+tasks:
+  - {name: rev, task: reverse, seq_len: 4, vocab: 4}
+  - {name: cp, task: copy, seq_len: 4, vocab: 4}
+variants:
+  - {name: a, model: vanilla}
+  - {name: b, model: vanilla, norm: pre, tasks: [cp], profile: false}
+profile: {seq_lens: [8, 16, 32, 64], batch_size: 1, task: rev}
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "feat.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_variant_tasks_and_profile_flag_restrict_the_grid(tmp_path: Path) -> None:
+    suite = load_suite(_write(tmp_path, SUITE))
+    train = {(j.variant, j.task_name) for j in suite.jobs if j.kind == "train"}
+    assert train == {("a", "rev"), ("a", "cp"), ("b", "cp")}
+    profiled = {j.variant for j in suite.jobs if j.kind == "profile"}
+    assert profiled == {"a"}
+
+
+def test_variant_tasks_are_validated(refused_suite: Any) -> None:
+    line = refused_suite(SUITE.replace("tasks: [cp]", "tasks: [cpp]"))
+    assert "variants[1].tasks[0]" in line and "cpp" in line and "Did you mean: cp" in line
+    line = refused_suite(SUITE.replace("profile: false", "profile: maybe"))
+    assert "variants[1].profile" in line
+
+
+def test_sweep_stops_after_the_time_budget(tmp_path: Path) -> None:
+    """A length whose step took longer than max_step_s stops the variant's sweep; the longer lengths
+    are stored as 'skipped' with the reason, the suite goes on, and a rerun retries only those."""
+    suite = load_suite(_write(tmp_path, SUITE.replace("task: rev}", "task: rev, max_step_s: 0.5}")))
+    calls: list[int] = []
+
+    def fake(job: Any, _progress: Any) -> dict[str, Any]:
+        if job.kind == "profile":
+            calls.append(job.seq_len)
+        step_ms = {8: 10.0, 16: 900.0}.get(job.seq_len, 5.0)  # 16 tokens breaks the 0.5 s budget
+        return {"run_id": job.run_id, "suite": job.suite, "variant": job.variant, "task": job.task_name,
+                "job": job.kind, "seed": job.seed, "seq_len": job.seq_len, "status": "ok", "step_ms": step_ms}
+
+    results = tmp_path / "results"
+    summary = run_suite(suite, results, quiet=True, runner=fake)
+    assert calls == [8, 16]
+    assert summary.statuses == {"ok": 8, "skipped": 2}
+    rows = [r for r in ResultStore(results / "feat.jsonl").rows() if r["job"] == "profile"]
+    skipped = sorted((r for r in rows if r["status"] == "skipped"), key=lambda r: r["seq_len"])
+    assert [r["seq_len"] for r in skipped] == [32, 64]
+    assert "0.9 s at n=16, over the 0.5 s budget" in skipped[0]["error"]
+    # resumed: finished cells are kept, the skipped ones are reconsidered and skipped again
+    calls.clear()
+    again = run_suite(suite, results, quiet=True, runner=fake)
+    assert calls == [] and again.statuses == {"skipped": 2}
+
+
+def test_sweep_stops_after_oom(tmp_path: Path) -> None:
+    suite = load_suite(_write(tmp_path, SUITE))
+
+    def fake(job: Any, _progress: Any) -> dict[str, Any]:
+        status = "oom" if job.kind == "profile" and job.seq_len >= 32 else "ok"
+        return {"run_id": job.run_id, "suite": job.suite, "variant": job.variant, "job": job.kind,
+                "seq_len": job.seq_len, "status": status, "step_ms": 1.0}
+
+    summary = run_suite(suite, tmp_path / "r", quiet=True, runner=fake)
+    assert summary.statuses == {"ok": 8, "oom": 1, "skipped": 1}
+
+
+def test_eval_modes_evaluate_trained_weights_under_other_keys(tmp_path: Path) -> None:
+    text = SUITE.replace("eval_batch_size: 8}", "eval_batch_size: 8, eval_modes: {math: {attention: math}}}")
+    suite = load_suite(_write(tmp_path, text.replace("profile: {", "#")))
+    job = next(j for j in suite.jobs if j.variant == "a" and j.task_name == "rev")
+    from harness.runner import execute
+
+    row = execute(job)
+    assert row["status"] == "ok", row["error"]
+    # sdpa and math attention are the same function: the eval mode reproduces the headline numbers
+    assert abs(row["metrics"]["seq_acc@math"] - row["metrics"]["seq_acc"]) < 1e-9
+    assert abs(row["metrics"]["tok_acc@math"] - row["metrics"]["tok_acc"]) < 1e-9
+
+
+def test_eval_modes_are_validated(refused_suite: Any) -> None:
+    base = SUITE.replace("eval_batch_size: 8}", "eval_batch_size: 8, eval_modes: {m: {attentoin: math}}}")
+    line = refused_suite(base)
+    assert "train.eval_modes.m.attentoin" in line and "did you mean 'attention'" in line
+    line = refused_suite(base.replace("attentoin: math", "attention: fast"))
+    assert "train.eval_modes.m.attention" in line and "must be one of" in line
+
+
+def test_image_sizes_profile_alias(tmp_path: Path) -> None:
+    text = SUITE.replace("profile: {seq_lens: [8, 16, 32, 64]", "profile: {image_sizes: [8, 16]")
+    suite = load_suite(_write(tmp_path, text))
+    assert sorted(j.seq_len for j in suite.jobs if j.kind == "profile") == [8, 16]
