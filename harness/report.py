@@ -83,7 +83,16 @@ _TEXT: dict[str, dict[str, str]] = {
         "superseded": "{n} older row(s) for the same variant, task and seed were superseded by newer ones.",
         "fig_metric": "Every seed's final {metric} per variant (dots), with mean and 95% CI (black).",
         "fig_cost": "Cost against sequence length on log-log axes; the legend gives each fitted exponent.",
-        "exp_table": "Fitted exponents k of cost ∝ seq_len^k (least squares on log-log):",
+        "exp_table": "Fitted exponents k of cost ∝ seq_len^k (least squares on log-log{range}):",
+        "exp_range": ", lengths {lo} to {hi}",
+        "overtake": ("Length from which each variant costs less than each reference (model `vanilla`) at "
+                     "every longer measured length; a reference that ran out of memory or was skipped counts as "
+                     "costing more:"),
+        "ratio": "Cost relative to each reference at n = {n} (variant / reference; below 1 is cheaper):",
+        "never": "not up to {n}",
+        "from_start": "from {n} (the shortest)",
+        "matrix_note": ("Rows: how the model was trained; columns: how it was evaluated. Each cell: {metric} "
+                        "mean ± 95% CI over seeds (n), then the paper's number in brackets where it has one."),
         "better": "better beyond seed noise",
         "worse": "worse beyond seed noise",
         "same": "within seed noise",
@@ -127,7 +136,13 @@ _TEXT: dict[str, dict[str, str]] = {
         "superseded": "同一变体、任务与种子的 {n} 条旧结果已被新结果取代。",
         "fig_metric": "每个变体在各随机种子上的最终 {metric}（圆点），以及均值与 95% 置信区间（黑色）。",
         "fig_cost": "双对数坐标下开销随序列长度的变化；图例中给出拟合的指数。",
-        "exp_table": "拟合指数 k（开销 ∝ seq_len^k，双对数最小二乘）：",
+        "exp_table": "拟合指数 k（开销 ∝ seq_len^k，双对数最小二乘{range}）：",
+        "exp_range": "，长度 {lo} 至 {hi}",
+        "overtake": "各变体从哪个长度起（且在所有更长的实测长度上）开销低于各参照模型（`vanilla`）；参照模型内存不足或被跳过的长度算作参照更贵：",
+        "ratio": "n = {n} 时相对各参照模型的开销（变体 / 参照；小于 1 表示更省）：",
+        "never": "至 {n} 未超过",
+        "from_start": "自 {n}（最短长度）起",
+        "matrix_note": "行：训练方式；列：评估方式。每格为 {metric} 的种子均值 ± 95% 置信区间（n），方括号内为论文数字（如有）。",
         "better": "优于基线（超出种子噪声）",
         "worse": "劣于基线（超出种子噪声）",
         "same": "在种子噪声范围内",
@@ -626,7 +641,8 @@ class _ProfileSeries:
     failures: list[Row]
 
 
-def _profile(rows: Iterable[Mapping[str, Any]], suite: str, task: str) -> list[_ProfileSeries]:
+def _profile(rows: Iterable[Mapping[str, Any]], suite: str, task: str,
+             fit_range: Sequence[int] = ()) -> list[_ProfileSeries]:
     picked = [dict(r) for r in rows if r.get("suite") == suite and r.get("task") == task and _job(r) == "profile"]
     latest, _ = _latest(picked, ("variant", "seq_len", "seed"))
     out: list[_ProfileSeries] = []
@@ -641,7 +657,8 @@ def _profile(rows: Iterable[Mapping[str, Any]], suite: str, task: str) -> list[_
                 by_len.setdefault(float(_seq_len(r)), []).append(r.get(q))
             pts = [(x, m) for x, vs in sorted(by_len.items()) if (m := _median(vs)) is not None and m > 0]
             points[q] = pts
-            exps[q] = fit_power_law([x for x, _ in pts], [y for _, y in pts])[0]
+            fit = [(x, y) for x, y in pts if not fit_range or fit_range[0] <= x <= fit_range[1]]
+            exps[q] = fit_power_law([x for x, _ in fit], [y for _, y in fit])[0]
         out.append(_ProfileSeries(variant, points, exps,
                                   sorted((r for r in rs if r.get("status") != "ok"), key=_row_order)))
     return out
@@ -808,6 +825,105 @@ def _grid_section(srows: list[Row], spec: Mapping[str, Any], tasks: list[str], l
     return [_t(lang, "grid", metrics=names), "", _md_table(["variant", *tasks], body), ""]
 
 
+_CROSS_QUANTITIES = ("step_ms", "act_bytes")
+
+
+def overtake_length(mine: Mapping[float, float], ref: Mapping[float, float], failed_ref: Iterable[float],
+                    lengths: Sequence[float]) -> float | None:
+    """The shortest measured length from which ``mine`` < ``ref`` at every longer length where ``mine``
+    was measured. A length where the reference failed (oom, skipped) counts as a win; a length where
+    ``mine`` was not measured is passed over. None: never."""
+    failed = set(failed_ref)
+    start: float | None = None
+    for n in sorted(lengths):
+        if n not in mine:
+            continue
+        win = n in failed or (n in ref and mine[n] < ref[n])
+        lost = n in ref and not win
+        if win and start is None:
+            start = n
+        elif lost:
+            start = None
+    return start
+
+
+def _overtake_section(series: list[_ProfileSeries], prows: list[Row], refs: list[str], ratio_at: Any,
+                      lang: str) -> list[str]:
+    others = [ps for ps in series if ps.variant not in refs]
+    if not refs or not others:
+        return []
+    by_name = {ps.variant: ps for ps in series}
+    lengths = sorted({float(_seq_len(r)) for r in prows if _finite(_seq_len(r))})
+    failed = {v: [float(_seq_len(r)) for r in prows if str(r.get("variant")) == v and r.get("status") != "ok"
+                  and _finite(_seq_len(r))] for v in refs}
+    longest = f"{lengths[-1]:.0f}" if lengths else "?"
+    headers = ["variant", *(f"{q} < {ref}" for ref in refs for q in _CROSS_QUANTITIES)]
+    body = []
+    for ps in others:
+        line = [ps.variant]
+        for ref in refs:
+            for q in _CROSS_QUANTITIES:
+                mine = dict(ps.points[q])
+                n = overtake_length(mine, dict(by_name[ref].points[q]), failed[ref], lengths)
+                if n is None:
+                    line.append(_t(lang, "never", n=longest))
+                elif n == min(mine, default=n):
+                    line.append(_t(lang, "from_start", n=f"{n:.0f}"))
+                else:
+                    line.append(f"{n:.0f}")
+        body.append(line)
+    out = [_t(lang, "overtake"), "", _md_table(headers, body), ""]
+    if _finite(ratio_at):
+        at = float(ratio_at)
+        rbody = []
+        for ps in others:
+            line = [ps.variant]
+            for ref in refs:
+                for q in _CROSS_QUANTITIES:
+                    a, b = dict(ps.points[q]).get(at), dict(by_name[ref].points[q]).get(at)
+                    line.append(f"{a / b:.3f}" if a is not None and b else DASH)
+            rbody.append(line)
+        heads = ["variant", *(f"{q} / {ref}" for ref in refs for q in _CROSS_QUANTITIES)]
+        out += [_t(lang, "ratio", n=f"{at:.0f}"), "", _md_table(heads, rbody), ""]
+    return out
+
+
+def _matrix_section(srows: list[Row], spec: Mapping[str, Any], lang: str) -> list[str]:
+    """Rows = variants (training setting), columns = eval modes, with the paper's table beside ours."""
+    metric, scale = str(spec["metric"]), float(spec.get("scale") or 1.0)
+    latest, _ = _latest((r for r in srows if _job(r) == "train" and str(r.get("task")) == spec["task"]),
+                        ("variant", "task", "seed"))
+    paper: Mapping[str, Any] = {}
+    if spec.get("paper"):
+        pid, _, table = str(spec["paper"]).partition(".")
+        entry = next((p for p in load_literature() if p.get("id") == pid), {})
+        paper = _dig(entry, "tables", table) or {}
+    body = []
+    for variant, row_label in spec["rows"].items():
+        rs = [r for r in latest if str(r.get("variant")) == variant and r.get("status") == "ok"]
+        line = [f"{row_label} (`{variant}`)"]
+        for mode, col_label in spec["columns"].items():
+            key = f"{metric}@{mode}" if mode else metric
+            mean, hw, n = mean_ci([_dig(r.get("metrics"), key) for r in rs])
+            if not n:
+                text = DASH
+            elif scale >= 10:  # percent-like: one decimal, as papers print them
+                text = f"{mean * scale:.1f}" + (f" ± {hw * scale:.1f}" if _finite(hw) else "") + f" (n={n})"
+            else:
+                text = _fmt_mean(mean * scale, hw * scale, n) + f" (n={n})"
+            ref = _dig(paper, "values", row_label, col_label)
+            if ref is not None:
+                text += f" [{ref}]"
+            line.append(text)
+        body.append(line)
+    title = str(spec.get("title") or f"{metric}: {spec['task']}")
+    out = [f"### {title}", "", _t(lang, "matrix_note", metric=metric), ""]
+    if paper.get("caption"):
+        cap = paper["caption"]
+        out += [str(cap.get(lang) or cap.get("en")) if isinstance(cap, Mapping) else str(cap), ""]
+    return [*out, _md_table(["train \\ eval", *spec["columns"].values()], body), ""]
+
+
 def _suite_section(rows: list[Row], suite: str, lang: str, fig_dir: Path, figures: list[str]) -> list[str]:
     srows = [r for r in rows if r.get("suite") == suite]
     out = [_t(lang, "suite", suite=suite), ""]
@@ -821,6 +937,8 @@ def _suite_section(rows: list[Row], suite: str, lang: str, fig_dir: Path, figure
     spec = _mode(json.dumps(r.get("report_spec"), sort_keys=True) for r in srows if r.get("report_spec"))
     if spec:
         out += _grid_section(srows, json.loads(spec), train_tasks, lang)
+        for m in json.loads(spec).get("matrix") or []:
+            out += _matrix_section(srows, m, lang)
     for task in train_tasks:
         ts = ablation(rows, suite, task)
         headers, body = _ablation_rows(ts, lang)
@@ -841,8 +959,10 @@ def _suite_section(rows: list[Row], suite: str, lang: str, fig_dir: Path, figure
             out += [_t(lang, "failed"), "", *_failure_lines(ts.failures), ""]
 
     prof_tasks = sorted({str(r.get("task")) for r in srows if _job(r) == "profile"}, key=_natural)
+    pspec = json.loads(spec) if spec else {}
+    fit_range = [int(x) for x in pspec.get("fit_range") or []]
     for task in prof_tasks:
-        series = _profile(rows, suite, task)
+        series = _profile(rows, suite, task, fit_range)
         prows = [r for r in srows if _job(r) == "profile" and str(r.get("task")) == task]
         lens = "/".join(str(x) for x in _uniq(_seq_len(r) for r in prows))
         batches = "/".join(str(x) for x in _uniq(_batch(r) for r in prows))
@@ -863,7 +983,10 @@ def _suite_section(rows: list[Row], suite: str, lang: str, fig_dir: Path, figure
             span = f"{xs[0]:.0f}–{xs[-1]:.0f} ({len(xs)})" if xs else DASH
             body.append([ps.variant, *(f"{ps.exponents[q]:.2f}" if _finite(ps.exponents[q]) else DASH
                                        for q in PROFILE_QUANTITIES), span])
-        out += [_t(lang, "exp_table"), "", _md_table(headers, body), ""]
+        rng = _t(lang, "exp_range", lo=fit_range[0], hi=fit_range[1]) if fit_range else ""
+        out += [_t(lang, "exp_table", range=rng), "", _md_table(headers, body), ""]
+        refs = sorted({str(r.get("variant")) for r in prows if r.get("model") == "vanilla"}, key=_natural)
+        out += _overtake_section(series, prows, refs, pspec.get("ratio_at"), lang)
         fails = [r for ps in series for r in ps.failures]
         if fails:
             out += [_t(lang, "failed"), "", *_failure_lines(fails), ""]

@@ -105,6 +105,29 @@ class ReportSpec:
 
     grid: list[str] = field(default_factory=list)  # metrics shown per cell of a variant x task table
     extras: list[str] = field(default_factory=list)  # row fields appended to each cell (e.g. ponder_steps)
+    matrix: list[dict] = field(default_factory=list)  # train-setting x eval-mode tables (MatrixSpec)
+    fit_range: list[int] = field(default_factory=list)  # [lo, hi]: cost exponents fitted on lo <= n <= hi
+    ratio_at: int | None = None  # cost sweep: each variant's cost relative to the references at this n
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.fit_range and (len(self.fit_range) != 2 or not 1 <= self.fit_range[0] < self.fit_range[1]):
+            return [("fit_range", f"must be [lo, hi] with 1 <= lo < hi, got {self.fit_range}")]
+        return []
+
+
+@dataclass
+class MatrixSpec:
+    """A table whose rows are variants (how a model was trained) and whose columns are eval modes (how
+    it was evaluated), e.g. Reformer's duplication table; ``paper`` names a table of literature.yaml
+    (``<paper id>.<table>``) whose numbers are shown beside ours, matched by the row and column labels."""
+
+    task: str
+    metric: str
+    rows: dict[str, str]  # variant -> row label
+    columns: dict[str, str]  # eval mode ('' = the headline evaluation) -> column label
+    title: str = ""
+    paper: str | None = None
+    scale: float = 1.0  # multiply measured values (e.g. 100 for percent, as papers print them)
 
 
 # Train keys added after results were first committed, with the value that reproduces the older
@@ -454,7 +477,20 @@ def load_suite(
 
     report_spec = None
     if data.get("report") is not None:
-        report_spec = dataclasses.asdict(build(ReportSpec, data["report"], "report", src.locate))
+        spec = build(ReportSpec, data["report"], "report", src.locate)
+        for j, m in enumerate(spec.matrix):
+            kp = f"report.matrix[{j}]"
+            ms = build(MatrixSpec, m, kp, src.locate)
+            if ms.task not in [t[0] for t in tasks]:
+                raise InputError(src.locate(f"{kp}.task"), f"{kp}.task", unknown_message("task", ms.task, [t[0] for t in tasks]))
+            for v in ms.rows:
+                if v not in names:
+                    raise InputError(src.locate(f"{kp}.rows.{v}"), f"{kp}.rows.{v}", unknown_message("variant", v, names))
+            for mode in ms.columns:
+                if mode and mode not in train.eval_modes:
+                    raise InputError(src.locate(f"{kp}.columns.{mode}"), f"{kp}.columns.{mode}",
+                                     unknown_message("eval mode", mode, sorted(train.eval_modes)))
+        report_spec = dataclasses.asdict(spec)
     profile = None
     if data.get("profile") is not None:
         profile = build(ProfileConfig, data["profile"], "profile", src.locate)
