@@ -508,8 +508,8 @@ def load_suite(
         v = data["variants"][i]
         only = v.get("tasks", labels)
         kp = f"variants[{i}].tasks"
-        if not isinstance(only, list) or not only or not all(isinstance(x, str) for x in only):
-            raise InputError(src.locate(kp), kp, "must be a non-empty list of the suite's task names")
+        if not isinstance(only, list) or not all(isinstance(x, str) for x in only):
+            raise InputError(src.locate(kp), kp, "must be a list of the suite's task names ([]: cost sweep only)")
         for j, x in enumerate(only):
             if x not in labels:
                 raise InputError(src.locate(f"{kp}[{j}]"), f"{kp}[{j}]", unknown_message("task", x, labels))
@@ -518,6 +518,8 @@ def load_suite(
             kpp = f"variants[{i}].profile"
             raise InputError(src.locate(kpp), kpp, f"expected true or false, got {flag!r}")
         runs_on[vname], profiled[vname] = list(only), flag and profile is not None
+        if not only and not profiled[vname]:
+            raise InputError(src.locate(kp), kp, "is empty and the variant is not in a cost sweep: it would run nothing")
 
     _check_eval_modes(train, expanded, src)
     jobs: list[Job] = []

@@ -110,3 +110,10 @@ def test_image_sizes_profile_alias(tmp_path: Path) -> None:
     text = SUITE.replace("profile: {seq_lens: [8, 16, 32, 64]", "profile: {image_sizes: [8, 16]")
     suite = load_suite(_write(tmp_path, text))
     assert sorted(j.seq_len for j in suite.jobs if j.kind == "profile") == [8, 16]
+
+
+def test_profile_only_variant(tmp_path: Path, refused_suite: Any) -> None:
+    suite = load_suite(_write(tmp_path, SUITE.replace("tasks: [cp], profile: false", "tasks: []")))
+    assert {j.kind for j in suite.jobs if j.variant == "b"} == {"profile"}
+    line = refused_suite(SUITE.replace("tasks: [cp]", "tasks: []"))
+    assert "variants[1].tasks" in line and "would run nothing" in line
