@@ -362,9 +362,20 @@ def _check_eval_modes(train: TrainConfig, expanded: list[tuple[int, str, str, di
 
 
 def eval_mode_configs(model_cls_cfg: type, model_cfg: dict[str, Any], modes: dict[str, dict]) -> dict[str, dict]:
-    """The eval modes that apply to a model (all their keys are its keys), as full model configs."""
+    """The eval modes that apply to a model, as full model configs: a mode applies when the model has
+    all its keys and accepts its values (so ``attention: full`` applies to Reformer, not to vanilla,
+    whose ``attention`` is sdpa or math)."""
     keys = _model_keys(model_cls_cfg)
-    return {m: {**model_cfg, **over} for m, over in modes.items() if set(over) <= keys}
+    out = {}
+    for m, over in modes.items():
+        if not set(over) <= keys:
+            continue
+        try:
+            build(model_cls_cfg, {**model_cfg, **over}, "", lambda _k: "")
+        except InputError:
+            continue
+        out[m] = {**model_cfg, **over}
+    return out
 
 
 def _model_keys(cls: type) -> set[str]:
@@ -522,6 +533,8 @@ def load_suite(
             raise InputError(src.locate(kp), kp, "is empty and the variant is not in a cost sweep: it would run nothing")
 
     _check_eval_modes(train, expanded, src)
+    mode_used: set[str] = set()
+    mode_errors: dict[str, InputError] = {}
     jobs: list[Job] = []
     train_dict = dataclasses.asdict(train)
     model_cfgs: dict[tuple[str, str], dict] = {}
@@ -567,10 +580,16 @@ def load_suite(
                     raise InputError(src.locate(kp), kp, f"cannot run on task '{label}': {problem}")
             cdict = dataclasses.asdict(cfg)
             model_cfgs[(vname, label)] = cdict
-            for mode, full in eval_mode_configs(entry.config, cdict, train.eval_modes).items():
+            for mode, over in train.eval_modes.items():
+                if mode in mode_used or not set(over) <= ckeys:
+                    continue
                 mp = f"train.eval_modes.{mode}"
-                build(entry.config, full, mp, lambda d, _m=mp: src.locate(f"{_m}.{d.split('.')[-1]}"),
-                      f"model {entry.name}")
+                try:
+                    build(entry.config, {**cdict, **over}, mp,
+                          lambda d, _m=mp: src.locate(f"{_m}.{d.split('.')[-1]}"), f"model {entry.name}")
+                    mode_used.add(mode)
+                except InputError as e:
+                    mode_errors.setdefault(mode, e)
             for seed in seeds if trains else ():
                 # a config may draw something from the job's seed (e.g. a random sublayer order); it
                 # is resolved here so that the stored config and the run_id say what was run
@@ -580,6 +599,9 @@ def load_suite(
                     task_name=label, task=tname, task_cfg=dataclasses.asdict(tcfg), train=train_dict,
                     seed=seed, device=dev, baseline=baseline, description=description, report_spec=report_spec,
                 ))
+    for mode in train.eval_modes:
+        if mode not in mode_used and mode in mode_errors:
+            raise mode_errors[mode]  # the mode fits no variant: say why for the first that has its keys
     if profile is not None:
         ptask = next(t for t in tasks if t[0] == plabel)
         for _, vname, mname, _ in expanded:
