@@ -482,9 +482,24 @@ def load_suite(
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise InputError(src.locate(f"model.{k}"), f"model.{k}", f"no variant's model accepts this key{hint}")
 
-    baseline = data.get("baseline")
-    if baseline is not None and baseline not in names:
-        raise InputError(src.locate("baseline"), "baseline", unknown_message("baseline variant", str(baseline), names))
+    # one baseline variant for every task, or a mapping task name -> baseline variant
+    baseline_spec = data.get("baseline")
+    task_labels = [t[0] for t in tasks]
+    per_task: dict[str, str | None] = {}
+    if isinstance(baseline_spec, dict):
+        for k, b in baseline_spec.items():
+            kp = f"baseline.{k}"
+            if k not in task_labels:
+                raise InputError(src.locate(kp), kp, unknown_message("task", str(k), task_labels))
+            if b not in names:
+                raise InputError(src.locate(kp), kp, unknown_message("baseline variant", str(b), names))
+            per_task[k] = b
+        baseline = None
+    else:
+        baseline = baseline_spec
+        if baseline is not None and baseline not in names:
+            raise InputError(src.locate("baseline"), "baseline", unknown_message("baseline variant", str(baseline), names))
+        per_task = {t: baseline for t in task_labels}
 
     report_spec = None
     if data.get("report") is not None:
@@ -597,7 +612,8 @@ def load_suite(
                 jobs.append(Job(
                     suite=name, variant=vname, model=entry.name, preset=preset, model_cfg=dataclasses.asdict(seeded),
                     task_name=label, task=tname, task_cfg=dataclasses.asdict(tcfg), train=train_dict,
-                    seed=seed, device=dev, baseline=baseline, description=description, report_spec=report_spec,
+                    seed=seed, device=dev, baseline=per_task.get(label), description=description,
+                    report_spec=report_spec,
                 ))
     for mode in train.eval_modes:
         if mode not in mode_used and mode in mode_errors:
@@ -619,7 +635,7 @@ def load_suite(
                     suite=name, variant=vname, model=entry.name, preset=mname if mname != entry.name else None,
                     model_cfg=cfg, task_name=plabel, task=ptask[1], task_cfg=dataclasses.asdict(ptask[2]),
                     train=train_dict, seed=seeds[0], device=dev, kind="profile", seq_len=n,
-                    batch_size=profile.batch_size, baseline=baseline, description=description,
+                    batch_size=profile.batch_size, baseline=per_task.get(plabel), description=description,
                     report_spec=report_spec, max_step_s=profile.max_step_s,
                 ))
     return Suite(name, display, description, list(seeds), baseline, dev, train, jobs, names)

@@ -117,3 +117,13 @@ def test_profile_only_variant(tmp_path: Path, refused_suite: Any) -> None:
     assert {j.kind for j in suite.jobs if j.variant == "b"} == {"profile"}
     line = refused_suite(SUITE.replace("tasks: [cp]", "tasks: []"))
     assert "variants[1].tasks" in line and "would run nothing" in line
+
+
+def test_baseline_per_task(tmp_path: Path, refused_suite: Any) -> None:
+    text = SUITE.replace("seeds: [0, 1]", "seeds: [0, 1]\nbaseline: {rev: a, cp: b}")
+    suite = load_suite(_write(tmp_path, text))
+    assert {(j.task_name, j.baseline) for j in suite.jobs if j.kind == "train"} == {("rev", "a"), ("cp", "b")}
+    line = refused_suite(text.replace("cp: b}", "cp: c}"))
+    assert "baseline.cp" in line and "unknown baseline variant 'c'" in line
+    line = refused_suite(text.replace("{rev: a", "{rve: a"))
+    assert "baseline.rve" in line
