@@ -85,7 +85,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "fig_cost": "Cost against sequence length on log-log axes; the legend gives each fitted exponent.",
         "exp_table": "Fitted exponents k of cost ∝ seq_len^k (least squares on log-log{range}):",
         "exp_range": ", lengths {lo} to {hi}",
-        "overtake": ("Length from which each variant costs less than each reference (model `vanilla`) at "
+        "overtake": ("Length from which each variant costs less than each reference (default: the `vanilla` variants) at "
                      "every longer measured length; a reference that ran out of memory or was skipped counts as "
                      "costing more:"),
         "ratio": "Cost relative to each reference at n = {n} (variant / reference; below 1 is cheaper):",
@@ -985,7 +985,9 @@ def _suite_section(rows: list[Row], suite: str, lang: str, fig_dir: Path, figure
                                        for q in PROFILE_QUANTITIES), span])
         rng = _t(lang, "exp_range", lo=fit_range[0], hi=fit_range[1]) if fit_range else ""
         out += [_t(lang, "exp_table", range=rng), "", _md_table(headers, body), ""]
-        refs = sorted({str(r.get("variant")) for r in prows if r.get("model") == "vanilla"}, key=_natural)
+        refs = [str(v) for v in pspec.get("references") or []] or sorted(
+            {str(r.get("variant")) for r in prows if r.get("model") == "vanilla"}, key=_natural)
+        refs = [v for v in refs if any(ps.variant == v for ps in series)]
         out += _overtake_section(series, prows, refs, pspec.get("ratio_at"), lang)
         fails = [r for ps in series for r in ps.failures]
         if fails:

@@ -108,6 +108,7 @@ class ReportSpec:
     matrix: list[dict] = field(default_factory=list)  # train-setting x eval-mode tables (MatrixSpec)
     fit_range: list[int] = field(default_factory=list)  # [lo, hi]: cost exponents fitted on lo <= n <= hi
     ratio_at: int | None = None  # cost sweep: each variant's cost relative to the references at this n
+    references: list[str] = field(default_factory=list)  # cost sweep references (default: vanilla variants)
 
     def check(self) -> list[tuple[str, str]]:
         if self.fit_range and (len(self.fit_range) != 2 or not 1 <= self.fit_range[0] < self.fit_range[1]):
@@ -516,6 +517,10 @@ def load_suite(
                 if mode and mode not in train.eval_modes:
                     raise InputError(src.locate(f"{kp}.columns.{mode}"), f"{kp}.columns.{mode}",
                                      unknown_message("eval mode", mode, sorted(train.eval_modes)))
+        for j, v in enumerate(spec.references):
+            if v not in names:
+                kp = f"report.references[{j}]"
+                raise InputError(src.locate(kp), kp, unknown_message("variant", v, names))
         report_spec = dataclasses.asdict(spec)
     profile = None
     if data.get("profile") is not None:
