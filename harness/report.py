@@ -934,7 +934,10 @@ def _suite_section(rows: list[Row], suite: str, lang: str, fig_dir: Path, figure
     out += [_t(lang, "baseline_is", baseline=baseline) if baseline else _t(lang, "no_baseline"), ""]
 
     train_tasks = sorted({str(r.get("task")) for r in srows if _job(r) == "train"}, key=_natural)
-    spec = _mode(json.dumps(r.get("report_spec"), sort_keys=True) for r in srows if r.get("report_spec"))
+    # the layout of the most recent run: the suite file as the user has it now
+    with_spec = [r for r in srows if r.get("report_spec")]
+    spec = json.dumps(max(with_spec, key=lambda r: (str(r.get("finished_at") or ""), _row_order(r)))["report_spec"],
+                      sort_keys=True) if with_spec else None
     if spec:
         out += _grid_section(srows, json.loads(spec), train_tasks, lang)
         for m in json.loads(spec).get("matrix") or []:
