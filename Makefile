@@ -4,15 +4,17 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUITE  ?= suites/quick.yaml
+# extra pytest-benchmark flags for `make bench`, e.g. BENCH_ARGS="--benchmark-compare"
+BENCH_ARGS ?=
 
-.PHONY: run test bench report clean-venv
+.PHONY: run test check bench report clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch is pinned to the CPU wheel; installing it first keeps pip from resolving a CUDA build.
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,ray]"
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -21,8 +23,17 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# regression gate against results/baseline.json; `make check ARGS=--update` rewrites the baseline
+check: $(STAMP)
+	$(BIN)/harness check $(ARGS)
+
+# side-by-side speed script, then the pytest-benchmark microbenchmarks (benchmarks/test_*.py), whose
+# runs are saved under .benchmarks/ for later --benchmark-compare
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_vanilla.py
+	@if ls benchmarks/test_*.py >/dev/null 2>&1; then \
+		$(BIN)/python -m pytest benchmarks -q --benchmark-only --benchmark-autosave $(BENCH_ARGS); \
+	fi
 
 report: $(STAMP)
 	$(BIN)/harness report

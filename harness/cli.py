@@ -1,4 +1,4 @@
-"""Command line: ``harness run | report | list | profile``.
+"""Command line: ``harness run | report | list | profile | check``.
 
 Only argparse is imported at start-up; torch and the models load inside the commands that need them,
 so ``harness --help`` and ``harness list`` answer at once. Exit codes: 0 all jobs ended ok, diverged
@@ -78,21 +78,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
     from harness.suite import load_suite
 
+    if args.ray_address and args.executor != "ray":
+        return _bad_input("--ray-address needs --executor ray")
+    if args.jobs < 1:
+        return _bad_input(f"--jobs must be >= 1, got {args.jobs}")
+    if args.executor == "ray" and args.jobs != 1:
+        return _bad_input("--jobs is for --executor local; Ray runs as many jobs as its CPUs (or GPUs) allow")
+    if args.executor == "ray" and not args.dry_run:
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            return _bad_input("--executor ray needs Ray, which is not installed: pip install -e '.[ray]'")
+    overrides = list(args.overrides)
+    if args.precision is not None:
+        overrides.append(f"train.precision={args.precision}")
+    if args.compile:
+        overrides.append("train.compile=true")
     try:
-        suite = load_suite(args.suite, args.overrides, device=args.device)
+        suite = load_suite(args.suite, overrides, device=args.device)
     except HarnessError as e:
         return _bad_input(str(e))
     if args.dry_run:
         return _dry_run(suite)
-    if args.device == "cuda" or suite.device == "cuda":
-        import torch
+    if args.executor == "local" and (args.device == "cuda" or suite.device == "cuda"):
+        import torch  # on Ray the workers, not this machine, need the GPU
 
         if not torch.cuda.is_available():
             return _bad_input("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
+    from harness.executors import make_executor
     from harness.runner import run_suite
 
+    try:
+        executor = make_executor(args.executor, jobs=args.jobs, ray_address=args.ray_address,
+                                 device=suite.device)
+    except HarnessError as e:
+        return _bad_input(str(e))
     results_dir = Path(args.results_dir)
-    summary = run_suite(suite, results_dir, force=args.force)
+    try:
+        summary = run_suite(suite, results_dir, force=args.force, executor=executor)
+    finally:
+        if executor is not None:
+            executor.close()
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing new"
     print(f"{summary.ran} job(s) run, {summary.skipped} already in {summary.results_path}: {counts}", file=sys.stderr)
     from harness.report import suite_table, write_report
@@ -123,7 +149,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if args.warmup < 0 or args.steps < 1:
         return _bad_input("--warmup must be >= 0 and --steps >= 1")
     try:
-        fields = profile_one(args.model, args.task, args.overrides, args.device, args.warmup, args.steps)
+        fields = profile_one(args.model, args.task, args.overrides, args.device, args.warmup, args.steps,
+                             precision=args.precision)
     except HarnessError as e:
         return _bad_input(str(e))
     if args.json:
@@ -133,6 +160,17 @@ def cmd_profile(args: argparse.Namespace) -> int:
         for k, v in fields.items():
             print(f"{k:<{width}}  {v}")
     return EXIT_OK if fields.get("status") == "ok" else EXIT_JOB_ERROR
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from harness.check import run_check
+    from harness.errors import HarnessError
+
+    try:
+        return run_check(args.suite, Path(args.baseline), update=args.update, repeats=args.repeats,
+                         device=args.device, time_tolerance=args.time_tolerance)
+    except HarnessError as e:
+        return _bad_input(str(e))
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -146,7 +184,17 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("suite", help="suite YAML file")
     r.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override a suite field by dotted path")
     r.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="default: the suite's, else cpu")
-    r.add_argument("--executor", choices=["local"], default="local", help="where jobs run (local: this process)")
+    r.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where jobs run: local (this machine) or ray (a Ray instance or cluster; "
+                        "pip install -e '.[ray]')")
+    r.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="join a running Ray cluster: auto or HOST:PORT (default: start Ray on this machine)")
+    r.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="local executor: run N training jobs at once in worker processes "
+                        "(profile jobs run alone)")
+    r.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
+                   help="shorthand for train.precision=...: autocast dtype (fp16 adds loss scaling)")
+    r.add_argument("--compile", action="store_true", help="shorthand for train.compile=true (torch.compile)")
     r.add_argument("--force", action="store_true", help="rerun jobs already in the results file")
     r.add_argument("--dry-run", action="store_true", help="validate and print the job grid; train nothing")
     r.add_argument("--no-report", action="store_true", help="do not regenerate the report")
@@ -172,8 +220,25 @@ def make_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
     pr.add_argument("--warmup", type=int, default=2, help="untimed training steps before timing (default 2)")
     pr.add_argument("--steps", type=int, default=5, help="timed training steps behind step_ms (default 5)")
+    pr.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                    help="run forward and loss under autocast to this dtype (default fp32)")
     pr.add_argument("--json", action="store_true", help="print one JSON object")
     pr.set_defaults(func=cmd_profile)
+
+    ck = sub.add_parser("check",
+                        help="regression gate: params, FLOPs, memory and relative speed against a baseline")
+    ck.add_argument("suite", nargs="?", default="suites/quick.yaml",
+                    help="suite whose variants are profiled (default suites/quick.yaml)")
+    ck.add_argument("--baseline", default="results/baseline.json",
+                    help="baseline JSON (default results/baseline.json)")
+    ck.add_argument("--update", action="store_true", help="rewrite the baseline from this run, on purpose")
+    ck.add_argument("--repeats", type=int, default=None, metavar="N",
+                    help="interleaved timing rounds (default: the baseline's, else 15)")
+    ck.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ck.add_argument("--time-tolerance", type=float, default=None, metavar="FRAC",
+                    help="allowed increase of relative step time (default: the baseline's, else 0.35); "
+                         "--update stores it")
+    ck.set_defaults(func=cmd_check)
     return p
 
 

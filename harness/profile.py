@@ -41,9 +41,9 @@ class ProfileResult(TypedDict):
     mem_bytes: int
     mem_kind: MemKind
     act_bytes: int
-    step_ms: float
-    tokens_per_s: float
-    mfu: float
+    step_ms: float | None  # None when profiled with n_timed=0 (costs only)
+    tokens_per_s: float | None
+    mfu: float | None
 
 
 # --- parameters --------------------------------------------------------------------------------------
@@ -292,21 +292,21 @@ def _canonical(device: torch.device | str) -> torch.device:
     return device
 
 
-def matmul_peak_flops(device: torch.device | str) -> float:
-    """FLOP/s of a 2048 x 2048 fp32 matmul on ``device``, measured once per process and cached.
+def matmul_peak_flops(device: torch.device | str, dtype: torch.dtype = torch.float32) -> float:
+    """FLOP/s of a 2048 x 2048 matmul in ``dtype`` on ``device``, measured once per process and cached.
 
     The MFU denominator: a peak achieved on the same device in the same process (under the same
     thread count and TF32 settings as the model), not a datasheet number. Median of 5 timings after
     2 warm-up runs; on CUDA each timing spans 20 matmuls so that launch overhead does not dominate.
     """
     device = _canonical(device)
-    key = str(device)
+    key = f"{device}/{dtype}"
     if key not in _PEAK_CACHE:
         n = _MATMUL_N
         # A private generator: measuring must not advance the caller's RNG stream.
         generator = torch.Generator(device=device).manual_seed(0)
-        a = torch.randn(n, n, device=device, generator=generator)
-        b = torch.randn(n, n, device=device, generator=generator)
+        a = torch.randn(n, n, device=device, generator=generator).to(dtype)
+        b = torch.randn(n, n, device=device, generator=generator).to(dtype)
         reps = 20 if device.type == "cuda" else 1
         for _ in range(2):
             torch.mm(a, b)
@@ -322,6 +322,14 @@ def matmul_peak_flops(device: torch.device | str) -> float:
     return _PEAK_CACHE[key]
 
 
+def _autocast_loss(loss_fn: LossFn, device: torch.device, precision: str, autocast: Callable) -> LossFn:
+    def wrapped(model: nn.Module, batch: Batch) -> torch.Tensor:
+        with autocast(device, precision):
+            return loss_fn(model, batch)
+
+    return wrapped
+
+
 # --- everything --------------------------------------------------------------------------------------
 
 
@@ -334,6 +342,7 @@ def profile_model(
     n_warmup: int = 2,
     n_timed: int = 5,
     lr: float = 1e-3,
+    precision: str = "fp32",
 ) -> ProfileResult:
     """All cost fields of a result row for ``model`` on ``batch``, trained with AdamW on a deep copy.
 
@@ -345,8 +354,19 @@ def profile_model(
     after one step) + ``act_bytes``. ``mfu`` uses the 3x rule, forward + backward = 3 forward FLOPs
     (Kaplan et al. 2020, Sec. 2.1; Chowdhery et al. 2022, PaLM, App. B): 3 * flops_fwd * batch size
     per step second over :func:`matmul_peak_flops`. The global RNG state (CPU and CUDA) is restored.
+    ``n_timed=0`` measures the costs only: ``step_ms``, ``tokens_per_s`` and ``mfu`` are None.
+
+    ``precision`` ``bf16``/``fp16`` runs each forward and loss of the memory and speed measurements
+    under ``torch.autocast`` (parameters count and FLOPs do not depend on it); on CUDA the MFU peak is
+    then the matmul peak in that dtype, on the CPU it stays the float32 peak. fp16 steps are timed
+    without loss scaling (its cost is a few element-wise kernels).
     """
+    from harness.train import AMP_DTYPES, autocast
+
     device = _canonical(device)
+    if precision != "fp32":
+        loss_fn = _autocast_loss(loss_fn, device, precision, autocast)
+
     rng_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     if device.type == "cuda" and device.index not in rng_devices:
         rng_devices.append(device.index)
@@ -376,11 +396,18 @@ def profile_model(
 
         times = measure_step_ms(
             work, batch, loss_fn, optimizer, n_warmup=n_warmup, n_timed=n_timed, device=device
-        )
-        peak = matmul_peak_flops(device)
+        ) if n_timed else []
+        peak_dtype = AMP_DTYPES.get(precision, torch.float32) if device.type == "cuda" else torch.float32
+        peak = matmul_peak_flops(device, peak_dtype) if n_timed else 0.0
 
-    step_s = statistics.median(times) / 1e3
     flops_fwd = flops_batch // batch.batch_size
+    if not times:  # costs only: no speed fields, and no matmul peak to measure
+        return ProfileResult(
+            params=params, params_applied=params_applied, flops_fwd=flops_fwd, flops_unsupported=unsupported,
+            mem_bytes=int(mem_bytes), mem_kind=mem_kind, act_bytes=act_bytes, step_ms=None, tokens_per_s=None,
+            mfu=None,
+        )
+    step_s = statistics.median(times) / 1e3
     return ProfileResult(
         params=params,
         params_applied=params_applied,

@@ -55,18 +55,43 @@ def resolve_device(name: str) -> Any:
 
 
 @functools.lru_cache(maxsize=None)
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_name(kind: str) -> str:
+    """The GPU's name, or the CPU's with the torch thread count now (workers of a parallel run
+    change it between jobs)."""
     import torch
 
     if kind == "cuda":
         return torch.cuda.get_device_name()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+    return f"{_cpu_model()} ({torch.get_num_threads()} threads)"
+
+
+def use_tf32() -> None:
+    """TF32 tensor cores for float32 matmuls and convolutions on CUDA (Ampere and later)."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
+def free_memory() -> None:
+    """Collect garbage and return cached CUDA blocks to the device after a failed job."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def _one_line(e: BaseException) -> str:
@@ -141,10 +166,16 @@ def execute(job: Job, progress: Callable[[int, int, float, float], None] | None 
         "device": None, "device_name": None, "torch_version": torch.__version__,
         "harness_version": __version__, "git_commit": git_commit(), "config": job.config(),
     }
+    precision = job.train.get("precision", "fp32")
+    model = task = batch = None
+    failed = False
     try:
         device = resolve_device(job.device)
         row["device"], row["device_name"] = device.type, device_name(device.type)
         torch.use_deterministic_algorithms(True, warn_only=True)
+        if device.type == "cuda":
+            use_tf32()
+            torch.cuda.reset_peak_memory_stats(device)
         model, task = build_job(job)
         model.to(device)
         batch = job_batch(job, model, task).to(device)
@@ -153,7 +184,7 @@ def execute(job: Job, progress: Callable[[int, int, float, float], None] | None 
             row["metric"], row["higher_is_better"] = task.metric, task.higher_is_better
         prof = profile_model(
             model, batch, lambda m, b: task.loss(m(**b.inputs), b), device=device,
-            n_warmup=job.train["profile_warmup"], n_timed=job.train["profile_steps"],
+            n_warmup=job.train["profile_warmup"], n_timed=job.train["profile_steps"], precision=precision,
         )
         row.update(prof)
         if job.kind == "profile":
@@ -167,10 +198,19 @@ def execute(job: Job, progress: Callable[[int, int, float, float], None] | None 
     except KeyboardInterrupt:
         raise
     except Exception as e:  # the suite goes on; the row says why this job failed
+        failed = True
         row["status"] = "oom" if _is_oom(e) else "error"
         row["error"] = _one_line(e)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        if row["status"] == "oom":  # name the size that failed (before the batch exists: the suite's)
+            n = row["seq_len"] if row["seq_len"] is not None else job.task_cfg.get("seq_len")
+            bs = row["batch_size"] if row["batch_size"] is not None else job.train["batch_size"]
+            row["error"] = (f"out of memory at seq_len={n} batch_size={bs}"
+                            f"{' (' + precision + ')' if precision != 'fp32' else ''}: {row['error']}")[:500]
+    if failed:
+        # the exception (and the frames holding the model, optimizer and activations) is gone by
+        # now: drop our own references and hand the memory back before the next job
+        model = task = batch = None
+        free_memory()
     if row["train_s"] is None and job.kind == "train":
         row["train_s"] = round(time.perf_counter() - started, 3)
     row["finished_at"] = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
@@ -201,10 +241,13 @@ class ProgressPrinter:
         left = (time.perf_counter() - self.t0) / self.done * (self.total - self.done)
         return f"ETA {int(left // 60)}m{int(left % 60):02d}s"
 
-    def start(self, job: Job) -> None:
+    def start(self, job: Job, show: bool = True) -> None:
+        """Name the job whose steps and end come next; ``show=False`` for a row that has already
+        arrived from a parallel worker (its line is printed by :meth:`finish`)."""
         what = f"seed={job.seed}" if job.kind == "train" else f"profile n={job.seq_len}"
         self.label = f"[{self.done + 1}/{self.total} {self._eta()}] {job.variant} {job.task_name} {what}"
-        self._emit(self.label, final=False)
+        if show:
+            self._emit(self.label, final=False)
 
     def step(self, step: int, total: int, loss: float, tok_s: float) -> None:
         now = time.perf_counter()
@@ -285,7 +328,16 @@ def run_suite(
     force: bool = False,
     quiet: bool = False,
     runner: Callable[[Job, Any], dict[str, Any]] | None = None,
+    executor: Any = None,
 ) -> RunSummary:
+    """Run the suite's jobs not yet in its results file, appending each row as it arrives.
+
+    Without ``executor``: one job after another in this process, in suite order (``runner`` replaces
+    :func:`execute`, for tests). With an :class:`harness.executors.Executor` (``--jobs N``, Ray): the
+    training jobs run in parallel and their rows are appended in completion order, then the profile
+    jobs run one at a time, alone (see harness/executors.py). Either way this process alone writes
+    the results file, and cost sweeps stop at a variant's first out-of-memory or over-budget length.
+    """
     store = ResultStore(results_dir / f"{suite.name}.jsonl")
     done = set() if force else store.done_ids()
     todo = [j for j in suite.jobs if j.run_id not in done]
@@ -293,19 +345,32 @@ def run_suite(
     statuses: dict[str, int] = {}
     run = runner or (lambda job, p: execute(job, p))
     limits = LengthLimits(suite.jobs, [] if force else store.rows())
-    for job in todo:
-        printer.start(job)
-        reason = limits.skip_reason(job)
-        row = skipped_row(job, reason) if reason else run(job, printer.step)
+
+    def record(job: Job, row: dict[str, Any]) -> None:
         limits.record(job, row)
         store.append(row)
         statuses[row["status"]] = statuses.get(row["status"], 0) + 1
         printer.finish(row)
+
+    if executor is None:
+        for job in todo:
+            printer.start(job)
+            reason = limits.skip_reason(job)
+            record(job, skipped_row(job, reason) if reason else run(job, printer.step))
+    else:
+        for job, row in executor.map_unordered([j for j in todo if j.kind != "profile"]):
+            printer.start(job, show=False)
+            record(job, row)
+        for job in (j for j in todo if j.kind == "profile"):
+            printer.start(job)
+            reason = limits.skip_reason(job)
+            record(job, skipped_row(job, reason) if reason else executor.run_alone(job, printer.step))
     return RunSummary(len(suite.jobs), len(suite.jobs) - len(todo), len(todo), statuses, store.path)
 
 
 def profile_one(
-    model_name: str, task_name: str | None, overrides: list[str], device: str, n_warmup: int = 2, n_timed: int = 5
+    model_name: str, task_name: str | None, overrides: list[str], device: str, n_warmup: int = 2,
+    n_timed: int = 5, precision: str = "fp32",
 ) -> dict[str, Any]:
     """``harness profile``: build one model or preset with KEY=VALUE keys and profile it on a random
     batch of ``batch_size`` x ``seq_len`` tokens (image models: ``image_size`` x ``image_size`` images, on
@@ -355,17 +420,26 @@ def profile_one(
     except InputError as e:
         raise HarnessError(str(e)) from None
     dev = resolve_device(device)
+    if dev.type == "cuda":
+        use_tf32()
     torch.manual_seed(shape["seed"])
     model = entry.obj(cfg).to(dev)
     gen = torch.Generator().manual_seed(shape["seed"])
     batch = task.profile_batch(shape["seq_len"], shape["batch_size"], model.io, gen).to(dev)
-    fields: dict[str, Any] = {"model": model_name, "task": tentry.name, **shape, "status": "ok", "error": None}
+    fields: dict[str, Any] = {"model": model_name, "task": tentry.name, **shape, "precision": precision,
+                              "status": "ok", "error": None}
     try:
         fields.update(profile_model(
-            model, batch, lambda m, b: task.loss(m(**b.inputs), b), device=dev, n_warmup=n_warmup, n_timed=n_timed
+            model, batch, lambda m, b: task.loss(m(**b.inputs), b), device=dev, n_warmup=n_warmup,
+            n_timed=n_timed, precision=precision,
         ))
     except Exception as e:  # report it like a job would
         fields["status"], fields["error"] = ("oom" if _is_oom(e) else "error"), _one_line(e)
+        if fields["status"] == "oom":
+            fields["error"] = (f"out of memory at seq_len={shape['seq_len']} "
+                               f"batch_size={shape['batch_size']}: {fields['error']}")
+    if fields["status"] != "ok":
+        free_memory()
     fields.update({"device": dev.type, "device_name": device_name(dev.type), "torch_version": torch.__version__,
                    "harness_version": __version__, "config": dataclasses.asdict(cfg)})
     return fields

@@ -4,10 +4,17 @@ Deterministic on the CPU: the model's initial weights come from ``torch.manual_s
 the runner before building), training batches from a generator seeded with the job's seed, and
 evaluation batches from a separate fixed stream, so the same suite and seed give identical numbers.
 A non-finite loss ends the job as ``diverged`` at that step.
+
+Numerics (``precision``, ``compile`` in the train config): ``fp32`` runs in float32 (the runner turns
+TF32 matmuls on for CUDA); ``bf16`` and ``fp16`` run forward and loss under ``torch.autocast`` to that
+dtype, weights and optimizer state staying float32; ``fp16`` also scales the loss with a dynamic
+``GradScaler`` (a step whose gradients overflow is skipped and the scale lowered). ``compile: true``
+trains through ``torch.compile(model)``; evaluation uses the eager model (same weights).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -41,8 +48,22 @@ def lr_at(step: int, *, lr: float, steps: int, warmup: int, min_ratio: float) ->
     return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The context forward passes and losses run in: autocast to bf16/fp16, or nothing for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision not in AMP_DTYPES:
+        raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+    return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[precision])
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, task: Any, sets: dict[str, list[Batch]], device: torch.device) -> tuple[dict[str, float], dict[str, float]]:
+def evaluate(
+    model: nn.Module, task: Any, sets: dict[str, list[Batch]], device: torch.device, precision: str = "fp32"
+) -> tuple[dict[str, float], dict[str, float]]:
     """Task metrics over fixed evaluation sets, plus the mean of any scalar extras the model reports."""
     was_training = model.training
     model.eval()
@@ -53,7 +74,8 @@ def evaluate(model: nn.Module, task: Any, sets: dict[str, list[Batch]], device: 
             totals: list | None = None  # the task's counts, summed over batches
             for b in batches:
                 b = b.to(device)
-                out = model(**b.inputs)
+                with autocast(device, precision):
+                    out = model(**b.inputs)
                 counts = task.score(out.logits, b.labels)
                 totals = list(counts) if totals is None else [a + c for a, c in zip(totals, counts)]
                 if suffix == "":
@@ -84,6 +106,9 @@ def train(
         model.parameters(), lr=cfg["lr"], betas=tuple(cfg["betas"]), weight_decay=cfg["weight_decay"]
     )
     steps = cfg["steps"]
+    precision = cfg.get("precision", "fp32")
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    forward = torch.compile(model) if cfg.get("compile", False) else model
     curve: list[dict[str, Any]] = []
     model.train()
     t0 = time.perf_counter()
@@ -97,18 +122,21 @@ def train(
                 step, lr=cfg["lr"], steps=steps, warmup=cfg["warmup_steps"], min_ratio=cfg["min_lr_ratio"]
             )
         batch = task.train_batch(cfg["batch_size"], io, gen).to(device)
-        out = model(**batch.inputs)
-        loss = task.loss(out, batch)
+        with autocast(device, precision):
+            out = forward(**batch.inputs)
+            loss = task.loss(out, batch)
         value = float(loss.detach())
         if not math.isfinite(value):
             return TrainOutcome(
                 "diverged", f"loss became {value} at step {step}", {}, curve, time.perf_counter() - t0, step
             )
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()  # a no-op scale unless fp16
         if cfg["grad_clip"] > 0:
+            scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
             nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
-        opt.step()
+        scaler.step(opt)  # skips the update if fp16 gradients overflowed
+        scaler.update()
         running, n_running = running + value, n_running + 1
         tokens += batch.batch_size * batch.n_tokens
         done = step + 1
@@ -117,7 +145,7 @@ def train(
             progress(done, steps, value, tokens / max(now - t_last, 1e-9))
             tokens, t_last = 0, now
         if done % cfg["eval_every"] == 0 or done == steps:
-            metrics, extras = evaluate(model, task, eval_sets, device)
+            metrics, extras = evaluate(model, task, eval_sets, device, precision)
             curve.append({"step": done, "loss": running / n_running, **metrics})
             running, n_running = 0.0, 0
     for mode, make in (eval_models or {}).items():

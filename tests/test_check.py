@@ -1,0 +1,180 @@
+"""``harness check``: the gate catches a model twice as memory-hungry and one 1.5x slower, raises no false
+alarm over five reruns of unchanged code, and a tampered baseline makes the real CLI exit 1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from harness.check import (
+    DEFAULT_TIME_TOLERANCE,
+    Subject,
+    compare,
+    findings_table,
+    load_baseline,
+    measure,
+    suite_subjects,
+)
+from harness.cli import main
+from harness.suite import load_suite
+from harness.tasks.base import Batch
+
+ROOT = Path(__file__).resolve().parent.parent
+EXE = str(Path(sys.executable).parent / "harness")
+WIDTH, ROWS, DEPTH = 256, 512, 4
+
+
+class Stack(nn.Module):
+    """DEPTH tanh layers of width WIDTH, applied in the order ``passes`` (a layer may be applied twice)."""
+
+    def __init__(self, passes: tuple[int, ...] = tuple(range(DEPTH))) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(WIDTH, WIDTH) for _ in range(DEPTH))
+        self.passes = passes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i in self.passes:
+            x = torch.tanh(self.layers[i](x))
+        return x
+
+
+class Hungry(nn.Module):
+    """The same model keeping a second copy of every tensor autograd saves for backward: the same
+    parameters, FLOPs and speed (near enough), twice the activation memory."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: (t, t.clone()), lambda packed: packed[0]):
+            return self.inner(x)
+
+
+def _subject(name: str, build: type | object) -> Subject:
+    gen = torch.Generator().manual_seed(0)
+    batch = Batch({"x": torch.randn(ROWS, WIDTH, generator=gen)}, torch.zeros(ROWS))
+    return Subject(name, build, batch, lambda m, b: (m(**b.inputs) ** 2).mean(), f"rows={ROWS}", "stack")
+
+
+NORMAL = [_subject("ref", Stack), _subject("m", Stack)]
+
+
+def _verdict(findings: list, model: str, quantity: str) -> str:
+    return next(f.verdict for f in findings if f.model == model and f.quantity == quantity)
+
+
+@pytest.fixture(scope="module")
+def normal() -> dict:
+    return measure(NORMAL, "ref", rounds=9)
+
+
+def test_twice_the_memory_is_caught(normal: dict) -> None:
+    now = measure([NORMAL[0], _subject("m", lambda: Hungry(Stack()))], "ref", rounds=3)
+    assert now["m"]["act_bytes"] >= 2 * normal["m"]["act_bytes"]
+    findings = compare(normal, now, time_tolerance=DEFAULT_TIME_TOLERANCE, reference="ref")
+    print(findings_table(findings))
+    assert _verdict(findings, "m", "act_bytes") == "REGRESSION"
+    assert _verdict(findings, "m", "mem_bytes") == "REGRESSION"
+    assert _verdict(findings, "m", "params") == "same" and _verdict(findings, "m", "flops_fwd") == "same"
+    assert not any(f.regression for f in findings if f.model == "ref")
+
+
+def test_one_and_a_half_times_slower_is_caught(normal: dict) -> None:
+    slow = (*range(DEPTH), 2, 3)  # layers 2 and 3 applied twice: 1.5x the forward and backward work
+    now = measure([NORMAL[0], _subject("m", lambda: Stack(slow))], "ref", rounds=9)
+    findings = compare(normal, now, time_tolerance=DEFAULT_TIME_TOLERANCE, reference="ref")
+    print(findings_table(findings))
+    ratios = (normal["m"]["time_rel"], now["m"]["time_rel"])
+    assert _verdict(findings, "m", "time_rel") == "REGRESSION", ratios
+    assert _verdict(findings, "m", "params") == "same"
+
+
+TINY = """\
+name: gate
+seeds: [0]
+baseline: post
+train: {steps: 1, batch_size: 8}
+model: {d_model: 32, n_heads: 2, d_ff: 64, n_layers: 2, dropout: 0.0}
+tasks:
+  - {task: copy, seq_len: 8, vocab: 8}
+variants:
+  - {name: post, model: vanilla, norm: post}
+  - {name: pre, model: vanilla, norm: pre}
+  - {name: ut, model: universal}
+profile: {seq_lens: [16, 32], batch_size: 8}
+"""
+
+
+def _tiny(tmp_path: Path, text: str = TINY) -> Path:
+    p = tmp_path / "gate.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_five_reruns_raise_no_false_alarm(tmp_path: Path) -> None:
+    subjects, reference = suite_subjects(load_suite(_tiny(tmp_path)))
+    assert reference == "post" and [s.name for s in subjects] == ["post", "pre", "ut"]
+    assert all("seq_len=16 batch_size=8" in s.shape for s in subjects)  # the sweep's smallest cell
+    base = measure(subjects, reference)
+    for _ in range(5):
+        now = measure(subjects, reference)
+        findings = compare(base, now, time_tolerance=DEFAULT_TIME_TOLERANCE, reference=reference)
+        assert not [f for f in findings if f.regression], findings_table(findings)
+        # the deterministic quantities did not move at all
+        fixed = [f for f in findings if f.quantity != "time_rel"]
+        assert all(f.verdict == "same" for f in fixed), findings_table(findings)
+
+
+def test_without_profile_section_the_training_batch_is_profiled(tmp_path: Path) -> None:
+    suite = load_suite(_tiny(tmp_path, TINY.replace("profile: {seq_lens: [16, 32], batch_size: 8}\n", "")))
+    subjects, _ = suite_subjects(suite)
+    assert all("(training batch)" in s.shape and "batch_size=8" in s.shape for s in subjects)
+
+
+def test_tampered_baseline_fails_the_real_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    suite, baseline = _tiny(tmp_path), tmp_path / "baseline.json"
+    assert main(["check", str(suite), "--baseline", str(baseline), "--update", "--repeats", "3"]) == 0
+    assert "baseline written" in capsys.readouterr().out
+    data = load_baseline(baseline)
+    assert set(data["models"]) == {"post", "pre", "ut"}
+    assert data["tolerance"]["time_rel"] == DEFAULT_TIME_TOLERANCE
+    true_mem = data["models"]["pre"]["mem_bytes"]
+    data["models"]["pre"]["mem_bytes"] = true_mem // 2
+    baseline.write_text(json.dumps(data))
+    proc = subprocess.run([EXE, "check", str(suite), "--baseline", str(baseline), "--repeats", "3"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = next(ln for ln in proc.stderr.splitlines() if "REGRESSION" in ln)
+    assert "pre mem_bytes" in line and f"{true_mem // 2:,} -> {true_mem:,}" in line, line
+    assert "+100.0%" in line and "more memory" in line, line
+    assert "pre" in proc.stdout and "mem_bytes" in proc.stdout  # the table names it too
+
+
+def test_bad_baseline_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    suite = _tiny(tmp_path)
+    assert main(["check", str(suite), "--baseline", str(tmp_path / "none.json")]) == 2
+    assert "harness check --update" in capsys.readouterr().err
+    (tmp_path / "junk.json").write_text("{}")
+    assert main(["check", str(suite), "--baseline", str(tmp_path / "junk.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a harness check baseline" in err[0]
+
+
+def test_committed_baseline_covers_quick_suite() -> None:
+    data = load_baseline(ROOT / "results" / "baseline.json")
+    quick = load_suite(ROOT / "suites" / "quick.yaml")
+    assert data["suite"] == quick.name and data["device"] == "cpu"
+    assert 0 < data["tolerance"]["time_rel"] < 1
+    for name, m in data["models"].items():
+        for k in ("params", "params_applied", "flops_fwd", "act_bytes", "mem_bytes", "time_rel", "shape"):
+            assert m.get(k) is not None, (name, k)
+        assert m["reference"] in data["models"]
+        if m["reference"] == name:
+            assert m["time_rel"] == 1.0
