@@ -268,7 +268,7 @@ def test_holm_correction_is_applied() -> None:
 
 def test_fitted_exponents_printed(report_en: str) -> None:
     md = report_en
-    prof = md[md.index("### Cost against sequence length (copy)"):]
+    prof = md[md.index("### Cost against input size (copy;"):]
     assert _table_row(prof, "vanilla-post")[1:4] == ["2.00", "1.50", "1.00"]
     assert _table_row(prof, "reformer-lsh")[1:4] == ["1.25", "1.00", "0.75"]
     assert _table_row(prof, "vanilla-post")[4] == "64–1024 (5)"

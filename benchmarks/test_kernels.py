@@ -5,10 +5,10 @@ rounds, 64-token chunks), one Benes block of the Residual Shuffle-Exchange netwo
 (lambda convolution, r=23) against global self-attention over the pixels. Token kernels run at batch 1,
 2 heads of width 32 (d_model 64); image kernels at batch 2, 64 channels, on square maps.
 
-    make bench                                   # this file and the vanilla-vs-torch benchmark
-    pytest benchmarks/bench_kernels.py --benchmark-autosave          # save a run under .benchmarks/
-    pytest benchmarks/bench_kernels.py --benchmark-compare           # compare with the last saved run
-    pytest benchmarks/bench_kernels.py --benchmark-compare=0001 --benchmark-compare-fail=median:15%
+    make bench                                   # the vanilla-vs-torch script, then this file (autosaved)
+    pytest benchmarks/test_kernels.py --benchmark-autosave          # save a run under .benchmarks/
+    pytest benchmarks/test_kernels.py --benchmark-compare           # compare with the last saved run
+    pytest benchmarks/test_kernels.py --benchmark-compare=0001 --benchmark-compare-fail=median:15%
 
 Absolute times depend on the machine; compare runs of one machine, or read the ratios between kernels
 measured in the same run (the ``group`` column groups kernels by length).
