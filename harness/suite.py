@@ -24,9 +24,9 @@ from harness.config import bounded, build, positive
 from harness.errors import InputError
 from harness.registry import TASKS, resolve_model, unknown_message
 
-# variant keys that are not model keys: which of the suite's tasks it runs on, and whether the cost
-# sweep (profile:) includes it
-VARIANT_KEYS = ("tasks", "profile")
+# variant keys that are not model keys: which of the suite's tasks it runs on, whether the cost sweep
+# (profile:) includes it, and train keys that differ from the suite's for this variant
+VARIANT_KEYS = ("tasks", "profile", "train")
 
 TOP_KEYS = (
     "name", "description", "include", "seeds", "baseline", "device", "train", "model", "tasks",
@@ -534,6 +534,7 @@ def load_suite(
     labels = [t[0] for t in tasks]
     plabel = (profile.task or labels[0]) if profile is not None else None
     runs_on: dict[str, list[str]] = {}  # variant -> the task labels it trains on
+    vtrain: dict[str, dict[str, Any]] = {}  # variant -> its train settings (the suite's, with its own keys)
     profiled: dict[str, bool] = {}
     for i, vname, _, _ in expanded:
         v = data["variants"][i]
@@ -551,12 +552,21 @@ def load_suite(
         runs_on[vname], profiled[vname] = list(only), flag and profile is not None
         if not only and not profiled[vname]:
             raise InputError(src.locate(kp), kp, "is empty and the variant is not in a cost sweep: it would run nothing")
+        vt = v.get("train")
+        if vt is None:
+            vtrain[vname] = dataclasses.asdict(train)
+        else:
+            kpt = f"variants[{i}].train"
+            if not isinstance(vt, dict) or not vt:
+                raise InputError(src.locate(kpt), kpt, "must be a mapping of train keys that differ for this variant")
+            if "eval_modes" in vt:
+                raise InputError(src.locate(f"{kpt}.eval_modes"), f"{kpt}.eval_modes", "eval modes are set for the whole suite")
+            vtrain[vname] = dataclasses.asdict(build(TrainConfig, {**(data.get("train") or {}), **vt}, kpt, src.locate))
 
     _check_eval_modes(train, expanded, src)
     mode_used: set[str] = set()
     mode_errors: dict[str, InputError] = {}
     jobs: list[Job] = []
-    train_dict = dataclasses.asdict(train)
     model_cfgs: dict[tuple[str, str], dict] = {}
     for i, vname, mname, keys in expanded:
         entry, preset_cfg = resolve_model(mname)
@@ -616,7 +626,7 @@ def load_suite(
                 seeded = cfg.for_seed(seed) if hasattr(cfg, "for_seed") else cfg
                 jobs.append(Job(
                     suite=name, variant=vname, model=entry.name, preset=preset, model_cfg=dataclasses.asdict(seeded),
-                    task_name=label, task=tname, task_cfg=dataclasses.asdict(tcfg), train=train_dict,
+                    task_name=label, task=tname, task_cfg=dataclasses.asdict(tcfg), train=vtrain[vname],
                     seed=seed, device=dev, baseline=per_task.get(label), description=description,
                     report_spec=report_spec,
                 ))
@@ -639,7 +649,7 @@ def load_suite(
                 jobs.append(Job(
                     suite=name, variant=vname, model=entry.name, preset=mname if mname != entry.name else None,
                     model_cfg=cfg, task_name=plabel, task=ptask[1], task_cfg=dataclasses.asdict(ptask[2]),
-                    train=train_dict, seed=seeds[0], device=dev, kind="profile", seq_len=n,
+                    train=vtrain[vname], seed=seeds[0], device=dev, kind="profile", seq_len=n,
                     batch_size=profile.batch_size, baseline=per_task.get(plabel), description=description,
                     report_spec=report_spec, max_step_s=profile.max_step_s,
                 ))

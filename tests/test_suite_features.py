@@ -127,3 +127,17 @@ def test_baseline_per_task(tmp_path: Path, refused_suite: Any) -> None:
     assert "baseline.cp" in line and "unknown baseline variant 'c'" in line
     line = refused_suite(text.replace("{rev: a", "{rve: a"))
     assert "baseline.rve" in line
+
+
+def test_variant_train_overrides(tmp_path: Path, refused_suite: Any) -> None:
+    text = SUITE.replace("tasks: [cp], profile: false}", "tasks: [cp], profile: false, train: {steps: 8}}")
+    suite = load_suite(_write(tmp_path, text))
+    steps = {(j.variant, j.train["steps"]) for j in suite.jobs if j.kind == "train"}
+    assert steps == {("a", 4), ("b", 8)}
+    # the other variants keep their run_ids
+    plain = {j.run_id for j in load_suite(_write(tmp_path, SUITE)).jobs if j.variant == "a"}
+    assert plain == {j.run_id for j in suite.jobs if j.variant == "a"}
+    line = refused_suite(text.replace("train: {steps: 8}", "train: {steps: 0}"))
+    assert "variants[1].train.steps" in line and "must be >= 1" in line
+    line = refused_suite(text.replace("train: {steps: 8}", "train: {stpes: 8}"))
+    assert "variants[1].train.stpes" in line and "did you mean 'steps'" in line
