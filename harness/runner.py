@@ -146,15 +146,11 @@ def job_batch(job: Job, model: Any, task: Any) -> Any:
     return task.layout(*task.make(n, job.train["batch_size"], gen), model.io)
 
 
-def execute(job: Job, progress: Callable[[int, int, float, float], None] | None = None) -> dict[str, Any]:
-    """Run one job and return its result row; never raises for a failing job."""
+def new_row(job: Job) -> dict[str, Any]:
+    """A job's result row before it runs: every result field, the job's identity and provenance."""
     import torch
 
-    from harness.profile import profile_model
-    from harness.train import train
-
-    started = time.perf_counter()
-    row: dict[str, Any] = {
+    return {
         "run_id": job.run_id, "suite": job.suite, "variant": job.variant, "model": job.model,
         "preset": job.preset, "task": job.task_name, "seed": job.seed, "job": job.kind,
         "status": "error", "error": None,
@@ -166,6 +162,17 @@ def execute(job: Job, progress: Callable[[int, int, float, float], None] | None 
         "device": None, "device_name": None, "torch_version": torch.__version__,
         "harness_version": __version__, "git_commit": git_commit(), "config": job.config(),
     }
+
+
+def execute(job: Job, progress: Callable[[int, int, float, float], None] | None = None) -> dict[str, Any]:
+    """Run one job and return its result row; never raises for a failing job."""
+    import torch
+
+    from harness.profile import profile_model
+    from harness.train import train
+
+    started = time.perf_counter()
+    row = new_row(job)
     precision = job.train.get("precision", "fp32")
     model = task = batch = None
     failed = False
@@ -308,17 +315,8 @@ class LengthLimits:
 
 def skipped_row(job: Job, reason: str) -> dict[str, Any]:
     """The result row of a cell not run because a shorter length already hit a limit."""
-    import torch
-
-    return {
-        "run_id": job.run_id, "suite": job.suite, "variant": job.variant, "model": job.model,
-        "preset": job.preset, "task": job.task_name, "seed": job.seed, "job": job.kind,
-        "status": "skipped", "error": reason, "seq_len": job.seq_len, "batch_size": job.batch_size,
-        "baseline": job.baseline, "suite_description": job.description, "report_spec": job.report_spec,
-        "metrics": {}, "curve": [], "device": job.device, "torch_version": torch.__version__,
-        "harness_version": __version__, "git_commit": git_commit(), "config": job.config(),
-        "finished_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
-    }
+    finished = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    return {**new_row(job), "status": "skipped", "error": reason, "device": job.device, "finished_at": finished}
 
 
 def run_suite(
