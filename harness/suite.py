@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import json
 import string
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -362,21 +363,25 @@ def _check_eval_modes(train: TrainConfig, expanded: list[tuple[int, str, str, di
                 raise InputError(src.locate(f"{kp}.{k}"), f"{kp}.{k}", f"no variant's model accepts this key{hint}")
 
 
+def _eval_mode_error(
+    cfg_cls: type, model_cfg: dict[str, Any], over: dict[str, Any], prefix: str = "",
+    locate: Callable[[str], str] = lambda _k: "",
+) -> InputError | None:
+    """Why a model (which has all of the mode's keys) refuses the mode's values; None if it accepts them."""
+    try:
+        build(cfg_cls, {**model_cfg, **over}, prefix, locate)
+    except InputError as e:
+        return e
+    return None
+
+
 def eval_mode_configs(model_cls_cfg: type, model_cfg: dict[str, Any], modes: dict[str, dict]) -> dict[str, dict]:
     """The eval modes that apply to a model, as full model configs: a mode applies when the model has
     all its keys and accepts its values (so ``attention: full`` applies to Reformer, not to vanilla,
     whose ``attention`` is sdpa or math)."""
     keys = _model_keys(model_cls_cfg)
-    out = {}
-    for m, over in modes.items():
-        if not set(over) <= keys:
-            continue
-        try:
-            build(model_cls_cfg, {**model_cfg, **over}, "", lambda _k: "")
-        except InputError:
-            continue
-        out[m] = {**model_cfg, **over}
-    return out
+    return {m: {**model_cfg, **over} for m, over in modes.items()
+            if set(over) <= keys and _eval_mode_error(model_cls_cfg, model_cfg, over) is None}
 
 
 def _model_keys(cls: type) -> set[str]:
@@ -614,12 +619,12 @@ def load_suite(
                 if mode in mode_used or not set(over) <= ckeys:
                     continue
                 mp = f"train.eval_modes.{mode}"
-                try:
-                    build(entry.config, {**cdict, **over}, mp,
-                          lambda d, _m=mp: src.locate(f"{_m}.{d.split('.')[-1]}"), f"model {entry.name}")
+                err = _eval_mode_error(entry.config, cdict, over, mp,
+                                       lambda d, _m=mp: src.locate(f"{_m}.{d.split('.')[-1]}"))
+                if err is None:
                     mode_used.add(mode)
-                except InputError as e:
-                    mode_errors.setdefault(mode, e)
+                else:
+                    mode_errors.setdefault(mode, err)
             for seed in seeds if trains else ():
                 # a config may draw something from the job's seed (e.g. a random sublayer order); it
                 # is resolved here so that the stored config and the run_id say what was run
