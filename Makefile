@@ -27,10 +27,12 @@ test: $(STAMP)
 check: $(STAMP)
 	$(BIN)/harness check $(ARGS)
 
-# side-by-side speed script, then the pytest-benchmark microbenchmarks (benchmarks/test_*.py), whose
-# runs are saved under .benchmarks/ for later --benchmark-compare
+# side-by-side speed scripts (harness's vanilla against torch's encoder; long_range's sweep variants at
+# n = 8192), then the pytest-benchmark microbenchmarks (benchmarks/test_*.py), whose runs are saved
+# under .benchmarks/ for later --benchmark-compare
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_vanilla.py
+	$(BIN)/python benchmarks/bench_side_by_side.py suites/long_range.yaml --at 8192
 	@if ls benchmarks/test_*.py >/dev/null 2>&1; then \
 		$(BIN)/python -m pytest benchmarks -q --benchmark-only --benchmark-autosave $(BENCH_ARGS); \
 	fi

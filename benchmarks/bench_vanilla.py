@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +23,8 @@ import harness
 from harness.flops import count_flops
 from harness.models.base import ModelOutput
 from harness.models.blocks import TiedHead, TokenEmbedding
-from harness.profile import matmul_peak_flops
+from harness.heap import pin_heap
+from harness.profile import alternate_step_ms, matmul_peak_flops
 from harness.tasks.base import Batch
 
 D, H, FF, LAYERS, BATCH, LEN, VOCAB, DROP = 256, 4, 1024, 4, 8, 256, 1000, 0.1
@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="steps per model per round")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    pin_heap()  # the heap policy every harness command measures under
 
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
@@ -83,19 +84,12 @@ def main() -> None:
     steps = {k: step_fn(m.train(), batch) for k, m in models.items()}
     for s in steps.values():  # warm-up: allocator, kernels, optimizer state
         s(), s()
-    times: dict[str, list[float]] = {k: [] for k in models}
-    for r in range(args.rounds):
-        order = list(models) if r % 2 == 0 else list(reversed(models))
-        for k in order:
-            for _ in range(args.steps):
-                t0 = time.perf_counter()
-                steps[k]()
-                times[k].append(time.perf_counter() - t0)
+    times = alternate_step_ms(steps, rounds=args.rounds, per_round=args.steps)
     peak = matmul_peak_flops(torch.device("cpu"))
     out = {"config": dict(d_model=D, n_heads=H, d_ff=FF, n_layers=LAYERS, batch=BATCH, seq_len=LEN, vocab=VOCAB),
            "threads": torch.get_num_threads(), "matmul_peak_gflops": peak / 1e9, "models": {}}
     for k in models:
-        med = statistics.median(times[k])
+        med = statistics.median(times[k]) / 1e3
         out["models"][k] = {
             "params": params[k], "flops_fwd_per_step": flops[k], "median_step_ms": med * 1e3,
             "mfu": 3 * flops[k] / med / peak,

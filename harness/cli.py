@@ -255,6 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_BAD_INPUT
+    from harness.heap import pin_heap
+
+    pin_heap()  # before any tensor: every command measures under one heap policy
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

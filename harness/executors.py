@@ -55,6 +55,9 @@ def _execute(job: Job) -> dict[str, Any]:
 
 def run_in_worker(fn: JobFn, job: Job, threads: int, meta: dict[str, Any]) -> dict[str, Any]:
     """A worker's side of one job: pin the thread count, run it, stamp the driver's provenance."""
+    from harness.heap import pin_heap
+
+    pin_heap()  # the same heap policy as the driver (a no-op after the first job of a reused worker)
     threads = max(1, threads)
     if "torch" in sys.modules:  # a reused worker: torch's pool is already sized, resize it
         sys.modules["torch"].set_num_threads(threads)

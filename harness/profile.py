@@ -285,6 +285,29 @@ def measure_step_ms(
     return times
 
 
+def alternate_step_ms(
+    steps: dict[str, Callable[[], None]], *, rounds: int, per_round: int, device: torch.device | str = "cpu"
+) -> dict[str, list[float]]:
+    """Wall times in ms of each named step function, measured side by side.
+
+    Each round runs every function ``per_round`` times in turn, and the order reverses from one round
+    to the next, so that slow phases of a shared or noisy machine fall on all of them alike; a ratio
+    of their medians is then a fair comparison where absolute times are not. The caller warms up.
+    """
+    device = torch.device(device)
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    names = list(steps)
+    for r in range(rounds):
+        for k in names if r % 2 == 0 else reversed(names):
+            for _ in range(per_round):
+                _sync(device)
+                start = time.perf_counter()
+                steps[k]()
+                _sync(device)
+                times[k].append((time.perf_counter() - start) * 1e3)
+    return times
+
+
 def _canonical(device: torch.device | str) -> torch.device:
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:

@@ -640,13 +640,12 @@ def load_suite(
             raise mode_errors[mode]  # the mode fits no variant: say why for the first that has its keys
     if profile is not None:
         ptask = next(t for t in tasks if t[0] == plabel)
-        for _, vname, mname, _ in expanded:
-            if not profiled[vname]:
-                continue
-            entry, _ = resolve_model(mname)
-            base_cfg = dict(model_cfgs[(vname, plabel)])
-            for n in profile.sizes:
-                cfg = dict(base_cfg)
+        swept = [(vname, mname, resolve_model(mname)[0]) for _, vname, mname, _ in expanded if profiled[vname]]
+        # length-major: the variants' cells at one length run one after another, so that a slow phase
+        # of the machine falls on all of them rather than on one variant's longer lengths
+        for n in profile.sizes:
+            for vname, mname, entry in swept:
+                cfg = dict(model_cfgs[(vname, plabel)])
                 if "max_len" in cfg:
                     cfg["max_len"] = max(int(cfg["max_len"]), n)
                 if "image_size" in cfg:  # image models: the profiled length is the image side

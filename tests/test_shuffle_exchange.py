@@ -13,6 +13,7 @@ from harness.errors import HarnessError
 from harness.models.shuffle_exchange import (
     CANDIDATE_SCALE,
     SwitchUnit,
+    _SwitchStack,
     block_plan,
     padded_length,
     rotate_left,
@@ -91,13 +92,20 @@ def test_switch_layers_applied(t: int, k: int, n_blocks: int) -> None:
     for mod in m.modules():
         if isinstance(mod, SwitchUnit):
             mod.register_forward_hook(lambda *_: calls.append(1))
-    m(tokens(1, t))
+    with torch.no_grad():  # the module path (the training fast path does not call the modules)
+        m(tokens(1, t))
     per_block = 2 if k == 1 else 2 * k - 2
     assert padded_length(t) == 1 << k
     assert m.switch_layer_count(t) == (per_block, n_blocks * per_block + 1)
     assert len(calls) == n_blocks * per_block + 1
     if n_blocks == 1 and k > 1:
         assert len(calls) == 2 * k - 1
+    fast = []  # the training fast path runs the same number of layers
+    real = _SwitchStack._layer
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_SwitchStack, "_layer", staticmethod(lambda *a: fast.append(1) or real(*a)))
+        m(tokens(1, t))
+    assert len(fast) == len(calls)
 
 
 def test_weight_sharing_unit_counts() -> None:
@@ -304,3 +312,65 @@ def test_bf16_autocast_forward_and_backward(norm_axis: str) -> None:
         out = m(tokens(2, 11)).logits
     out.float().square().mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+
+
+# --- the training fast path (_SwitchStack) ------------------------------------------------------
+
+
+def _fast_and_autograd(m: torch.nn.Module, x: torch.Tensor, w: torch.Tensor) -> tuple:
+    """(logits, grads) through the fast path, then through the autograd path, same weights."""
+    runs = []
+    for fast in (True, False):
+        m.zero_grad(set_to_none=True)
+        with pytest.MonkeyPatch.context() as mp:
+            if not fast:
+                mp.setattr(type(m), "_fast_path_applies", lambda self: False)
+            else:
+                assert m._fast_path_applies()
+            out = m(x).logits
+        (out * w).sum().backward()
+        runs.append((out.detach(), {n: p.grad for n, p in m.named_parameters()}))
+    return runs
+
+
+@pytest.mark.parametrize("t", [1, 2, 11, 16])
+@pytest.mark.parametrize("checkpoint", ["none", "block"])
+@pytest.mark.parametrize("norm_axis,sharing,n_blocks", [
+    ("feature", "halves", 1), ("feature", "inner", 2), ("sequence", "halves", 2), ("sequence", "inner", 1),
+])
+def test_fast_path_equals_autograd(t: int, checkpoint: str, norm_axis: str, sharing: str, n_blocks: int) -> None:
+    """The hand-written backward gives autograd's outputs and gradients (float64, to rounding), and
+    leaves units no layer ran (``inner`` on short inputs) without a gradient, as autograd does."""
+    torch.manual_seed(5)
+    m = build(checkpoint=checkpoint, norm_axis=norm_axis, sharing=sharing, n_blocks=n_blocks).double().train()
+    with torch.no_grad():  # move every parameter off its initial value (norm bias 0, sigmoid(S) 0.9, ...)
+        for p in m.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x = tokens(3, t)
+    w = torch.randn(3, t, V, dtype=torch.float64)
+    (out_f, g_f), (out_a, g_a) = _fast_and_autograd(m, x, w)
+    torch.testing.assert_close(out_f, out_a, atol=1e-12, rtol=1e-12)
+    assert {n for n, g in g_f.items() if g is None} == {n for n, g in g_a.items() if g is None}
+    tol = 1e-7 if norm_axis == "sequence" and t <= 2 else 1e-10  # one pair: the sequence norm is ill-conditioned
+    for n in g_a:
+        if g_a[n] is not None:
+            torch.testing.assert_close(g_f[n], g_a[n], atol=tol, rtol=tol, msg=n)
+
+
+def test_fast_path_applies_only_where_it_computes_the_same_thing() -> None:
+    m = build(dropout=0.2).train()
+    assert not m._fast_path_applies()  # dropout masks are drawn by the module path
+    m.eval()
+    assert m._fast_path_applies()
+    with torch.no_grad():
+        assert not m._fast_path_applies()  # inference and FLOP tracing take the module path
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not m._fast_path_applies()
+
+
+def test_fast_path_block_checkpoint_keeps_block_inputs_only() -> None:
+    """act_bytes of the fast path: n_blocks [n, m] block inputs and the logits, not the layers'."""
+    n = 2048
+    kept = _act_bytes(n, checkpoint="block", n_blocks=3)
+    assert kept < 3 * n * 16 * 4 + 3 * n * V * 4 + 64 * 1024
+    assert kept > 3 * n * 16 * 4  # the three block inputs are really kept
