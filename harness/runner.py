@@ -10,6 +10,8 @@ import dataclasses
 import datetime as dt
 import functools
 import io
+import math
+import os
 import platform
 import subprocess
 import sys
@@ -290,15 +292,41 @@ class ProgressPrinter:
         self.stream.flush()
 
 
-class LengthLimits:
-    """Cost sweeps stop growing a variant's length once it ran out of memory or past the time budget.
+def physical_memory_bytes() -> int | None:
+    """This machine's RAM, where the OS says (Linux, macOS)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - platforms without sysconf
+        return None
 
-    Keyed by (variant, task): the smallest length that hit a limit and why. Rows already stored (from
-    an earlier, interrupted run) count too, so a resumed sweep skips the same cells.
+
+def mem_budget_bytes(job: Job) -> float | None:
+    """The sweep's memory budget for a profile job: ``max_mem_gib``, else a quarter of the RAM on CPU."""
+    if job.max_mem_gib is not None:
+        return job.max_mem_gib * 2**30
+    device = job.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device != "cpu":
+        return None
+    ram = physical_memory_bytes()
+    return ram / 4 if ram else None
+
+
+class LengthLimits:
+    """Cost sweeps stop growing a variant's length once it ran out of memory or past the time budget,
+    and skip a length whose memory, projected from the two previous lengths, is over the budget.
+
+    Keyed by (variant, task): the smallest length that hit a limit and why, and the measured
+    (length, mem_bytes) points. Rows already stored (from an earlier, interrupted run) count too, so a
+    resumed sweep skips the same cells.
     """
 
     def __init__(self, jobs: list[Job], stored: Iterable[dict[str, Any]]) -> None:
         self.hit: dict[tuple[str, str], tuple[int, str]] = {}
+        self.mem: dict[tuple[str, str], dict[int, int]] = {}
         ids = {j.run_id: j for j in jobs if j.kind == "profile"}
         for row in stored:
             job = ids.get(row.get("run_id", ""))
@@ -308,6 +336,8 @@ class LengthLimits:
     def record(self, job: Job, row: dict[str, Any]) -> None:
         if job.kind != "profile" or job.seq_len is None:
             return
+        if row.get("status") == "ok" and row.get("mem_bytes"):
+            self.mem.setdefault((job.variant, job.task_name), {})[job.seq_len] = int(row["mem_bytes"])
         why = None
         if row.get("status") == "oom":
             why = f"ran out of memory at n={job.seq_len}"
@@ -322,7 +352,23 @@ class LengthLimits:
         if job.kind != "profile" or job.seq_len is None:
             return None
         hit = self.hit.get((job.variant, job.task_name))
-        return f"skipped: {hit[1]}" if hit and job.seq_len > hit[0] else None
+        if hit and job.seq_len > hit[0]:
+            return f"skipped: {hit[1]}"
+        return self._projected_over_budget(job)
+
+    def _projected_over_budget(self, job: Job) -> str | None:
+        assert job.seq_len is not None
+        points = sorted((n, b) for n, b in self.mem.get((job.variant, job.task_name), {}).items() if n < job.seq_len)
+        if len(points) < 2:
+            return None
+        (n1, b1), (n2, b2) = points[-2:]
+        slope = max(0.0, math.log(b2 / b1) / math.log(n2 / n1))
+        projected = b2 * (job.seq_len / n2) ** slope
+        budget = mem_budget_bytes(job)
+        if budget is None or projected <= budget:
+            return None
+        return (f"skipped: mem_bytes projected to {projected / 2**30:.1f} GiB at n={job.seq_len} (n^{slope:.2f} "
+                f"through n={n1} and n={n2}), over the {budget / 2**30:.1f} GiB budget")
 
 
 def skipped_row(job: Job, reason: str) -> dict[str, Any]:

@@ -80,6 +80,11 @@ class ProfileConfig:
     # A variant whose training step at one length took longer than this (or ran out of memory) is not
     # profiled at the longer lengths: those cells are recorded as status "skipped" with the reason.
     max_step_s: float | None = None
+    # A length whose mem_bytes, extrapolated from the variant's two previous lengths (a power law in
+    # n), would pass this many GiB is skipped too: on the CPU the kernel kills a process that runs out
+    # of memory, and no result row can record that. Default: a quarter of the machine's memory on the
+    # CPU; none on CUDA, where running out is caught and recorded as status "oom".
+    max_mem_gib: float | None = None
 
     def check(self) -> list[tuple[str, str]]:
         if self.seq_lens and self.image_sizes:
@@ -93,6 +98,8 @@ class ProfileConfig:
                 return [(f"{key}[{i}]", f"must be >= 1, got {n}")]
         if self.max_step_s is not None and self.max_step_s <= 0:
             return [("max_step_s", f"must be > 0, got {self.max_step_s}")]
+        if self.max_mem_gib is not None and self.max_mem_gib <= 0:
+            return [("max_mem_gib", f"must be > 0, got {self.max_mem_gib}")]
         return []
 
     @property
@@ -165,6 +172,7 @@ class Job:
     description: str = ""
     report_spec: dict[str, Any] | None = None  # layout only: not part of the run_id
     max_step_s: float | None = None  # profile jobs: skip longer lengths past this (not part of the run_id)
+    max_mem_gib: float | None = None  # profile jobs: skip lengths projected past this (not part of the run_id)
 
     def identity(self) -> dict[str, Any]:
         """Everything that determines the job's numbers: hashed into ``run_id``."""
@@ -656,5 +664,6 @@ def load_suite(
                     train=vtrain[vname], seed=seeds[0], device=dev, kind="profile", seq_len=n,
                     batch_size=profile.batch_size, baseline=per_task.get(plabel), description=description,
                     report_spec=report_spec, max_step_s=profile.max_step_s,
+                    max_mem_gib=profile.max_mem_gib,
                 ))
     return Suite(name, display, description, list(seeds), baseline, dev, train, jobs, names)

@@ -141,3 +141,48 @@ def test_variant_train_overrides(tmp_path: Path, refused_suite: Any) -> None:
     assert "variants[1].train.steps" in line and "must be >= 1" in line
     line = refused_suite(text.replace("train: {steps: 8}", "train: {stpes: 8}"))
     assert "variants[1].train.stpes" in line and "did you mean 'steps'" in line
+
+
+def test_sweep_skips_a_length_projected_over_the_memory_budget(tmp_path: Path) -> None:
+    """mem_bytes 1, 4 MiB at 8, 16 tokens: n^2, so 16 MiB at 32 and 64 MiB at 64. With a 20 MiB budget
+    32 runs and 64 is skipped before it starts, with the projection in the reason; a rerun with a
+    larger budget retries it."""
+    text = SUITE.replace("task: rev}", "task: rev, max_mem_gib: 0.01953125}")  # 20 MiB
+    calls: list[int] = []
+
+    def fake(job: Any, _progress: Any) -> dict[str, Any]:
+        if job.kind == "profile":
+            calls.append(job.seq_len)
+        mem = (job.seq_len or 8) ** 2 * 2**14  # 1 MiB at 8
+        return {"run_id": job.run_id, "suite": job.suite, "variant": job.variant, "task": job.task_name,
+                "job": job.kind, "seed": job.seed, "seq_len": job.seq_len, "status": "ok", "step_ms": 1.0,
+                "mem_bytes": mem}
+
+    results = tmp_path / "results"
+    summary = run_suite(load_suite(_write(tmp_path, text)), results, quiet=True, runner=fake)
+    assert calls == [8, 16, 32] and summary.statuses == {"ok": 9, "skipped": 1}
+    skipped = [r for r in ResultStore(results / "feat.jsonl").rows() if r["status"] == "skipped"]
+    assert [r["seq_len"] for r in skipped] == [64]
+    assert "projected to 0.1 GiB at n=64 (n^2.00 through n=16 and n=32), over the 0.0 GiB budget" in skipped[0]["error"]
+    calls.clear()
+    bigger = text.replace("max_mem_gib: 0.01953125", "max_mem_gib: 1")
+    again = run_suite(load_suite(_write(tmp_path, bigger)), results, quiet=True, runner=fake)
+    assert calls == [64] and again.statuses == {"ok": 1}
+
+
+def test_memory_budget_defaults_to_a_quarter_of_the_ram_on_cpu(tmp_path: Path) -> None:
+    from harness.runner import mem_budget_bytes, physical_memory_bytes
+
+    job = next(j for j in load_suite(_write(tmp_path, SUITE)).jobs if j.kind == "profile")
+    ram = physical_memory_bytes()
+    assert ram is not None and ram > 2**30
+    assert mem_budget_bytes(job) == ram / 4
+    job.max_mem_gib = 2.0
+    assert mem_budget_bytes(job) == 2 * 2**30
+    job.max_mem_gib, job.device = None, "cuda"
+    assert mem_budget_bytes(job) is None  # an OOM on the GPU is caught and recorded
+
+
+def test_max_mem_gib_is_validated(refused_suite: Any) -> None:
+    line = refused_suite(SUITE.replace("task: rev}", "task: rev, max_mem_gib: 0}"))
+    assert "profile.max_mem_gib" in line and "must be > 0" in line
