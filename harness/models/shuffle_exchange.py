@@ -60,9 +60,10 @@ backward recomputes a block without autograd, then walks the layers in reverse w
 (layer-norm and GELU backward) and accumulates each shared unit's gradients in place. Outputs and
 gradients equal the module path's to float rounding (tests/test_shuffle_exchange.py, in float64). The
 module path (``SwitchUnit.forward``, ``torch.utils.checkpoint`` per block) serves inference, FLOP
-tracing, autocast and dropout. Measured with ``benchmarks/bench_side_by_side.py`` (n = 8192, m = 64,
-F = 128, one block, batch 1, 2-core CPU): the step went from about 0.92 to about 0.84 of vanilla
-fused-SDPA attention's, side by side; ``act_bytes`` 3.3 MB with ``block`` (module path with ``none``:
+tracing, autocast and dropout. Measured side by side in alternating rounds (n = 8192, m = 64,
+F = 128, one block, batch 1, 2-core CPU; vanilla: one layer, fused SDPA): the module path's step took
+1.05-1.06x vanilla's, this path's 0.93-0.96x in the same runs (0.84-0.96x over five runs of
+``benchmarks/bench_side_by_side.py``); ``act_bytes`` 3.3 MB with ``block`` (module path with ``none``:
 213 MB, about 8.5 MB for each of the 25 switch layers).
 
 Simplifications and deviations (named):
