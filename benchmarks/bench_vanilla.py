@@ -21,9 +21,9 @@ from torch import nn
 
 import harness
 from harness.flops import count_flops
+from harness.heap import pin_heap
 from harness.models.base import ModelOutput
 from harness.models.blocks import TiedHead, TokenEmbedding
-from harness.heap import pin_heap
 from harness.profile import alternate_step_ms, matmul_peak_flops
 from harness.tasks.base import Batch
 
