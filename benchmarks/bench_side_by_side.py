@@ -14,6 +14,7 @@ run, against each of the suite's references (``report.references``, else its van
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -24,7 +25,8 @@ from tabulate import tabulate
 
 from harness.errors import HarnessError
 from harness.heap import pin_heap
-from harness.profile import alternate_step_ms, measure_act_bytes
+from harness.profile import _train_step, _unique_trainable, alternate_step_ms, measure_act_bytes
+from harness.report import cost_references
 from harness.runner import build_job, job_batch, use_deterministic
 from harness.suite import Job, load_suite
 
@@ -43,13 +45,6 @@ def profile_jobs(suite_path: str, at: int, variants: list[str] | None) -> list[J
         sizes = sorted({j.seq_len for j in suite.jobs if j.kind == "profile" and j.seq_len})
         raise HarnessError(f"{suite_path}: no profile job at {at} (profiled sizes: {sizes})")
     return list(jobs.values())
-
-
-def references(jobs: list[Job]) -> list[str]:
-    spec = jobs[0].report_spec or {}
-    named = [str(v) for v in spec.get("references") or []]
-    refs = named or [j.variant for j in jobs if j.model == "vanilla"]
-    return [r for r in refs if any(j.variant == r for j in jobs)]
 
 
 def main() -> int:
@@ -78,19 +73,14 @@ def main() -> int:
             return task.loss(m(**b.inputs), b)
 
         act[job.variant] = measure_act_bytes(model, batch, loss_fn)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-        def step(model: Any = model, batch: Any = batch, opt: Any = opt, loss_fn: Any = loss_fn) -> None:
-            opt.zero_grad(set_to_none=True)
-            loss_fn(model, batch).backward()
-            opt.step()
-
+        opt = torch.optim.AdamW(_unique_trainable(model), lr=1e-4)
+        step = functools.partial(_train_step, model, batch, loss_fn, opt)
         step()  # warm-up: optimizer state, allocator, kernels
         steps[job.variant] = step
         meta[job.variant] = {"model": job.model, "batch_size": batch.batch_size}
     times = alternate_step_ms(steps, rounds=args.rounds, per_round=args.steps)
     med = {k: statistics.median(v) for k, v in times.items()}
-    refs = references(jobs)
+    refs = cost_references(jobs[0].report_spec, {j.variant: j.model for j in jobs})
     out: dict[str, Any] = {
         "suite": args.suite, "at": args.at, "threads": torch.get_num_threads(), "rounds": args.rounds,
         "steps_per_round": args.steps, "references": refs,

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import gc
 import json
 import statistics
@@ -172,7 +173,7 @@ def measure_relative_time(
     """
     import torch
 
-    from harness.profile import _sync, _train_step, _unique_trainable
+    from harness.profile import _train_step, _unique_trainable, alternate_step_ms
 
     work = []
     for s in subjects:
@@ -185,25 +186,18 @@ def measure_relative_time(
         for _ in range(WARMUP_STEPS):
             _train_step(model, batch, s.loss_fn, opt)
         work.append((s.name, model, batch, s.loss_fn, opt))
-    times: dict[str, list[float]] = {s.name: [] for s in subjects}
+    calls = {name: functools.partial(_train_step, model, batch, loss_fn, opt)
+             for name, model, batch, loss_fn, opt in work}
     gc_was = gc.isenabled()
     gc.collect()
     gc.disable()  # a collection in the middle of one model's step is noise
     try:
-        for r in range(rounds):
-            k = r % len(work)
-            for name, model, batch, loss_fn, opt in work[k:] + work[:k]:
-                best = float("inf")
-                for _ in range(steps):
-                    _sync(device)
-                    t0 = time.perf_counter()
-                    _train_step(model, batch, loss_fn, opt)
-                    _sync(device)
-                    best = min(best, time.perf_counter() - t0)
-                times[name].append(best * 1e3)
+        every = alternate_step_ms(calls, rounds=rounds, per_round=steps, device=device, order="rotate")
     finally:
         if gc_was:
             gc.enable()
+    # each model's fastest step of each round
+    times = {name: [min(ts[i : i + steps]) for i in range(0, len(ts), steps)] for name, ts in every.items()}
     out = {}
     for s in subjects:
         ts, ref = times[s.name], times[s.reference or reference]

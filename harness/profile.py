@@ -286,19 +286,29 @@ def measure_step_ms(
 
 
 def alternate_step_ms(
-    steps: dict[str, Callable[[], None]], *, rounds: int, per_round: int, device: torch.device | str = "cpu"
+    steps: dict[str, Callable[[], None]],
+    *,
+    rounds: int,
+    per_round: int,
+    device: torch.device | str = "cpu",
+    order: Literal["reverse", "rotate"] = "reverse",
 ) -> dict[str, list[float]]:
-    """Wall times in ms of each named step function, measured side by side.
+    """Wall times in ms of each named step function, measured side by side, in the order they ran.
 
-    Each round runs every function ``per_round`` times in turn, and the order reverses from one round
-    to the next, so that slow phases of a shared or noisy machine fall on all of them alike; a ratio
-    of their medians is then a fair comparison where absolute times are not. The caller warms up.
+    Each round runs every function ``per_round`` times in turn, so that slow phases of a shared or
+    noisy machine fall on all of them alike; a ratio of their medians is then a fair comparison where
+    absolute times are not. From one round to the next the order reverses (``reverse``) or rotates
+    by one (``rotate``: no function always follows the same one). The caller warms up.
     """
     device = torch.device(device)
     times: dict[str, list[float]] = {k: [] for k in steps}
     names = list(steps)
     for r in range(rounds):
-        for k in names if r % 2 == 0 else reversed(names):
+        if order == "rotate":
+            turn = names[r % len(names):] + names[: r % len(names)]
+        else:
+            turn = names if r % 2 == 0 else names[::-1]
+        for k in turn:
             for _ in range(per_round):
                 _sync(device)
                 start = time.perf_counter()

@@ -242,6 +242,14 @@ def _finite(x: Any) -> bool:
         return False
 
 
+def cost_references(spec: Mapping[str, Any] | None, models: Mapping[str, str]) -> list[str]:
+    """The variants a cost sweep is compared against: the report spec's ``references``, else every
+    ``vanilla`` variant (natural order); only those among ``models`` (variant -> registered model)."""
+    named = [str(v) for v in (spec or {}).get("references") or []]
+    refs = named or sorted((v for v, m in models.items() if m == "vanilla"), key=_natural)
+    return [v for v in refs if v in models]
+
+
 def _natural(s: Any) -> tuple[tuple[int, int, str], ...]:
     """Sort key putting ``k2`` before ``k10``."""
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", str(s)) if p)
@@ -988,8 +996,7 @@ def _suite_section(rows: list[Row], suite: str, lang: str, fig_dir: Path, figure
                                        for q in PROFILE_QUANTITIES), span])
         rng = _t(lang, "exp_range", lo=fit_range[0], hi=fit_range[1]) if fit_range else ""
         out += [_t(lang, "exp_table", range=rng), "", _md_table(headers, body), ""]
-        refs = [str(v) for v in pspec.get("references") or []] or sorted(
-            {str(r.get("variant")) for r in prows if r.get("model") == "vanilla"}, key=_natural)
+        refs = cost_references(pspec, {str(r.get("variant")): str(r.get("model")) for r in prows})
         refs = [v for v in refs if any(ps.variant == v for ps in series)]
         out += _overtake_section(series, prows, refs, pspec.get("ratio_at"), lang)
         fails = [r for ps in series for r in ps.failures]

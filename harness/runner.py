@@ -304,12 +304,7 @@ def mem_budget_bytes(job: Job) -> float | None:
     """The sweep's memory budget for a profile job: ``max_mem_gib``, else a quarter of the RAM on CPU."""
     if job.max_mem_gib is not None:
         return job.max_mem_gib * 2**30
-    device = job.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device != "cpu":
+    if job.device == "cuda" or resolve_device(job.device).type != "cpu":
         return None
     ram = physical_memory_bytes()
     return ram / 4 if ram else None

@@ -288,7 +288,7 @@ class _SwitchStack(torch.autograd.Function):
         n_units = (len(tensors) - 2) // _PER_UNIT
         ctx.units = [list(tensors[i * _PER_UNIT : (i + 1) * _PER_UNIT]) for i in range(n_units)]
         ctx.sigs = [torch.sigmoid(p[5] * LR_ADJUST) for p in ctx.units]
-        head_w, head_b = tensors[-2:]
+        head_w, head_b = tensors[-2:]  # the bias's gradient needs only dlogits
         x = _pairs(h)
         inputs, stashes = [], []
         for lo, hi in segments:
@@ -297,13 +297,12 @@ class _SwitchStack(torch.autograd.Function):
             stashes.append(st)
         final = x.view(b, n, m)[:, :t]
         ctx.stashes = stashes if keep_all else None
-        ctx.save_for_backward(*inputs, final if keep_all else x.new_empty(0), head_w, head_b)
-        ctx.n_units = n_units
+        ctx.save_for_backward(*inputs, final if keep_all else x.new_empty(0), head_w)
         return F.linear(final, head_w, head_b)
 
     @staticmethod
     def backward(ctx, dlogits: torch.Tensor):
-        *inputs, final, head_w, _ = ctx.saved_tensors
+        *inputs, final, head_w = ctx.saved_tensors
         b, m, t, axis = ctx.b, ctx.m, ctx.t, ctx.axis
         n = int(inputs[0].shape[0]) * 2 // b
         grads = [[torch.zeros_like(p) if i != 2 else None for i, p in enumerate(u)] for u in ctx.units]
