@@ -22,6 +22,7 @@ count per job is the same (1 under the tests); only timings differ.
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
@@ -69,16 +70,13 @@ def run_in_worker(fn: JobFn, job: Job, threads: int, meta: dict[str, Any]) -> di
 
 
 def error_row(job: Job, reason: str) -> dict[str, Any]:
-    """The row of a job whose worker died twice: every result field present, status ``error``."""
-    from harness.runner import skipped_row
+    """The row (dict form) of a job whose worker died twice: status ``error``, nothing measured."""
+    from harness.runner import new_row
 
-    row = skipped_row(job, reason)
-    row["status"] = "error"
-    for k in ("params", "params_applied", "flops_fwd", "flops_unsupported", "mem_bytes", "mem_kind",
-              "act_bytes", "step_ms", "tokens_per_s", "mfu", "metric", "value", "higher_is_better",
-              "train_s", "device_name"):
-        row.setdefault(k, None)
-    return row
+    row = new_row(job)
+    row.error, row.device = reason, job.device
+    row.finished_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    return row.to_dict()
 
 
 def driver_meta() -> dict[str, Any]:
@@ -102,7 +100,7 @@ class Executor:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> Executor:
+    def __enter__(self) -> Executor:  # noqa: PYI034 - typing.Self needs Python 3.11
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -323,7 +321,7 @@ class RayExecutor(Executor):
                 kwargs.setdefault("runtime_env", {"py_modules": [str(Path(__file__).resolve().parent)]})
             try:
                 ray.init(**kwargs)
-            except Exception as e:  # a bad address, a cluster that is not there
+            except Exception as e:  # noqa: BLE001 - any failure: a bad address, a cluster that is not there
                 first = (str(e).strip().splitlines() or [""])[0]
                 where = f" at {address}" if address else ""
                 raise HarnessError(f"--executor ray: could not start or join Ray{where}: "

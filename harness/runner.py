@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from harness import __version__
+from harness.rows import ResultRow
 from harness.store import ResultStore
 from harness.suite import Job, Suite
 
@@ -160,26 +161,34 @@ def job_batch(job: Job, model: Any, task: Any) -> Any:
     return task.layout(*task.make(n, job.train["batch_size"], gen), model.io)
 
 
-def new_row(job: Job) -> dict[str, Any]:
-    """A job's result row before it runs: every result field, the job's identity and provenance."""
+def new_row(job: Job) -> ResultRow:
+    """A job's result row before it runs: the job's identity and provenance, nothing measured yet."""
     import torch
 
-    return {
-        "run_id": job.run_id, "suite": job.suite, "variant": job.variant, "model": job.model,
-        "preset": job.preset, "task": job.task_name, "seed": job.seed, "job": job.kind,
-        "status": "error", "error": None,
-        "params": None, "params_applied": None, "flops_fwd": None, "flops_unsupported": None,
-        "mem_bytes": None, "mem_kind": None, "act_bytes": None, "step_ms": None, "tokens_per_s": None,
-        "mfu": None, "metric": None, "value": None, "higher_is_better": None, "metrics": {}, "curve": [],
-        "train_s": None, "seq_len": job.seq_len, "batch_size": job.batch_size,
-        "baseline": job.baseline, "suite_description": job.description, "report_spec": job.report_spec,
-        "device": None, "device_name": None, "torch_version": torch.__version__,
-        "harness_version": __version__, "git_commit": git_commit(), "config": job.config(),
-    }
+    return ResultRow(
+        run_id=job.run_id, suite=job.suite, variant=job.variant, model=job.model, preset=job.preset,
+        task=job.task_name, seed=job.seed, job=job.kind, status="error", seq_len=job.seq_len,
+        batch_size=job.batch_size, baseline=job.baseline, suite_description=job.description,
+        report_spec=job.report_spec, torch_version=torch.__version__, harness_version=__version__,
+        git_commit=git_commit(), config=job.config(),
+    )
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _oom_message(row: ResultRow, job: Job, precision: str) -> str:
+    """An out-of-memory error naming the size that failed (before the batch exists: the suite's)."""
+    n = row.seq_len if row.seq_len is not None else job.task_cfg.get("seq_len")
+    bs = row.batch_size if row.batch_size is not None else job.train["batch_size"]
+    return (f"out of memory at seq_len={n} batch_size={bs}"
+            f"{' (' + precision + ')' if precision != 'fp32' else ''}: {row.error}")[:500]
 
 
 def execute(job: Job, progress: Callable[[int, int, float, float], None] | None = None) -> dict[str, Any]:
-    """Run one job and return its result row; never raises for a failing job."""
+    """Run one job and return its result row, in its dict form (rows travel from worker processes
+    and Ray tasks as plain data); never raises for a failing job."""
     import torch
 
     from harness.profile import profile_model
@@ -192,7 +201,7 @@ def execute(job: Job, progress: Callable[[int, int, float, float], None] | None 
     failed = False
     try:
         device = resolve_device(job.device)
-        row["device"], row["device_name"] = device.type, device_name(device.type)
+        row.device, row.device_name = device.type, device_name(device.type)
         use_deterministic()
         if device.type == "cuda":
             use_tf32()
@@ -201,41 +210,36 @@ def execute(job: Job, progress: Callable[[int, int, float, float], None] | None 
         model.to(device)
         batch = job_batch(job, model, task).to(device)
         if job.kind == "train":
-            row["seq_len"], row["batch_size"] = batch.seq_len, batch.batch_size
-            row["metric"], row["higher_is_better"] = task.metric, task.higher_is_better
-        prof = profile_model(
+            row.seq_len, row.batch_size = batch.seq_len, batch.batch_size
+            row.metric, row.higher_is_better = task.metric, task.higher_is_better
+        row.update(profile_model(
             model, batch, lambda m, b: task.loss(m(**b.inputs), b), device=device,
             n_warmup=job.train["profile_warmup"], n_timed=job.train["profile_steps"], precision=precision,
-        )
-        row.update(prof)
+        ))
         if job.kind == "profile":
-            row["status"] = "ok"
+            row.status = "ok"
         else:
             out = train(model, task, job.train, job.seed, device, progress, eval_builders(job))
             row.update(out.extras)
-            row["status"], row["error"] = out.status, out.error
-            row["metrics"], row["curve"], row["train_s"] = out.metrics, out.curve, round(out.train_s, 3)
-            row["value"] = out.metrics.get(task.metric)
+            row.status, row.error = out.status, out.error
+            row.metrics, row.curve, row.train_s = out.metrics, out.curve, round(out.train_s, 3)
+            row.value = out.metrics.get(task.metric)
     except KeyboardInterrupt:
         raise
-    except Exception as e:  # the suite goes on; the row says why this job failed
+    except Exception as e:  # noqa: BLE001 - the suite goes on; the row says why this job failed
         failed = True
-        row["status"] = "oom" if _is_oom(e) else "error"
-        row["error"] = _one_line(e)
-        if row["status"] == "oom":  # name the size that failed (before the batch exists: the suite's)
-            n = row["seq_len"] if row["seq_len"] is not None else job.task_cfg.get("seq_len")
-            bs = row["batch_size"] if row["batch_size"] is not None else job.train["batch_size"]
-            row["error"] = (f"out of memory at seq_len={n} batch_size={bs}"
-                            f"{' (' + precision + ')' if precision != 'fp32' else ''}: {row['error']}")[:500]
+        row.status, row.error = ("oom" if _is_oom(e) else "error"), _one_line(e)
+        if row.status == "oom":
+            row.error = _oom_message(row, job, precision)
     if failed:
         # the exception (and the frames holding the model, optimizer and activations) is gone by
         # now: drop our own references and hand the memory back before the next job
         model = task = batch = None
         free_memory()
-    if row["train_s"] is None and job.kind == "train":
-        row["train_s"] = round(time.perf_counter() - started, 3)
-    row["finished_at"] = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
-    return row
+    if row.train_s is None and job.kind == "train":
+        row.train_s = round(time.perf_counter() - started, 3)
+    row.finished_at = _now()
+    return row.to_dict()
 
 
 @dataclass
@@ -367,9 +371,10 @@ class LengthLimits:
 
 
 def skipped_row(job: Job, reason: str) -> dict[str, Any]:
-    """The result row of a cell not run because a shorter length already hit a limit."""
-    finished = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
-    return {**new_row(job), "status": "skipped", "error": reason, "device": job.device, "finished_at": finished}
+    """The result row (dict form) of a cell not run because a shorter length already hit a limit."""
+    row = new_row(job)
+    row.status, row.error, row.device, row.finished_at = "skipped", reason, job.device, _now()
+    return row.to_dict()
 
 
 def run_suite(

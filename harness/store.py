@@ -5,6 +5,9 @@ descriptor under an exclusive ``flock`` and ``fsync``-ed. A process killed at an
 the whole line or nothing, except on a full disk or a power cut, which can leave a tail without its
 newline: the next writer cuts such a tail off (under the lock) before appending, and readers skip any
 line that does not parse.
+
+Rows are plain JSON objects with sorted keys on disk; :func:`load_rows` gives them back as typed
+:class:`harness.rows.ResultRow` objects, old layouts migrated (:func:`harness.rows.migrate`).
 """
 
 from __future__ import annotations
@@ -13,8 +16,12 @@ import fcntl
 import json
 import math
 import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from harness.rows import ResultRow, migrate
 
 
 def _clean(value: Any) -> Any:
@@ -39,8 +46,10 @@ class ResultStore:
         """Jobs not to run again; a "skipped" cell is retried (its limit may have been raised since)."""
         return {r["run_id"] for r in self.rows() if "run_id" in r and r.get("status") != "skipped"}
 
-    def append(self, row: dict[str, Any]) -> None:
-        line = (json.dumps(_clean(row), sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
+    def append(self, row: ResultRow | Mapping[str, Any]) -> None:
+        """Append one row (a :class:`ResultRow` or its dict form) as one line of sorted-key JSON."""
+        data = row.to_dict() if isinstance(row, ResultRow) else dict(row)
+        line = (json.dumps(_clean(data), sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -71,36 +80,70 @@ def _truncate_to_last_newline(fd: int, size: int) -> None:
     os.ftruncate(fd, 0)
 
 
-def read_rows(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Rows of one results file; lines that do not parse (a torn tail) are skipped."""
-    path = Path(path)
-    if not path.exists():
+def _parsed_lines(path: Path) -> Iterator[dict[str, Any] | None]:
+    """Each non-blank line of a results file as a dict, or None where it does not parse as one."""
+    if not path.is_file():
         return
     with path.open("rb") as f:
         for raw in f:
+            if not raw.strip():
+                continue
             try:
                 row = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError):
+                yield None
                 continue
-            if isinstance(row, dict):
-                yield row
+            yield row if isinstance(row, dict) else None
+
+
+def read_rows(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Rows of one results file, as stored; lines that do not parse (a torn tail) are skipped."""
+    return (row for row in _parsed_lines(Path(path)) if row is not None)
 
 
 def result_files(path_or_dir: str | Path) -> list[Path]:
+    """Every ``*.jsonl`` of a directory, or the one file named (none when the path does not exist)."""
     p = Path(path_or_dir)
-    return sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
+    if p.is_dir():
+        return sorted(p.glob("*.jsonl"))
+    return [p] if p.is_file() else []
+
+
+@dataclass
+class StoredRows:
+    """What a results file or directory holds: the rows as stored (the last row per run_id, at the
+    position of its first), the number of lines that did not parse, and the number of files read."""
+
+    rows: list[dict[str, Any]]
+    skipped: int
+    files: int
+
+
+def latest_rows(path_or_dir: str | Path) -> StoredRows:
+    """The rows of a results file or directory, the last row per run_id winning."""
+    by_id: dict[str, dict[str, Any]] = {}
+    anonymous: list[dict[str, Any]] = []
+    skipped = 0
+    files = result_files(path_or_dir)
+    for f in files:
+        for row in _parsed_lines(f):
+            if row is None:
+                skipped += 1
+            elif isinstance(row.get("run_id"), str) and row["run_id"]:
+                by_id[row["run_id"]] = row
+            else:
+                anonymous.append(row)
+    return StoredRows([*by_id.values(), *anonymous], skipped, len(files))
+
+
+def load_rows(path_or_dir: str | Path) -> list[ResultRow]:
+    """The rows of a results file or directory as :class:`ResultRow` (last per run_id, file order)."""
+    return [migrate(r) for r in latest_rows(path_or_dir).rows]
 
 
 def load_results(path_or_dir: str | Path) -> Any:
-    """Every row of a results file or directory as a pandas DataFrame (last row per run_id wins)."""
+    """Every row of a results file or directory as a pandas DataFrame (last row per run_id wins), with
+    the columns as stored."""
     import pandas as pd
 
-    rows: dict[str, dict[str, Any]] = {}
-    extra: list[dict[str, Any]] = []
-    for f in result_files(path_or_dir):
-        for r in read_rows(f):
-            if "run_id" in r:
-                rows[r["run_id"]] = r
-            else:
-                extra.append(r)
-    return pd.DataFrame([*rows.values(), *extra])
+    return pd.DataFrame(latest_rows(path_or_dir).rows)
