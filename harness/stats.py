@@ -27,11 +27,8 @@ def _num(x: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _t_half_width(sd: float, n: int, conf: float) -> float:
-    """Half width of a Student-t interval for a mean of ``n`` values with sample s.d. ``sd``."""
-    if n < 2:
-        return math.nan
-    return float(_st.t.ppf(0.5 + conf / 2.0, n - 1) * sd / math.sqrt(n))
+def _finite_sorted(values: Iterable[Any]) -> np.ndarray:
+    return np.array(sorted(f for v in values if (f := _num(v)) is not None), dtype=np.float64)
 
 
 def mean_ci(values: Iterable[float | None], conf: float = 0.95) -> tuple[float, float, int]:
@@ -39,13 +36,13 @@ def mean_ci(values: Iterable[float | None], conf: float = 0.95) -> tuple[float, 
 
     One value gives a NaN half width; no value gives ``(nan, nan, 0)``.
     """
-    xs = np.array(sorted(f for v in values if (f := _num(v)) is not None), dtype=np.float64)
+    xs = _finite_sorted(values)
     n = int(xs.size)
     if n == 0:
         return math.nan, math.nan, 0
-    mean = float(xs.mean())
-    sd = float(xs.std(ddof=1)) if n > 1 else math.nan
-    return mean, _t_half_width(sd, n, conf), n
+    if n == 1:
+        return float(xs[0]), math.nan, 1
+    return float(xs.mean()), float(_st.t.ppf(0.5 + conf / 2.0, n - 1) * _st.sem(xs)), n
 
 
 def paired_diff(
@@ -56,30 +53,25 @@ def paired_diff(
     """Paired comparison over the seeds present (and finite) in both mappings.
 
     Returns ``(mean_diff, half_width, p_value, n)`` with diff = treatment - baseline, the half width of
-    the Student-t interval of the mean difference, and the two-sided paired t-test p value
-    (the same as ``scipy.stats.ttest_rel``). ``p`` is NaN when ``n < 2``. When every difference is the
-    same number the test statistic is degenerate: p is 1.0 for a zero difference and 0.0 otherwise.
+    the Student-t interval of the mean difference, and the two-sided p value of the paired t-test
+    (``scipy.stats.ttest_rel``). ``p`` is NaN when ``n < 2``. When every difference is the same number
+    the test statistic is degenerate: p is 1.0 for a zero difference and 0.0 otherwise.
     """
-    pairs: list[tuple[Any, float]] = []
-    for s in treatment_by_seed:
-        t, b = _num(treatment_by_seed[s]), _num(baseline_by_seed.get(s))
-        if t is not None and b is not None:
-            pairs.append((s, t - b))
-    pairs.sort(key=lambda sd: (str(type(sd[0])), sd[0]))
-    d = np.array([diff for _, diff in pairs], dtype=np.float64)
-    n = int(d.size)
+    seeds = sorted((s for s in treatment_by_seed
+                    if _num(treatment_by_seed[s]) is not None and _num(baseline_by_seed.get(s)) is not None),
+                   key=lambda s: (str(type(s)), s))
+    t = np.array([_num(treatment_by_seed[s]) for s in seeds], dtype=np.float64)
+    b = np.array([_num(baseline_by_seed[s]) for s in seeds], dtype=np.float64)
+    n = len(seeds)
     if n == 0:
         return math.nan, math.nan, math.nan, 0
-    mean = float(d.mean())
+    mean = float((t - b).mean())
     if n < 2:
         return mean, math.nan, math.nan, n
-    sd = float(d.std(ddof=1))
-    hw = _t_half_width(sd, n, conf)
-    if sd == 0.0:
+    hw = float(_st.t.ppf(0.5 + conf / 2.0, n - 1) * _st.sem(t - b))
+    if float((t - b).std(ddof=1)) == 0.0:
         return mean, hw, (1.0 if mean == 0.0 else 0.0), n
-    t = mean / (sd / math.sqrt(n))
-    p = float(2.0 * _st.t.sf(abs(t), n - 1))
-    return mean, hw, min(p, 1.0), n
+    return mean, hw, min(float(_st.ttest_rel(t, b).pvalue), 1.0), n
 
 
 def holm(pvalues: Sequence[float | None]) -> list[float]:
@@ -108,9 +100,5 @@ def fit_power_law(xs: Sequence[float | None], ys: Sequence[float | None]) -> tup
                  if (x := _num(x0)) is not None and (y := _num(y0)) is not None and x > 0 and y > 0)
     if len({x for x, _ in pts}) < 2:
         return math.nan, math.nan
-    lx = np.log(np.array([x for x, _ in pts]))
-    ly = np.log(np.array([y for _, y in pts]))
-    lx_c = lx - lx.mean()
-    slope = float((lx_c * (ly - ly.mean())).sum() / (lx_c * lx_c).sum())
-    intercept = float(ly.mean() - slope * lx.mean())
-    return slope, math.exp(intercept)
+    slope, intercept = np.polyfit(np.log([x for x, _ in pts]), np.log([y for _, y in pts]), 1)
+    return float(slope), math.exp(float(intercept))
