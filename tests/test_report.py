@@ -20,9 +20,11 @@ LENS = [64, 128, 256, 512, 1024]
 # notes discuss in prose.
 TRANSFORMER_TITLES = ["Attention Is All You Need", "Reordering their Sublayers", "Universal Transformers",
                       "Residual Shuffle-Exchange", "BERT: Pre-training", "ALBERT", "Reformer"]
-CV_TITLES = ["Image Transformer", "Self-Attention Generative Adversarial Networks", "An Image is Worth 16x16 Words",
+CV_TITLES = ["Image Transformer", "Self-Attention Generative Adversarial Networks",
+             "An Image is Worth 16x16 Words",
              "End-to-End Object Detection with Transformers", "Deformable DETR",
-             "Texture Transformer Network for Image Super-Resolution", "Lane Shape Prediction with Transformers",
+             "Texture Transformer Network for Image Super-Resolution",
+             "Lane Shape Prediction with Transformers",
              "Feature Pyramid Transformer", "LambdaNetworks"]
 
 
@@ -76,12 +78,15 @@ def synthetic_rows() -> list[dict[str, Any]]:
                   "baseline": "interleaved", "suite_description": "Lower is better", "seq_len": 128,
                   "finished_at": stamp}
         rows.append(_row(variant="interleaved", model="sandwich", seed=seed, value=1.50 + NOISE[i], **common))
-        rows.append(_row(variant="sandwich-k2", model="sandwich", seed=seed, value=1.40 + NOISE[i] + 0.001 * i,
+        rows.append(_row(variant="sandwich-k2", model="sandwich", seed=seed,
+                         value=1.40 + NOISE[i] + 0.001 * i,
                          **common))
-        rows.append(_row(variant="sandwich-k10", model="sandwich", seed=seed, value=1.60 + NOISE[i] - 0.001 * i,
+        rows.append(_row(variant="sandwich-k10", model="sandwich", seed=seed,
+                         value=1.60 + NOISE[i] - 0.001 * i,
                          **common))
     rows.append(_row(variant="sandwich-k3", model="sandwich", seed=0, value=None, status="error",
-                     error="ValueError: order string has 7 's' but 8 'f'\nTraceback (most recent call last): ...",
+                     error="ValueError: order string has 7 's' but 8 'f'\n"
+                           "Traceback (most recent call last): ...",
                      suite="lm", task="charlm", metric="bpc", higher_is_better=False, baseline="interleaved",
                      metrics=None, finished_at="2025-02-05T09:00:00Z"))
     # profile sweep with exact power laws
@@ -92,7 +97,8 @@ def synthetic_rows() -> list[dict[str, Any]]:
                              seq_len=n, batch_size=4, value=None, metric=None, metrics=None, curve=None,
                              step_ms=0.01 * n**ks, act_bytes=1000.0 * n**ka, mem_bytes=5000.0 * n**km,
                              finished_at=f"2025-01-20T12:00:{j:02d}Z"))
-    rows.append(_row(job="profile", task="copy", variant="vanilla-post", model="vanilla", seed=0, seq_len=4096,
+    rows.append(_row(job="profile", task="copy", variant="vanilla-post", model="vanilla", seed=0,
+                     seq_len=4096,
                      batch_size=4, value=None, metric=None, metrics=None, status="oom", step_ms=None,
                      act_bytes=None, mem_bytes=None, error="out of memory at seq_len 4096",
                      finished_at="2025-01-20T12:01:00Z"))
@@ -123,16 +129,16 @@ def report_en(results: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     # synthetic rows are built for, so the test does not change when a suite is renamed.
     import yaml
 
-    import harness.report as report
+    from harness.report import literature
 
-    data = yaml.safe_load(report.LITERATURE_PATH.read_text(encoding="utf-8"))
+    data = yaml.safe_load(literature.LITERATURE_PATH.read_text(encoding="utf-8"))
     for paper in data["papers"]:
         if paper["id"] == "transformer":
             paper["measured"] = {"suite": "quick", "variant": "vanilla-post", "baseline": "vanilla-post"}
     lit = tmp_path_factory.mktemp("lit") / "literature.yaml"
     lit.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(report, "LITERATURE_PATH", lit)
+        mp.setattr(literature, "LITERATURE_PATH", lit)
         return write_report(results, tmp_path_factory.mktemp("report_en")).read_text(encoding="utf-8")
 
 
@@ -146,10 +152,15 @@ def _section(md: str, start: str, end: str) -> str:
     return md[a:md.index(end, a + len(start))]
 
 
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+
+
 def _table_row(md: str, first_cell: str) -> list[str]:
+    # tables are padded to their columns' widths: match the first cell, not a fixed prefix
     for line in md.splitlines():
-        if line.startswith(f"| {first_cell} |"):
-            return [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if line.startswith("| ") and _cells(line)[:1] == [first_cell]:
+            return _cells(line)
     raise AssertionError(f"no table row starting with {first_cell!r}")
 
 
@@ -316,7 +327,7 @@ def test_loader_skips_bad_lines_and_keeps_last(tmp_path: Path) -> None:
                                    encoding="utf-8")
     (d / "notes.txt").write_text("ignored", encoding="utf-8")
     rows = load_rows(d)
-    assert len(rows) == 1 and rows[0]["value"] == 0.9
+    assert len(rows) == 1 and rows[0].value == 0.9
     md = write_report(d, tmp_path / "r").read_text(encoding="utf-8")
     assert "2 unreadable line(s) skipped" in md
 

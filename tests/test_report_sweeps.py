@@ -20,6 +20,11 @@ def test_overtake_length() -> None:
                            [2048], lengths) == 2048
 
 
+def _first_cell(line: str) -> str | None:
+    """The first cell of a markdown table row (tables are padded to their columns' widths)."""
+    return line.split("|")[1].strip() if line.startswith("| ") else None
+
+
 def _row(**kw: object) -> dict:
     base = {"suite": "lr", "job": "train", "status": "ok", "seed": 0, "task": "dup", "metric": "tok_acc",
             "higher_is_better": True}
@@ -35,11 +40,13 @@ def test_matrix_and_overtake_sections(tmp_path: Path) -> None:
     for seed in (0, 1, 2):
         for v, full, lsh in (("ref-full", 1.0, 0.5), ("ref-lsh1", 0.01, 0.8 + 0.01 * seed)):
             rows.append(_row(run_id=f"{v}{seed}", variant=v, model="reformer", seed=seed, value=full,
-                             report_spec=spec, metrics={"tok_acc": full, "tok_acc@full": full, "tok_acc@lsh-1": lsh}))
+                             report_spec=spec,
+                             metrics={"tok_acc": full, "tok_acc@full": full, "tok_acc@lsh-1": lsh}))
     for v, model, k in (("vanilla", "vanilla", 2.0), ("lsh", "reformer", 1.0)):
         for n in (256, 512, 1024, 2048):
             rows.append(_row(run_id=f"p{v}{n}", job="profile", task="copy", variant=v, model=model, seq_len=n,
-                             step_ms=(n / 256) ** k * (1 if v == "vanilla" else 3), act_bytes=n * (4 if v == "vanilla" else 1),
+                             step_ms=(n / 256) ** k * (1 if v == "vanilla" else 3),
+                             act_bytes=n * (4 if v == "vanilla" else 1),
                              mem_bytes=n, report_spec=spec))
     res = tmp_path / "results"
     res.mkdir()
@@ -51,11 +58,13 @@ def test_matrix_and_overtake_sections(tmp_path: Path) -> None:
     assert "81.0" in line and "[77.9]" in line and "[0.8]" in line
     lines = text.splitlines()
     start = next(i for i, ln in enumerate(lines) if ln.startswith("Length from which"))
-    over = next(ln for ln in lines[start:] if ln.startswith("| lsh |"))
-    # lsh step time 3*(n/256) vs vanilla (n/256)^2: cheaper from n=1024 (3*4=12 < 16); act_bytes from the start
+    over = next(ln for ln in lines[start:] if _first_cell(ln) == "lsh")
+    # lsh step time 3*(n/256) vs vanilla (n/256)^2: cheaper from n=1024 (3*4=12 < 16);
+    # act_bytes from the start
     assert over.split("|")[2].strip() == "1024" and "from 256" in over.split("|")[3]
     assert "lengths 512 to 2048" in text
-    start = next(i for i, ln in enumerate(lines) if ln.startswith("Cost relative to each reference at n = 2048"))
-    ratio = next(ln for ln in lines[start:] if ln.startswith("| lsh |")).split("|")
+    start = next(i for i, ln in enumerate(lines)
+                 if ln.startswith("Cost relative to each reference at n = 2048"))
+    ratio = next(ln for ln in lines[start:] if _first_cell(ln) == "lsh").split("|")
     # step 3*8 = 24 vs 64 -> 0.375; act_bytes 2048 vs 8192 -> 0.250
     assert ratio[2].strip() == "0.375" and ratio[3].strip() == "0.250"

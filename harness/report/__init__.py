@@ -1,0 +1,100 @@
+"""Turn result rows into report/tables.md and report/figures/*.png.
+
+The report has three parts (docs: "The report"): the notes' two literature tables with "measured here"
+columns, one ablation section per suite, and provenance. Paper numbers come from
+``harness/literature.yaml``; measurements come only from result rows, and the two never share a cell.
+
+The same result files always give byte-identical output: every collection is sorted before use, floats
+are printed with fixed formats, figures are drawn with matplotlib's default style on the Agg canvas at a
+fixed size and dpi, and PNG metadata carries no software version. No torch import here.
+
+Modules: ``load`` (rows through the store), ``layout`` (a suite's ``report:`` key), ``analysis``
+(ablations, cost fits, overtake lengths), ``markdown`` (tables as text), ``figures``, ``literature``
+(the notes' tables), ``sections`` (one suite's section), ``text`` (every word, en and zh), ``fmt``
+(number formats and orders).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from harness.report.analysis import TaskSummary, VariantSummary, ablation, cost_references, overtake_length
+from harness.report.fmt import fmt_bytes, fmt_count, fmt_gflops, fmt_rate, natural_key
+from harness.report.literature import LITERATURE_PATH, Summaries, literature_table, load_literature
+from harness.report.load import load, load_rows
+from harness.report.markdown import suite_table
+from harness.report.sections import suite_section
+from harness.report.text import LANGS, t
+from harness.rows import ResultRow
+
+__all__ = [
+    "LITERATURE_PATH",
+    "TaskSummary",
+    "VariantSummary",
+    "ablation",
+    "cost_references",
+    "fmt_bytes",
+    "fmt_count",
+    "fmt_gflops",
+    "fmt_rate",
+    "load_literature",
+    "load_rows",
+    "overtake_length",
+    "suite_table",
+    "write_report",
+]
+
+_PROVENANCE_FIELDS = (("prov_devices", "device"), ("prov_device_names", "device_name"),
+                      ("prov_torch", "torch_version"), ("prov_harness", "harness_version"),
+                      ("prov_commits", "git_commit"))
+
+
+def _provenance(rows: list[ResultRow], skipped: int, n_files: int, lang: str) -> list[str]:
+    def counted(name: str) -> str:
+        c = Counter(str(v) for r in rows if (v := r.field_value(name)) is not None)
+        return ", ".join(f"`{k}` ({n})" for k, n in sorted(c.items())) or t(lang, "prov_none")
+
+    out = [t(lang, "provenance"), "",
+           "- " + t(lang, "prov_rows", n=len(rows), files=n_files, skipped=skipped)]
+    out += [f"- {t(lang, key)}: {counted(name)}" for key, name in _PROVENANCE_FIELDS]
+    stamps = sorted(str(r.finished_at) for r in rows if r.finished_at)
+    if stamps:
+        out.append("- " + t(lang, "prov_dates", a=stamps[0], b=stamps[-1]))
+    return out + [""]
+
+
+def write_report(results_dir: Path, report_dir: Path, lang: str = "en") -> Path:
+    """Write ``report_dir/tables.md`` and ``report_dir/figures/*.png``; return the tables path.
+
+    Figures that an earlier report wrote but this one does not are deleted, so the folder always matches
+    the results it was built from.
+    """
+    if lang not in LANGS:
+        raise ValueError(f"unknown report language {lang!r}; expected one of {sorted(LANGS)}")
+    results_dir, report_dir = Path(results_dir), Path(report_dir)
+    loaded = load(results_dir)
+    rows = loaded.rows
+    fig_dir = report_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    figures: list[str] = []
+    cache: Summaries = {}
+    papers = load_literature()
+
+    out = [t(lang, "title"), "", t(lang, "intro"), ""]
+    for series in ("transformer", "cv"):
+        out += [t(lang, f"series_{series}"), "", literature_table(papers, series, rows, lang, cache), ""]
+    suites = sorted({str(r.suite) for r in rows if r.suite is not None}, key=natural_key)
+    if not suites:
+        out += [t(lang, "no_results", path=results_dir.as_posix()), ""]
+    for suite in suites:
+        out += suite_section(rows, suite, lang, fig_dir, figures)
+    out += _provenance(rows, loaded.skipped, loaded.files, lang)
+
+    keep = set(figures)
+    for old in sorted(fig_dir.glob("*.png")):
+        if old.name not in keep:
+            old.unlink()
+    path = report_dir / "tables.md"
+    path.write_text("\n".join(out).rstrip("\n") + "\n", encoding="utf-8", newline="\n")
+    return path

@@ -1,0 +1,165 @@
+"""Every word the report prints, in English and in Chinese (the notes' own language).
+
+``TEXT`` holds sentences and headings by key, ``LIT_HEADERS`` the literature tables' columns (the zh
+headers are the notes' own), ``ABL_HEADERS`` the ablation tables' columns. Figures are labelled in
+English only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.report.fmt import DASH
+
+__all__ = ["ABL_HEADERS", "LANGS", "LIT_HEADERS", "TEXT", "t"]
+
+TEXT: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "# Transformer variants: paper results and measurements",
+        "intro": (
+            "Paper columns (Year to Other) hold what the papers report; columns marked *(measured)* hold "
+            "this harness's own runs, at the scale stated in the *Scale* column - small synthetic tasks, "
+            "not the papers' datasets, so a measured number is never a reproduction of a paper number. "
+            "`n/r`: not reported or not confirmed; `(unverified)`: no readable copy of the paper confirmed "
+            "the number; `—`: nothing measured here (yet). Intervals are 95% Student-t intervals over "
+            "seeds; differences are paired by seed."
+        ),
+        "series_transformer": "## Transformer series",
+        "series_cv": "## Transformer in CV series",
+        "suite": "## Suite: {suite}",
+        "task": "### Task: {task}",
+        "grid": "### Overview: {metrics} per variant and task (mean over seeds, n)",
+        "profile": ("### Cost against input size ({task}; tokens, or the image side in pixels for image "
+                    "tasks)"),
+        "provenance": "## Provenance",
+        "no_results": "No result rows found in `{path}`.",
+        "baseline_is": "Baseline: `{baseline}`; every other variant is compared with it, paired by seed.",
+        "no_baseline": "No baseline variant declared or present; no paired comparisons.",
+        "direction": (
+            "{metric}: {direction} is better. Verdict: Holm-corrected p < {alpha} over the {k} "
+            "comparison(s) in this table."
+        ),
+        "higher": "higher",
+        "lower": "lower",
+        "scale": "Scale: {scale}.",
+        "failed": "Jobs that did not finish ok:",
+        "superseded": "{n} older row(s) for the same variant, task and seed were superseded by newer ones.",
+        "fig_metric": "Every seed's final {metric} per variant (dots), with mean and 95% CI (black).",
+        "fig_cost": "Cost against sequence length on log-log axes; the legend gives each fitted exponent.",
+        "exp_table": "Fitted exponents k of cost ∝ seq_len^k (least squares on log-log{range}):",
+        "exp_range": ", lengths {lo} to {hi}",
+        "overtake": ("Length from which each variant costs less than each reference (default: the "
+                     "`vanilla` variants) at every longer measured length; a reference that ran out of "
+                     "memory or was skipped counts as costing more:"),
+        "ratio": "Cost relative to each reference at n = {n} (variant / reference; below 1 is cheaper):",
+        "never": "not up to {n}",
+        "from_start": "from {n} (the shortest)",
+        "matrix_note": ("Rows: how the model was trained; columns: how it was evaluated. Each cell: "
+                        "{metric} mean ± 95% CI over seeds (n), then the paper's number in brackets where "
+                        "it has one."),
+        "better": "better beyond seed noise",
+        "worse": "worse beyond seed noise",
+        "same": "within seed noise",
+        "baseline": "baseline",
+        "na": DASH,
+        "ref": "baseline (reference)",
+        "notes_diff": "{value} (notes: {notes})",
+        "steps": "{n} steps",
+        "prov_rows": "Result rows: {n} (from {files} file(s); {skipped} unreadable line(s) skipped).",
+        "prov_devices": "Devices",
+        "prov_device_names": "Device names",
+        "prov_torch": "torch versions",
+        "prov_harness": "harness versions",
+        "prov_commits": "git commits",
+        "prov_dates": "Finished between {a} and {b} (UTC).",
+        "prov_none": "none recorded",
+        "sep": ", ",
+        "tokens_per_example": " ({tokens} tokens/example)",
+        "memory": "memory: {kinds}",
+    },
+    "zh": {
+        "title": "# Transformer 变体：论文结果与实测",
+        "intro": (
+            "从“时间”到“其它”的各列是论文报告的内容；标有“实测”的列是本项目自己的运行结果，"
+            "其规模写在“实测规模”一列中：小规模合成任务，而不是论文中的数据集，因此实测数字不是对论文数字的复现。"
+            "`n/r`：论文未报告或未核实；`(unverified)`：没有可读的论文原文确认该数字；`—`：本项目（尚）未测量。"
+            "区间为各随机种子上的 95% Student-t 置信区间；差值按种子配对。"
+        ),
+        "series_transformer": "## Transformer系列论文",
+        "series_cv": "## Transformer in CV系列论文",
+        "suite": "## 实验套件：{suite}",
+        "task": "### 任务：{task}",
+        "grid": "### 总览：各变体与任务的 {metrics}（种子均值，n）",
+        "profile": "### 开销随输入规模的变化（{task}；词元数，图像任务为图像边长像素）",
+        "provenance": "## 来源信息",
+        "no_results": "在 `{path}` 中没有找到结果。",
+        "baseline_is": "基线：`{baseline}`；其余变体均按种子配对与其比较。",
+        "no_baseline": "未声明或缺少基线变体，因此没有配对比较。",
+        "direction": "{metric}：越{direction}越好。结论列：对本表 {k} 个比较做 Holm 校正后 p < {alpha}。",
+        "higher": "高",
+        "lower": "低",
+        "scale": "规模：{scale}。",
+        "failed": "未正常结束的运行：",
+        "superseded": "同一变体、任务与种子的 {n} 条旧结果已被新结果取代。",
+        "fig_metric": "每个变体在各随机种子上的最终 {metric}（圆点），以及均值与 95% 置信区间（黑色）。",
+        "fig_cost": "双对数坐标下开销随序列长度的变化；图例中给出拟合的指数。",
+        "exp_table": "拟合指数 k（开销 ∝ seq_len^k，双对数最小二乘{range}）：",
+        "exp_range": "，长度 {lo} 至 {hi}",
+        "overtake": ("各变体从哪个长度起（且在所有更长的实测长度上）开销低于各参照模型（`vanilla`）；"
+                     "参照模型内存不足或被跳过的长度算作参照更贵："),
+        "ratio": "n = {n} 时相对各参照模型的开销（变体 / 参照；小于 1 表示更省）：",
+        "never": "至 {n} 未超过",
+        "from_start": "自 {n}（最短长度）起",
+        "matrix_note": ("行：训练方式；列：评估方式。每格为 {metric} 的种子均值 ± 95% 置信区间（n），"
+                        "方括号内为论文数字（如有）。"),
+        "better": "优于基线（超出种子噪声）",
+        "worse": "劣于基线（超出种子噪声）",
+        "same": "在种子噪声范围内",
+        "baseline": "基线",
+        "na": DASH,
+        "ref": "基线（参照）",
+        "notes_diff": "{value}（笔记：{notes}）",
+        "steps": "{n} 步",
+        "prov_rows": "结果行数：{n}（来自 {files} 个文件；跳过 {skipped} 行无法解析的内容）。",
+        "prov_devices": "设备",
+        "prov_device_names": "设备名称",
+        "prov_torch": "torch 版本",
+        "prov_harness": "harness 版本",
+        "prov_commits": "git 提交",
+        "prov_dates": "完成时间范围：{a} 至 {b}（UTC）。",
+        "prov_none": "无记录",
+        "sep": "，",
+        "tokens_per_example": "（每样本 {tokens} tokens）",
+        "memory": "内存口径 {kinds}",
+    },
+}
+
+LIT_HEADERS: dict[str, list[str]] = {
+    "en": ["Year", "Venue", "Title", "Problem", "Method", "Result", "Training details", "Other",
+           "Scale (measured)", "Params (measured)", "GFLOPs/example (measured)", "Peak memory (measured)",
+           "Throughput, tokens/s (measured)", "Headline metric, mean ± 95% CI (measured)",
+           "Δ vs vanilla baseline, paired (measured)"],
+    "zh": ["时间", "会议", "题目", "想解决的问题", "使用的方法", "结果", "训练细节", "其它",
+           "实测规模", "实测参数量", "实测 GFLOPs/样本", "实测峰值内存", "实测吞吐（tokens/s）",
+           "实测主要指标（均值 ± 95% CI）", "实测相对 vanilla 基线的变化（配对）"],
+}
+
+ABL_HEADERS: dict[str, dict[str, str]] = {
+    "en": {"variant": "variant", "runs": "runs", "metric": "{metric} (mean ± 95% CI)", "n": "n",
+           "diff": "Δ vs {baseline} (95% CI)", "p": "p (Holm)", "verdict": "verdict", "params": "params",
+           "params_applied": "params applied", "flops_fwd": "GFLOPs/ex", "mem_bytes": "peak mem",
+           "act_bytes": "act mem", "step_ms": "step ms", "tokens_per_s": "tokens/s", "mfu": "MFU"},
+    "zh": {"variant": "变体", "runs": "运行", "metric": "{metric}（均值 ± 95% CI）", "n": "n",
+           "diff": "相对 {baseline} 的差（95% CI）", "p": "p（Holm 校正）", "verdict": "结论",
+           "params": "参数量", "params_applied": "应用参数量", "flops_fwd": "GFLOPs/样本",
+           "mem_bytes": "峰值内存", "act_bytes": "激活内存", "step_ms": "步时 ms", "tokens_per_s": "tokens/s",
+           "mfu": "MFU"},
+}
+
+
+LANGS = tuple(TEXT)
+
+
+def t(lang: str, key: str, **kw: Any) -> str:
+    """The text ``key`` in ``lang``, formatted with ``kw``."""
+    return TEXT[lang][key].format(**kw)
