@@ -388,3 +388,15 @@ def test_grid_overview_table(tmp_path: Path) -> None:
     assert _table_row(section, "ut-act")[1:] == ["0.910 / 0.300; ponder_steps 3.500 (n=2)",
                                                  "0.610 / 0.100; ponder_steps 3.500 (n=2)"]
     assert _table_row(section, "vanilla")[1:] == ["0.500 / 0.000 (n=2)", "0.500 / 0.000 (n=2)"]
+
+
+def test_markdown_table_cells_are_kept_as_written() -> None:
+    from harness.report.markdown import md_table
+
+    text = md_table(["a|b", "n"], [["0.0100", "two\nlines"], ["", None], ["1e3", "+0.2000 ± 0.0100"]])
+    lines = text.splitlines()
+    assert len(lines) == 5 and set(lines[1]) <= {"|", "-", ":"}  # header, separator, three rows
+    assert _cells(lines[0]) == ["a\\|b", "n"]  # a pipe inside a cell is escaped
+    cells = [_cells(ln) for ln in lines[2:]]
+    # numbers are not reformatted, newlines become <br>, empty cells a dash
+    assert cells == [["0.0100", "two<br>lines"], ["—", "—"], ["1e3", "+0.2000 ± 0.0100"]]
