@@ -189,3 +189,15 @@ def test_ray_worker_death_is_retried_once_then_error(tmp_path: Path, ray_local: 
     ex = RayExecutor(fn=functools.partial(_crashy, str(tmp_path)), meta={})
     rows = {job.seed: row for job, row in ex.map_unordered(jobs)}
     _check_crash_rows(rows, "after a retry")
+
+
+def test_error_row_has_every_result_field(tmp_path: Path) -> None:
+    from harness.executors import error_row
+    from harness.rows import SCHEMA_VERSION, ResultRow
+
+    job = load_suite(_suite_file(tmp_path)).jobs[0]
+    row = error_row(job, "worker process killed by SIGKILL")
+    assert row["status"] == "error" and row["error"] == "worker process killed by SIGKILL"
+    assert row["run_id"] == job.run_id and row["finished_at"] and row["schema_version"] == SCHEMA_VERSION
+    assert set(ResultRow().to_dict()) <= set(row)
+    assert row["value"] is None and row["params"] is None and row["device"] == job.device
