@@ -25,8 +25,9 @@ def test_committed_suite_expands_to_committed_run_ids(path: Path) -> None:
     if not results.exists():
         pytest.skip(f"no committed results for {suite.name}")
     stored = {r["run_id"]: r for r in read_rows(results) if "run_id" in r}
-    missing = [(j.variant, j.task_name, j.kind, j.seed, j.seq_len) for j in suite.jobs if j.run_id not in stored]
-    assert not missing, f"{len(missing)} of {len(suite.jobs)} jobs of {path.name} have new run_ids: {missing[:5]}"
+    missing = [(j.variant, j.task_name, j.kind, j.seed, j.seq_len)
+               for j in suite.jobs if j.run_id not in stored]
+    assert not missing, f"{len(missing)} of {len(suite.jobs)} jobs of {path.name} have new ids: {missing[:5]}"
     for job in suite.jobs:  # the stored config is the one the id was made from
         row = stored[job.run_id]
         assert row["variant"] == job.variant and row["model"] == job.model
