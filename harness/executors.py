@@ -100,7 +100,7 @@ class Executor:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> Executor:  # noqa: PYI034 - typing.Self needs Python 3.11
+    def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -321,7 +321,7 @@ class RayExecutor(Executor):
                 kwargs.setdefault("runtime_env", {"py_modules": [str(Path(__file__).resolve().parent)]})
             try:
                 ray.init(**kwargs)
-            except Exception as e:  # noqa: BLE001 - any failure: a bad address, a cluster that is not there
+            except Exception as e:  # a bad address, a cluster that is not there
                 first = (str(e).strip().splitlines() or [""])[0]
                 where = f" at {address}" if address else ""
                 raise HarnessError(f"--executor ray: could not start or join Ray{where}: "

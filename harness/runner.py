@@ -226,7 +226,7 @@ def execute(job: Job, progress: Callable[[int, int, float, float], None] | None 
             row.value = out.metrics.get(task.metric)
     except KeyboardInterrupt:
         raise
-    except Exception as e:  # noqa: BLE001 - the suite goes on; the row says why this job failed
+    except Exception as e:  # the suite goes on; the row says why this job failed
         failed = True
         row.status, row.error = ("oom" if _is_oom(e) else "error"), _one_line(e)
         if row.status == "oom":

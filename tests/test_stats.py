@@ -63,7 +63,8 @@ def test_paired_diff_sign_small_n_and_degenerate() -> None:
 
 
 def test_holm_hand_example() -> None:
-    # sorted raw p: 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> monotone: 0.04 -> 0.06
+    # sorted raw p: 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04
+    # -> monotone: 0.04 -> 0.06
     adj = holm([0.01, 0.04, 0.03, 0.005])
     assert adj == pytest.approx([0.03, 0.06, 0.06, 0.02])
 

@@ -46,7 +46,8 @@ def test_load_results_keeps_last_row_per_run_id(tmp_path: Path) -> None:
 SUITE = """\
 name: killme
 seeds: [0, 1, 2, 3]
-train: {steps: 60, batch_size: 8, eval_every: 30, eval_batches: 1, eval_batch_size: 8, profile_steps: 1, profile_warmup: 0}
+train: {steps: 60, batch_size: 8, eval_every: 30, eval_batches: 1, eval_batch_size: 8,
+        profile_steps: 1, profile_warmup: 0}
 model: {d_model: 16, n_heads: 2, d_ff: 32, n_layers: 1}
 tasks:
   - {task: copy, seq_len: 4, vocab: 4}
@@ -67,7 +68,8 @@ def test_sigkill_then_rerun_finds_every_job_once(tmp_path: Path) -> None:
     suite.write_text(SUITE)
     results = tmp_path / "results"
     exe = str(Path(sys.executable).parent / "harness")
-    cmd = [exe, "run", str(suite), "--results-dir", str(results), "--report-dir", str(tmp_path / "rep"), "--no-report"]
+    cmd = [exe, "run", str(suite), "--results-dir", str(results), "--report-dir", str(tmp_path / "rep"),
+           "--no-report"]
     path = results / "killme.jsonl"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
