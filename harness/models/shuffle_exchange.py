@@ -60,11 +60,11 @@ backward recomputes a block without autograd, then walks the layers in reverse w
 (layer-norm and GELU backward) and accumulates each shared unit's gradients in place. Outputs and
 gradients equal the module path's to float rounding (tests/test_shuffle_exchange.py, in float64). The
 module path (``SwitchUnit.forward``, ``torch.utils.checkpoint`` per block) serves inference, FLOP
-tracing, autocast and dropout. Measured side by side in alternating rounds (n = 8192, m = 64,
-F = 128, one block, batch 1, 2-core CPU; vanilla: one layer, fused SDPA): the module path's step took
-1.05-1.06x vanilla's, this path's 0.93-0.96x in the same runs (0.84-0.96x over five runs of
-``benchmarks/bench_side_by_side.py``); ``act_bytes`` 3.3 MB with ``block`` (module path with ``none``:
-213 MB, about 8.5 MB for each of the 25 switch layers).
+tracing, autocast and dropout. The fast path exists for speed and memory on long inputs: it avoids
+autograd's many small elementwise backward nodes and keeps only each block's input with ``block``,
+where the module path with ``none`` keeps every switch layer's intermediates. How the two paths
+compare in step time and ``act_bytes`` is measured by ``benchmarks/bench_side_by_side.py``, not
+recorded here.
 
 Simplifications and deviations (named):
 - GELU is the exact erf form (the paper's GELU); the official code uses x * sigmoid(1.702 x).
@@ -92,7 +92,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from harness.config import bounded, positive
-from harness.models.base import ModelOutput
+from harness.models.base import IOFormat, ModelOutput
 from harness.registry import register_model
 
 RESIDUAL_INIT = 0.9  # sigmoid(S) at initialisation
@@ -206,8 +206,8 @@ class SwitchUnit(nn.Module):
 
 # --- the training fast path: hand-written backward, recomputation per segment -------------------
 #
-# Autograd through the switch layers keeps ~8.5 MB per layer at n = 8192, m = 64 and spends much of the
-# step on small elementwise backward nodes; torch.utils.checkpoint then replays the autograd forward.
+# Autograd through the switch layers keeps every layer's intermediates and spends much of the step on
+# small elementwise backward nodes; torch.utils.checkpoint then replays the autograd forward.
 # _SwitchStack computes the same maths with one hand-written backward: the forward keeps only each
 # segment's input (``checkpoint: block``) or every layer's intermediates (``none``), the backward
 # recomputes a segment without autograd, then walks its layers in reverse with fused ATen kernels
@@ -377,10 +377,11 @@ def block_plan(k: int, sharing: Literal["halves", "inner"]) -> list[tuple[int, b
 class ShuffleExchange(nn.Module):
     """Draguns et al. 2021 Residual Shuffle-Exchange network: Benes blocks of switch units, O(n log n)."""
 
+    io: IOFormat = "masked"  # one output per input position, bidirectional
+
     def __init__(self, c: ShuffleExchangeConfig) -> None:
         super().__init__()
         self.config = c
-        self.io = "masked"
         self.embed = nn.Embedding(c.vocab_size, c.d_model)
         nn.init.trunc_normal_(self.embed.weight, std=0.25, a=-0.5, b=0.5)  # official: truncated N(0, 0.25^2)
         per_block = 2 if c.sharing == "halves" else 4
