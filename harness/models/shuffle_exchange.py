@@ -54,7 +54,7 @@ Default ``block`` because long inputs are what this model is for and its memory 
 comparison; short-sequence suites may set ``none`` for speed.
 
 Training path. Where gradients are wanted (no autocast, no dropout being drawn), the switch layers,
-their shuffles and the head run as one autograd node, ``_SwitchStack``, with a hand-written backward:
+their shuffles and the head run as one autograd node, ``SwitchStack``, with a hand-written backward:
 its forward keeps each block's input (``block``) or every layer's intermediates (``none``); its
 backward recomputes a block without autograd, then walks the layers in reverse with fused ATen kernels
 (layer-norm and GELU backward) and accumulates each shared unit's gradients in place. Outputs and
@@ -208,14 +208,14 @@ class SwitchUnit(nn.Module):
 #
 # Autograd through the switch layers keeps every layer's intermediates and spends much of the step on
 # small elementwise backward nodes; torch.utils.checkpoint then replays the autograd forward.
-# _SwitchStack computes the same maths with one hand-written backward: the forward keeps only each
+# SwitchStack computes the same maths with one hand-written backward: the forward keeps only each
 # segment's input (``checkpoint: block``) or every layer's intermediates (``none``), the backward
 # recomputes a segment without autograd, then walks its layers in reverse with fused ATen kernels
 # (native layer-norm and GELU backward) and accumulates the shared units' gradients in place.
 
 
 def _unit_tensors(u: SwitchUnit) -> list[torch.Tensor]:
-    """The tensors _SwitchStack reads from one unit, in its fixed order (a buffer, the unit gain, included)."""
+    """The tensors SwitchStack reads from one unit, in its fixed order (a buffer, the unit gain, included)."""
     return [u.z.weight, u.norm_bias, u.unit_gain, u.w.weight, u.w.bias, u.s]
 
 
@@ -249,7 +249,7 @@ def _norm_backward(dy: torch.Tensor, saved: tuple, gain: torch.Tensor, nb: torch
     return (dc - dc.mean(dim=1, keepdim=True)).view_as(dy), dnb
 
 
-class _SwitchStack(torch.autograd.Function):
+class SwitchStack(torch.autograd.Function):
     """Switch layers, their shuffles and the output head as one autograd node.
 
     Inputs: h [B, n, m] (padded), ``spec`` = (layers, segments, t, norm_axis, keep_all) where layers
@@ -275,7 +275,7 @@ class _SwitchStack(torch.autograd.Function):
         stash = []
         for idx in range(lo, hi):
             unit, inverse = ctx.layers[idx]
-            out, st = _SwitchStack._layer(x, ctx.units[unit], ctx.sigs[unit], b, axis, keep)
+            out, st = SwitchStack._layer(x, ctx.units[unit], ctx.sigs[unit], b, axis, keep)
             stash.append(st)
             x = out if inverse is None else _pairs(shuffle(out.view(b, -1, ctx.m), inverse))
         return x, stash
@@ -284,7 +284,8 @@ class _SwitchStack(torch.autograd.Function):
     def forward(ctx, h: torch.Tensor, spec: tuple, *tensors: torch.Tensor) -> torch.Tensor:
         layers, segments, t, axis, keep_all = spec
         b, n, m = (int(s) for s in h.shape)
-        ctx.layers, ctx.segments, ctx.t, ctx.axis, ctx.keep_all, ctx.b, ctx.m = layers, segments, t, axis, keep_all, b, m
+        ctx.layers, ctx.segments, ctx.t, ctx.axis, ctx.keep_all = layers, segments, t, axis, keep_all
+        ctx.b, ctx.m = b, m
         n_units = (len(tensors) - 2) // _PER_UNIT
         ctx.units = [list(tensors[i * _PER_UNIT : (i + 1) * _PER_UNIT]) for i in range(n_units)]
         ctx.sigs = [torch.sigmoid(p[5] * LR_ADJUST) for p in ctx.units]
@@ -293,7 +294,7 @@ class _SwitchStack(torch.autograd.Function):
         inputs, stashes = [], []
         for lo, hi in segments:
             inputs.append(x)
-            x, st = _SwitchStack._run(ctx, x, lo, hi, keep_all)
+            x, st = SwitchStack._run(ctx, x, lo, hi, keep_all)
             stashes.append(st)
         final = x.view(b, n, m)[:, :t]
         ctx.stashes = stashes if keep_all else None
@@ -316,7 +317,7 @@ class _SwitchStack(torch.autograd.Function):
                 stash = ctx.stashes[seg]
             else:
                 with torch.no_grad():
-                    last, stash = _SwitchStack._run(ctx, inputs[seg], lo, hi, True)
+                    last, stash = SwitchStack._run(ctx, inputs[seg], lo, hi, True)
                 if seg == len(ctx.segments) - 1:
                     final = last.view(b, n, m)[:, :t]
             if d is None:  # the head, once the final switch output is at hand
@@ -347,7 +348,8 @@ class _SwitchStack(torch.autograd.Function):
                 out += [None] * _PER_UNIT
                 continue
             sig = ctx.sigs[u]
-            out += [gz, gnb, None, gw.mul_(CANDIDATE_SCALE), gb.mul_(CANDIDATE_SCALE), gs.mul_(sig * (1 - sig) * LR_ADJUST)]
+            d_s = gs.mul_(sig * (1 - sig) * LR_ADJUST)
+            out += [gz, gnb, None, gw.mul_(CANDIDATE_SCALE), gb.mul_(CANDIDATE_SCALE), d_s]
         ctx.stashes = None
         return (*out, d_head_w, d_head_b)
 
@@ -421,7 +423,7 @@ class ShuffleExchange(nn.Module):
         h = self.embed(x)  # [B, n or t, m]
         if int(h.shape[1]) < n:
             h = F.pad(h, (0, 0, 0, n - t))  # zero vectors at the padded positions
-        if self._fast_path_applies():
+        if self.fast_path_applies():
             return ModelOutput(self._stack_forward(h, t))
         recompute = c.checkpoint == "block" and torch.is_grad_enabled()
         last = c.n_blocks - 1
@@ -435,8 +437,9 @@ class ShuffleExchange(nn.Module):
         logits = h if recompute else self.finish(h, t)
         return ModelOutput(logits)  # [B, T, V]
 
-    def _fast_path_applies(self) -> bool:
-        """Whether training may take _SwitchStack: gradients wanted, no autocast, no dropout to draw, not traced."""
+    def fast_path_applies(self) -> bool:
+        """Whether training may take SwitchStack: gradients wanted, no autocast, no dropout to draw,
+        not traced."""
         active_dropout = self.training and self.config.dropout > 0
         return (
             torch.is_grad_enabled()
@@ -447,7 +450,7 @@ class ShuffleExchange(nn.Module):
         )
 
     def _stack_forward(self, h: torch.Tensor, t: int) -> torch.Tensor:
-        """The switch layers and the head through _SwitchStack; h [B, n, m] padded, logits [B, t, V]."""
+        """The switch layers and the head through SwitchStack; h [B, n, m] padded, logits [B, t, V]."""
         c = self.config
         k = int(h.shape[1]).bit_length() - 1
         units = [u for block in self.blocks for u in block] + [self.last]
@@ -462,7 +465,7 @@ class ShuffleExchange(nn.Module):
         segments[-1] = (segments[-1][0], len(layers))  # the final layer is recomputed with the last block
         spec = (tuple(layers), tuple(segments), t, c.norm_axis, c.checkpoint == "none")
         tensors = [p for u in units for p in _unit_tensors(u)] + [self.head.weight, self.head.bias]
-        return _SwitchStack.apply(h.contiguous(), spec, *tensors)
+        return SwitchStack.apply(h.contiguous(), spec, *tensors)
 
     def _last_segment(self, h: torch.Tensor, t: int) -> torch.Tensor:
         return self.finish(self.run_block(self.config.n_blocks - 1, h), t)
