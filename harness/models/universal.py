@@ -129,7 +129,8 @@ class Pondering:
 
 
 class Recurrence(nn.Module):
-    """One shared UTLayer applied over depth: ``n_layers`` fixed steps, or ACT up to ``max_steps``."""
+    """One shared layer (``blocks.TransformerLayer``) applied over depth: ``n_layers`` fixed steps, or ACT
+    up to ``max_steps``."""
 
     def __init__(self, c: UniversalConfig, causal: bool, cross: bool) -> None:
         super().__init__()

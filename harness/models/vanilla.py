@@ -61,12 +61,12 @@ class VanillaConfig(SublayerConfig):
             return [("n_dec_layers", f"must be >= 1, got {self.n_dec_layers}")]
         return []
 
-    def layer(self, causal: bool, cross: bool = False) -> TransformerLayer:
-        """An encoder layer (self-attention, FFN) or, with ``cross``, a decoder layer (Sec. 3.1)."""
-        return TransformerLayer(
-            self.d_model, self.n_heads, self.d_ff, self.dropout, self.attn_p, self.attention,
-            self.activation, self.norm, causal, cross,
-        )
+
+def make_layer(c: VanillaConfig, causal: bool, cross: bool = False) -> TransformerLayer:
+    """An encoder layer (self-attention, FFN) or, with ``cross``, a decoder layer (Sec. 3.1)."""
+    return TransformerLayer(
+        c.d_model, c.n_heads, c.d_ff, c.dropout, c.attn_p, c.attention, c.activation, c.norm, causal, cross
+    )
 
 
 @register_model("vanilla", config=VanillaConfig)
@@ -78,13 +78,13 @@ class Vanilla(ConfigIO, nn.Module):
         self.config = c
         self.embed = TokenEmbedding(c.vocab_size, c.d_model, c.max_len, c.pos, c.dropout)
         causal = c.arch == "decoder"
-        self.layers = nn.ModuleList(c.layer(causal) for _ in range(c.n_layers))
+        self.layers = nn.ModuleList(make_layer(c, causal) for _ in range(c.n_layers))
         self.encoder = SublayerStack(execution_plan("l" * c.n_layers), {"l": self.layers})
         self.enc_norm = nn.LayerNorm(c.d_model) if c.norm == "pre" else None
         if c.arch == "encdec":
             n_dec = c.n_dec_layers or c.n_layers
             # masked self-attention, cross-attention over the encoder output, feed-forward
-            self.dec_layers = nn.ModuleList(c.layer(True, cross=True) for _ in range(n_dec))
+            self.dec_layers = nn.ModuleList(make_layer(c, True, cross=True) for _ in range(n_dec))
             self.decoder = SublayerStack(execution_plan("l" * n_dec), {"l": self.dec_layers})
             self.dec_norm = nn.LayerNorm(c.d_model) if c.norm == "pre" else None
         self.head = TiedHead(self.embed.tok)
