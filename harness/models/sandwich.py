@@ -150,7 +150,6 @@ class SandwichConfig(SublayerConfig):
         return dataclasses.replace(self, order=random_order(self.n_layers, used), order_seed=used)
 
 
-
 @register_model("sandwich", config=SandwichConfig)
 class Sandwich(ConfigIO, nn.Module):
     """Press et al. 2020: attention (s) and feed-forward (f) sublayers in any order: sandwich k, random, explicit."""
@@ -177,7 +176,8 @@ class Sandwich(ConfigIO, nn.Module):
         init_linear_xavier(self)
 
     def plan(self) -> tuple[Step, ...]:
-        """Which module each letter of ``self.order`` runs: every sublayer its own weights."""
+        """Which module each letter of ``self.order`` runs: every sublayer its own weights. A variant
+        that only shares sublayers overrides this (e.g. ``execution_plan(self.order, shared="sf")``)."""
         return execution_plan(self.order)
 
     def sublayers(self) -> list[nn.Module]:
