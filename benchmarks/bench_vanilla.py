@@ -38,7 +38,8 @@ class TorchEncoder(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.embed = TokenEmbedding(VOCAB, D, LEN, "sinusoidal", DROP)
-        layer = nn.TransformerEncoderLayer(D, H, FF, DROP, activation="relu", batch_first=True, norm_first=False)
+        layer = nn.TransformerEncoderLayer(D, H, FF, DROP, activation="relu", batch_first=True,
+                                           norm_first=False)
         self.encoder = nn.TransformerEncoder(layer, LAYERS, enable_nested_tensor=False)
         self.head = TiedHead(self.embed.tok)
 
@@ -70,7 +71,8 @@ def main() -> None:
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     batch = Batch(
-        {"x": torch.randint(0, VOCAB, (BATCH, LEN), generator=gen)}, torch.randint(0, VOCAB, (BATCH, LEN), generator=gen)
+        {"x": torch.randint(0, VOCAB, (BATCH, LEN), generator=gen)},
+        torch.randint(0, VOCAB, (BATCH, LEN), generator=gen),
     )
     models = {
         "harness.vanilla": harness.build_model(
@@ -86,7 +88,8 @@ def main() -> None:
         s(), s()
     times = alternate_step_ms(steps, rounds=args.rounds, per_round=args.steps)
     peak = matmul_peak_flops(torch.device("cpu"))
-    out = {"config": dict(d_model=D, n_heads=H, d_ff=FF, n_layers=LAYERS, batch=BATCH, seq_len=LEN, vocab=VOCAB),
+    shape = dict(d_model=D, n_heads=H, d_ff=FF, n_layers=LAYERS, batch=BATCH, seq_len=LEN, vocab=VOCAB)
+    out = {"config": shape,
            "threads": torch.get_num_threads(), "matmul_peak_gflops": peak / 1e9, "models": {}}
     for k in models:
         med = statistics.median(times[k]) / 1e3
@@ -103,8 +106,9 @@ def main() -> None:
           f"{args.rounds} alternating rounds x {args.steps} steps")
     for k, v in out["models"].items():
         print(f"{k:<30} params {v['params']:,}  step {v['median_step_ms']:.1f} ms  MFU {v['mfu']:.3f}")
-    print(f"speed ratio (torch step / harness step): {out['speed_ratio_torch_over_harness']:.3f} "
-          f"({'harness at least as fast' if out['speed_ratio_torch_over_harness'] >= 1 else 'harness slower'})")
+    ratio = out["speed_ratio_torch_over_harness"]
+    verdict = "harness at least as fast" if ratio >= 1 else "harness slower"
+    print(f"speed ratio (torch step / harness step): {ratio:.3f} ({verdict})")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ import dataclasses
 import difflib
 import types
 import typing
-from typing import Any, Callable, Literal, Union
+from collections.abc import Callable
+from typing import Any, Literal, Union
 
 from harness.errors import InputError
 

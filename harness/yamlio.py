@@ -17,6 +17,10 @@ from harness.errors import InputError
 KeyPath = tuple[Any, ...]
 
 
+def _tag_message(node: Any) -> str:
+    return f"tag {node.tag} is not allowed (safe YAML only)"
+
+
 def _where(path: str, mark: Any) -> str:
     return f"{path}:{mark.line + 1}" if mark is not None else path
 
@@ -27,13 +31,14 @@ def _walk(loader: yaml.SafeLoader, node: yaml.Node, src: str, kp: KeyPath, locs:
         "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:omap",
     ):
         dotted = ".".join(map(str, kp))
-        raise InputError(_where(src, node.start_mark), dotted, f"tag {node.tag} is not allowed (safe YAML only)")
+        raise InputError(_where(src, node.start_mark), dotted, _tag_message(node))
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = _walk(loader, key_node, src, (*kp, "<key>"), {})
             if not isinstance(key, (str, int)):
-                raise InputError(_where(src, key_node.start_mark), ".".join(map(str, kp)), "keys must be plain names")
+                where = _where(src, key_node.start_mark)
+                raise InputError(where, ".".join(map(str, kp)), "keys must be plain names")
             if key in out:
                 dotted = ".".join(map(str, (*kp, key)))
                 raise InputError(_where(src, key_node.start_mark), dotted, "duplicate key")
@@ -46,7 +51,7 @@ def _walk(loader: yaml.SafeLoader, node: yaml.Node, src: str, kp: KeyPath, locs:
         return loader.construct_object(node, deep=True)
     except yaml.constructor.ConstructorError:
         dotted = ".".join(map(str, kp))
-        raise InputError(_where(src, node.start_mark), dotted, f"tag {node.tag} is not allowed (safe YAML only)") from None
+        raise InputError(_where(src, node.start_mark), dotted, _tag_message(node)) from None
 
 
 def loads(text: str, src: str) -> tuple[Any, dict[KeyPath, str]]:

@@ -20,7 +20,7 @@ def _seeded() -> None:
 def refused_suite(tmp_path, capsys):  # noqa: ANN001, ANN201
     """Write suite text, ``harness run`` it, assert the bad-input contract, return the one error line.
 
-    The contract (DESIGN.md): exit code 2, exactly one line on stderr, no traceback, nothing written.
+    The contract (docs/design.md): exit code 2, exactly one line on stderr, no traceback, nothing written.
     """
     from harness.cli import main
 
@@ -28,7 +28,8 @@ def refused_suite(tmp_path, capsys):  # noqa: ANN001, ANN201
         suite = tmp_path / "bad.yaml"
         suite.write_text(text)
         results, report = tmp_path / "results", tmp_path / "report"
-        code = main(["run", str(suite), *overrides, "--results-dir", str(results), "--report-dir", str(report)])
+        dirs = ["--results-dir", str(results), "--report-dir", str(report)]
+        code = main(["run", str(suite), *overrides, *dirs])
         err = capsys.readouterr().err
         assert code == 2, err
         lines = err.strip().splitlines()
