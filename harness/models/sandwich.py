@@ -152,7 +152,7 @@ class SandwichConfig(SublayerConfig):
 
 @register_model("sandwich", config=SandwichConfig)
 class Sandwich(ConfigIO, nn.Module):
-    """Press et al. 2020: attention (s) and feed-forward (f) sublayers in any order: sandwich k, random, explicit."""
+    """Press et al. 2020: attention (s) and FFN (f) sublayers in any order: sandwich k, random, explicit."""
 
     def __init__(self, c: SandwichConfig) -> None:
         super().__init__()
