@@ -214,7 +214,9 @@ def test_bad_values_refused_at_load(
 def test_profile_albert_xxlarge_cli(capsys: pytest.CaptureFixture[str]) -> None:
     """The issue's acceptance command. Builds the 223M-parameter model and trains it for a few
     profiled step on the CPU (one timed step, no warm-up, to keep the test short)."""
-    assert main(["profile", "albert-xxlarge", "seq_len=8", "batch_size=1", "--warmup", "0", "--steps", "1", "--json"]) == 0
+    args = ["profile", "albert-xxlarge", "seq_len=8", "batch_size=1"]
+    args += ["--warmup", "0", "--steps", "1", "--json"]
+    assert main(args) == 0
     row = json.loads(capsys.readouterr().out)
     assert row["status"] == "ok" and row["flops_unsupported"] == []
     assert row["params"] == PRESETS["albert-xxlarge"]

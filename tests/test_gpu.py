@@ -194,7 +194,10 @@ def test_cuda_peak_memory_is_reproducible() -> None:
     model = harness.build_model("vanilla", vocab_size=task.vocab_size, d_model=64, n_heads=4, d_ff=128,
                                 n_layers=2, max_len=128).cuda()
     batch = task.profile_batch(64, 8, model.io, torch.Generator().manual_seed(0)).to("cuda")
-    loss = lambda m, b: task.loss(m(**b.inputs), b)
+
+    def loss(m: torch.nn.Module, b: Any) -> torch.Tensor:
+        return task.loss(m(**b.inputs), b)
+
     a = profile_model(model, batch, loss, device="cuda", n_warmup=1, n_timed=2)
     b = profile_model(model, batch, loss, device="cuda", n_warmup=1, n_timed=2)
     assert a["mem_kind"] == "cuda_allocated" and a["mem_bytes"] == b["mem_bytes"]

@@ -13,7 +13,7 @@ from harness.models.base import ModelOutput
 from harness.registry import MODELS, PRESETS, TASKS, static_names
 from harness.tasks.base import IGNORE
 
-SMALL = dict(d_model=16, n_heads=2, d_ff=32, n_layers=2, dropout=0.0)
+SMALL = {"d_model": 16, "n_heads": 2, "d_ff": 32, "n_layers": 2, "dropout": 0.0}
 
 
 def small_configs() -> list[tuple[str, dict]]:
@@ -38,7 +38,7 @@ CONFIGS = small_configs()
 TEST_TASKS = {"image": ("digits", {"image_size": 8})}
 
 
-def batch_for(model: torch.nn.Module, task: str | None = None):  # noqa: ANN201
+def batch_for(model: torch.nn.Module, task: str | None = None):
     name, keys = TEST_TASKS.get(model.io, ("copy", {"seq_len": 5, "vocab": 6}))
     name = task or name
     t = TASKS.get(name).obj(TASKS.get(name).config(**keys))
@@ -122,7 +122,10 @@ def test_paper_parameter_counts(preset: str, exact: int, paper: float) -> None:
 @pytest.mark.parametrize("arch", ["decoder", "encoder", "encdec"])
 @pytest.mark.parametrize("norm", ["post", "pre"])
 def test_sdpa_and_math_attention_agree(arch: str, norm: str) -> None:
-    cfg = dict(vocab_size=12, d_model=32, n_heads=4, d_ff=64, n_layers=2, dropout=0.0, arch=arch, norm=norm)
+    cfg = {
+        "vocab_size": 12, "d_model": 32, "n_heads": 4, "d_ff": 64, "n_layers": 2, "dropout": 0.0,
+        "arch": arch, "norm": norm,
+    }
     torch.manual_seed(1)
     a = harness.build_model("vanilla", attention="sdpa", **cfg).eval()
     b = harness.build_model("vanilla", attention="math", **cfg).eval()
@@ -133,7 +136,9 @@ def test_sdpa_and_math_attention_agree(arch: str, norm: str) -> None:
 
 def test_decoder_is_causal_and_encoder_is_not() -> None:
     for arch, causal in (("decoder", True), ("encoder", False)):
-        m = harness.build_model("vanilla", vocab_size=12, d_model=16, n_heads=2, d_ff=32, dropout=0.0, arch=arch).eval()
+        m = harness.build_model(
+            "vanilla", vocab_size=12, d_model=16, n_heads=2, d_ff=32, dropout=0.0, arch=arch
+        ).eval()
         x = torch.randint(4, 12, (1, 8))
         y = x.clone()
         y[0, -1] = 4 if int(x[0, -1]) != 4 else 5  # change only the last token
@@ -142,7 +147,9 @@ def test_decoder_is_causal_and_encoder_is_not() -> None:
 
 
 def test_learned_positions_reject_long_input() -> None:
-    m = harness.build_model("vanilla", vocab_size=12, d_model=16, n_heads=2, d_ff=32, pos="learned", max_len=8)
+    m = harness.build_model(
+        "vanilla", vocab_size=12, d_model=16, n_heads=2, d_ff=32, pos="learned", max_len=8
+    )
     with pytest.raises(ValueError, match="max_len 8"):
         m(x=torch.zeros(1, 9, dtype=torch.long))
 
@@ -168,7 +175,8 @@ def test_ignore_label_positions_do_not_affect_loss() -> None:
     task, batch = batch_for(m)
     out = m(**batch.inputs)
     assert (batch.labels == IGNORE).any()
-    manual = torch.nn.functional.cross_entropy(out.logits[batch.labels != IGNORE], batch.labels[batch.labels != IGNORE])
+    scored = batch.labels != IGNORE
+    manual = torch.nn.functional.cross_entropy(out.logits[scored], batch.labels[scored])
     torch.testing.assert_close(task.loss(out, batch), manual)
 
 
@@ -199,7 +207,10 @@ def test_vanilla_flops_match_analytic_and_torch_counter(attention: str, arch: st
         y = torch.randint(0, v, (b, t))
         batch = Batch({"x": x, "y": y}, y)
         enc = 2 * s * (4 * d * d + 2 * d * ff) + 4 * s * s * d
-        dec = 2 * t * (4 * d * d + 2 * d * ff) + 4 * t * t * d + 2 * t * 2 * d * d + 2 * s * 2 * d * d + 4 * t * s * d
+        dec = (
+            2 * t * (4 * d * d + 2 * d * ff) + 4 * t * t * d
+            + 2 * t * 2 * d * d + 2 * s * 2 * d * d + 4 * t * s * d
+        )
         expected = b * (n * enc + n * dec + 2 * t * d * v)
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -218,8 +229,9 @@ def _act_bytes(n: int, **cfg: object) -> int:
     from harness.registry import TASKS
 
     task = TASKS.get("copy").obj(TASKS.get("copy").config())
-    m = harness.build_model("vanilla", vocab_size=task.vocab_size, d_model=64, n_heads=2, d_ff=128, n_layers=1,
-                            max_len=n, **cfg)
+    m = harness.build_model(
+        "vanilla", vocab_size=task.vocab_size, d_model=64, n_heads=2, d_ff=128, n_layers=1, max_len=n, **cfg
+    )
     batch = task.profile_batch(n, 1, m.io, torch.Generator().manual_seed(0))
     return measure_act_bytes(m, batch, lambda mm, b: task.loss(mm(**b.inputs), b))
 
@@ -236,3 +248,65 @@ def test_fused_attention_memory_is_linear_and_math_is_quadratic() -> None:
     with_attn_dropout = _act_bytes(1024, dropout=0.1)
     assert with_attn_dropout > 2 * 1024 * 1024 * 4
     assert _act_bytes(1024, dropout=0.1, attn_dropout=0.0) < with_attn_dropout / 5
+
+
+# --- io on the class or the config; the shared token-model config; the sublayer stack --------------
+
+
+@pytest.mark.parametrize("label,cfg", CONFIGS, ids=[c[0] for c in CONFIGS])
+def test_io_is_declared_on_the_class_or_the_config(label: str, cfg: dict) -> None:
+    from harness.models.base import ConfigIO, IOFormat, model_io
+
+    entry = MODELS.get(label.split("-")[0])
+    model = build_small(label, cfg)
+    assert "io" not in vars(model)  # never set per instance
+    declared = getattr(entry.obj, "io", None)
+    if isinstance(declared, str):
+        assert not issubclass(entry.obj, ConfigIO)
+    else:
+        assert issubclass(entry.obj, ConfigIO) and model.io == model.config.io
+    assert model.io in typing.get_args(IOFormat)
+    assert model_io(entry.obj, model.config) == model.io
+
+
+@pytest.mark.parametrize("name", ["vanilla", "sandwich", "albert", "universal", "reformer"])
+def test_attention_token_models_share_the_base_config(name: str) -> None:
+    from harness.errors import HarnessError
+    from harness.models.base import TransformerConfig
+
+    assert issubclass(MODELS.get(name).config, TransformerConfig)
+    with pytest.raises(HarnessError, match=r"n_heads: must divide d_model \(30\), got 4"):
+        harness.build_model(name, d_model=30, n_heads=4)
+
+
+def test_execution_plan_orders_and_shares() -> None:
+    from harness.models.stack import bank_sizes, execution_plan
+
+    assert execution_plan("sfsf") == (("s", 0), ("f", 0), ("s", 1), ("f", 1))
+    assert execution_plan("ssff", shared="s") == (("s", 0), ("s", 0), ("f", 0), ("f", 1))
+    assert execution_plan("lll", shared="l") == (("l", 0),) * 3
+    assert bank_sizes(execution_plan("ssfsf", shared="f")) == {"s": 3, "f": 1}
+
+
+def test_sublayer_stack_runs_the_plan() -> None:
+    from harness.models.stack import SublayerStack
+
+    calls: list[tuple[str, float]] = []
+
+    class Tag(torch.nn.Module):
+        def __init__(self, name: str, add: float) -> None:
+            super().__init__()
+            self.name, self.add = name, add
+
+        def forward(self, h: torch.Tensor) -> torch.Tensor:
+            calls.append((self.name, float(h)))
+            return h + self.add
+
+    banks = {"a": [Tag("a0", 1.0), Tag("a1", 10.0)], "b": [Tag("b0", 100.0)]}
+    stack = SublayerStack((("a", 1), ("b", 0), ("a", 0), ("b", 0)), banks)
+    assert [m.name for m in stack.steps()] == ["a1", "b0", "a0", "b0"]
+    out = stack(torch.tensor(0.0), signal=lambda t: torch.tensor(0.5 * t))
+    assert calls == [("a1", 0.5), ("b0", 11.5), ("a0", 113.0), ("b0", 116.0)]
+    assert float(out) == 216.0
+    with pytest.raises(ValueError, match="plan runs 2 'a' modules"):
+        SublayerStack((("a", 1),), {"a": [Tag("x", 0.0)]})

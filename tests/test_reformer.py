@@ -12,7 +12,7 @@ import harness
 from harness.errors import HarnessError
 from harness.flops import count_flops
 from harness.models import reformer as rf
-from harness.models.reformer import full_shared_qk_attention, hash_vectors, lsh_attention
+from harness.models.lsh import full_shared_qk_attention, hash_vectors, lsh_attention
 from harness.profile import measure_act_bytes
 from harness.registry import TASKS
 from harness.tasks.base import Batch

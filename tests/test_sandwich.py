@@ -13,7 +13,8 @@ import harness
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.flops import count_flops
-from harness.models.sandwich import SandwichConfig, parse_order, random_order, sandwich_order
+from harness.models.sandwich import Sandwich, SandwichConfig, parse_order, random_order, sandwich_order
+from harness.models.stack import execution_plan
 from harness.tasks.base import Batch
 
 SIZES = {"vocab_size": 13, "d_model": 16, "n_heads": 2, "d_ff": 32, "dropout": 0.0}
@@ -315,7 +316,7 @@ SUITE_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(SUITE_CASES))
-def test_malformed_ordering_exits_2_with_one_line(case: str, refused_suite) -> None:  # noqa: ANN001
+def test_malformed_ordering_exits_2_with_one_line(case: str, refused_suite) -> None:
     old, new, fragments = SUITE_CASES[case]
     line = refused_suite(GOOD.replace(old, new))
     assert "bad.yaml:10:" in line, line
@@ -338,3 +339,21 @@ def test_profile_bad_order_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["profile", "sandwich", "order=sfz", "--json"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "order" in err[0] and "'z' at index 2" in err[0]
+
+
+def test_a_sharing_variant_is_a_small_subclass() -> None:
+    """Worked example: a variant that only reorders or shares sublayers overrides the plan. Here every
+    's' of a sandwich runs one attention sublayer and every 'f' one FFN (ALBERT's all-shared mode)."""
+    class SharedSandwich(Sandwich):
+        def plan(self):
+            return execution_plan(self.order, shared="sf")
+
+    c = SandwichConfig(**SIZES, n_layers=3, k=1)
+    shared, plain = SharedSandwich(c).eval(), Sandwich(c).eval()
+    assert len(shared.attn) == len(shared.ff) == 1 and shared.order == plain.order == "ssfsff"
+    assert [id(m) for m in shared.sublayers()].count(id(shared.attn[0])) == 3
+    x = _tokens()
+    batch = Batch({"x": x}, x)
+    assert _params(shared) == _params(plain) - 2 * (_params(plain.attn[0]) + _params(plain.ff[0]))
+    assert count_flops(shared, batch) == count_flops(plain, batch)
+    assert shared(x).logits.shape == plain(x).logits.shape

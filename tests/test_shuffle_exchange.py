@@ -12,8 +12,8 @@ import harness
 from harness.errors import HarnessError
 from harness.models.shuffle_exchange import (
     CANDIDATE_SCALE,
+    SwitchStack,
     SwitchUnit,
-    _SwitchStack,
     block_plan,
     padded_length,
     rotate_left,
@@ -101,9 +101,9 @@ def test_switch_layers_applied(t: int, k: int, n_blocks: int) -> None:
     if n_blocks == 1 and k > 1:
         assert len(calls) == 2 * k - 1
     fast = []  # the training fast path runs the same number of layers
-    real = _SwitchStack._layer
+    real = SwitchStack._layer
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_SwitchStack, "_layer", staticmethod(lambda *a: fast.append(1) or real(*a)))
+        mp.setattr(SwitchStack, "_layer", staticmethod(lambda *a: fast.append(1) or real(*a)))
         m(tokens(1, t))
     assert len(fast) == len(calls)
 
@@ -314,7 +314,7 @@ def test_bf16_autocast_forward_and_backward(norm_axis: str) -> None:
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
 
 
-# --- the training fast path (_SwitchStack) ------------------------------------------------------
+# --- the training fast path (SwitchStack) ------------------------------------------------------
 
 
 def _fast_and_autograd(m: torch.nn.Module, x: torch.Tensor, w: torch.Tensor) -> tuple:
@@ -324,9 +324,9 @@ def _fast_and_autograd(m: torch.nn.Module, x: torch.Tensor, w: torch.Tensor) -> 
         m.zero_grad(set_to_none=True)
         with pytest.MonkeyPatch.context() as mp:
             if not fast:
-                mp.setattr(type(m), "_fast_path_applies", lambda self: False)
+                mp.setattr(type(m), "fast_path_applies", lambda self: False)
             else:
-                assert m._fast_path_applies()
+                assert m.fast_path_applies()
             out = m(x).logits
         (out * w).sum().backward()
         runs.append((out.detach(), {n: p.grad for n, p in m.named_parameters()}))
@@ -338,7 +338,9 @@ def _fast_and_autograd(m: torch.nn.Module, x: torch.Tensor, w: torch.Tensor) -> 
 @pytest.mark.parametrize("norm_axis,sharing,n_blocks", [
     ("feature", "halves", 1), ("feature", "inner", 2), ("sequence", "halves", 2), ("sequence", "inner", 1),
 ])
-def test_fast_path_equals_autograd(t: int, checkpoint: str, norm_axis: str, sharing: str, n_blocks: int) -> None:
+def test_fast_path_equals_autograd(
+    t: int, checkpoint: str, norm_axis: str, sharing: str, n_blocks: int
+) -> None:
     """The hand-written backward gives autograd's outputs and gradients (float64, to rounding), and
     leaves units no layer ran (``inner`` on short inputs) without a gradient, as autograd does."""
     torch.manual_seed(5)
@@ -351,7 +353,8 @@ def test_fast_path_equals_autograd(t: int, checkpoint: str, norm_axis: str, shar
     (out_f, g_f), (out_a, g_a) = _fast_and_autograd(m, x, w)
     torch.testing.assert_close(out_f, out_a, atol=1e-12, rtol=1e-12)
     assert {n for n, g in g_f.items() if g is None} == {n for n, g in g_a.items() if g is None}
-    tol = 1e-7 if norm_axis == "sequence" and t <= 2 else 1e-10  # one pair: the sequence norm is ill-conditioned
+    # one pair: the sequence norm is ill-conditioned
+    tol = 1e-7 if norm_axis == "sequence" and t <= 2 else 1e-10
     for n in g_a:
         if g_a[n] is not None:
             torch.testing.assert_close(g_f[n], g_a[n], atol=tol, rtol=tol, msg=n)
@@ -359,13 +362,13 @@ def test_fast_path_equals_autograd(t: int, checkpoint: str, norm_axis: str, shar
 
 def test_fast_path_applies_only_where_it_computes_the_same_thing() -> None:
     m = build(dropout=0.2).train()
-    assert not m._fast_path_applies()  # dropout masks are drawn by the module path
+    assert not m.fast_path_applies()  # dropout masks are drawn by the module path
     m.eval()
-    assert m._fast_path_applies()
+    assert m.fast_path_applies()
     with torch.no_grad():
-        assert not m._fast_path_applies()  # inference and FLOP tracing take the module path
+        assert not m.fast_path_applies()  # inference and FLOP tracing take the module path
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not m._fast_path_applies()
+        assert not m.fast_path_applies()
 
 
 def test_fast_path_block_checkpoint_keeps_block_inputs_only() -> None:

@@ -224,16 +224,17 @@ def test_flops_follow_the_steps_actually_run() -> None:
 # --- harness integration ----------------------------------------------------------------------------
 
 
-SUITE = """\
-name: ut
-seeds: [0]
-train: {{steps: 2, batch_size: 2, eval_every: 2, eval_batches: 1, eval_batch_size: 2, profile_warmup: 0, profile_steps: 1}}
-model: {{d_model: 16, n_heads: 2, d_ff: 32, n_layers: 2}}
-tasks:
-  - {{name: copy, task: copy, seq_len: 3, vocab: 4}}
-variants:
-  - {{name: ut-act, model: universal, act: true{extra}}}
-"""
+SUITE = (
+    "name: ut\n"
+    "seeds: [0]\n"
+    "train: {{steps: 2, batch_size: 2, eval_every: 2, eval_batches: 1, eval_batch_size: 2, "
+    "profile_warmup: 0, profile_steps: 1}}\n"
+    "model: {{d_model: 16, n_heads: 2, d_ff: 32, n_layers: 2}}\n"
+    "tasks:\n"
+    "  - {{name: copy, task: copy, seq_len: 3, vocab: 4}}\n"
+    "variants:\n"
+    "  - {{name: ut-act, model: universal, act: true{extra}}}\n"
+)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ ALBERT's two parameter reductions, as keys:
 - ``d_embed`` (E): factorized embedding. Tokens are embedded in V x E, then projected E -> H by one
   Linear, so the embedding costs V*E + E*H + H instead of V*H (Sec. 3.1). ``None`` means E = H with
   no projection, i.e. BERT.
-- ``share``: cross-layer sharing written as an execution order over fewer modules (Sec. 3.1, Table 4).
+- ``share``: cross-layer sharing written as an execution plan over fewer modules (Sec. 3.1, Table 4;
+  ``harness.models.stack``).
   ``none``: n_layers attention and n_layers FFN sublayers; ``attention``: one attention sublayer
   applied by every layer, an FFN per layer; ``ffn``: the reverse; ``all`` (ALBERT's default): one
   layer applied n_layers times. Each sublayer owns its post-LN LayerNorm (the Residual wrapping it),
@@ -21,7 +22,7 @@ GELU FFN. Embeddings are BERT's: token + learned position + token-type (all inpu
 our tasks have one segment), summed without sqrt(d) scaling, then LayerNorm and dropout (over E when
 factorized, as in ALBERT), then the E -> H projection. Weights are drawn from N(0, 0.02^2) and
 biases are zero, as in the Hugging Face port; the TF originals truncate the normal at 2 std
-(``trunc_normal_`` is about 12x slower on the CPU: 24 s to build albert-xxlarge).
+(``trunc_normal_`` is much slower on the CPU, which the 223M-parameter albert-xxlarge feels).
 
 ``causal: false`` (default) is the bidirectional encoder (io ``masked``); ``causal: true`` masks
 future positions (io ``lm``) so the same stack can run character-level language modelling; this
@@ -56,24 +57,19 @@ from typing import Literal
 import torch
 from torch import nn
 
-from harness.config import bounded, positive
-from harness.models.base import ModelOutput
-from harness.models.blocks import FeedForward, MultiHeadAttention, Residual, TiedHead, init_linear_xavier
+from harness.config import positive
+from harness.models.base import ConfigIO, IOFormat, ModelOutput, SublayerConfig
+from harness.models.blocks import AttentionSublayer, FeedForwardSublayer, TiedHead, init_linear_xavier
+from harness.models.stack import Step, SublayerStack, bank_sizes, execution_plan
 from harness.registry import register_model, register_preset
 
 ShareMode = Literal["none", "attention", "ffn", "all"]
 
 
 @dataclass
-class AlbertConfig:
-    vocab_size: int = positive(32)
-    d_model: int = positive(128)  # H
-    n_heads: int = positive(4)
-    d_ff: int = positive(512)
-    n_layers: int = positive(2)  # layers applied; unique layers depend on `share`
-    dropout: float = bounded(0.1, lo=0.0, hi=0.99)
-    attn_dropout: float | None = None  # dropout on attention weights; None: same as dropout
-    max_len: int = positive(512)  # learned position embeddings
+class AlbertConfig(SublayerConfig):
+    # d_model is H; n_layers counts the layers applied (unique layers depend on `share`); max_len sizes
+    # the learned position embeddings; attn_dropout: None, the same as dropout.
     causal: bool = False  # False: bidirectional encoder (io "masked"); True: causal LM (io "lm")
     # "bert": N(0, 0.02) as BERT/ALBERT's initializer_range; "xavier": Xavier-uniform linears and
     # N(0, E^-1/2) embeddings as vanilla.py. Measured here: at H = 64 on char_lm, "bert" stalls near the
@@ -87,13 +83,16 @@ class AlbertConfig:
     type_vocab_size: int = positive(2)
     pooler: bool = False  # BERT's [CLS] pooler, H x H + tanh
 
+    @property
+    def io(self) -> IOFormat:
+        return "lm" if self.causal else "masked"
+
     def check(self) -> list[tuple[str, str]]:
-        if self.d_model % self.n_heads:
-            return [("n_heads", f"must divide d_model ({self.d_model}), got {self.n_heads}")]
+        return self.heads_problem() or self.d_embed_problem() or self.attn_dropout_problem()
+
+    def d_embed_problem(self) -> list[tuple[str, str]]:
         if self.d_embed is not None and self.d_embed > self.vocab_size:
             return [("d_embed", f"must not exceed vocab_size ({self.vocab_size}), got {self.d_embed}")]
-        if self.attn_dropout is not None and not 0.0 <= self.attn_dropout <= 0.99:
-            return [("attn_dropout", f"must be between 0 and 0.99, got {self.attn_dropout}")]
         return []
 
 
@@ -128,54 +127,35 @@ class Embeddings(nn.Module):
         return self.proj(h) if self.proj is not None else h  # (B, T, H)
 
 
-class AttentionSublayer(nn.Module):
-    """Self-attention with its residual and post-LN: x = LN(x + Dropout(MHA(x)))."""
-
-    def __init__(self, c: AlbertConfig) -> None:
-        super().__init__()
-        self.causal = c.causal
-        p = c.dropout if c.attn_dropout is None else c.attn_dropout
-        self.attn = MultiHeadAttention(c.d_model, c.n_heads, p, c.attention)
-        self.res = Residual(c.d_model, c.dropout, "post")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.res(x, lambda h: self.attn(h, causal=self.causal))
+SHARED_LETTERS: dict[str, str] = {"none": "", "attention": "s", "ffn": "f", "all": "sf"}
 
 
-class FeedForwardSublayer(nn.Module):
-    """Feed-forward with its residual and post-LN: x = LN(x + Dropout(FFN(x)))."""
-
-    def __init__(self, c: AlbertConfig) -> None:
-        super().__init__()
-        self.ff = FeedForward(c.d_model, c.d_ff, c.dropout, c.activation)
-        self.res = Residual(c.d_model, c.dropout, "post")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.res(x, self.ff)
-
-
-def execution_order(n_layers: int, share: ShareMode) -> list[tuple[int, int]]:
-    """(attention module index, FFN module index) for each applied layer."""
-    shared_attn = share in ("attention", "all")
-    shared_ffn = share in ("ffn", "all")
-    return [(0 if shared_attn else i, 0 if shared_ffn else i) for i in range(n_layers)]
+def execution_order(n_layers: int, share: ShareMode) -> tuple[Step, ...]:
+    """The execution plan of n_layers BERT layers, ``(sf)^n_layers``: which attention (s) and FFN (f)
+    module each step applies; a shared kind applies module 0 at every layer."""
+    return execution_plan("sf" * n_layers, shared=SHARED_LETTERS[share])
 
 
 @register_model("albert", config=AlbertConfig)
-class Albert(nn.Module):
+class Albert(ConfigIO, nn.Module):
     """Lan et al. 2020: BERT encoder with factorized embedding and cross-layer sharing."""
 
     def __init__(self, c: AlbertConfig) -> None:
         super().__init__()
         self.config = c
-        self.io = "lm" if c.causal else "masked"
         e = c.d_embed or c.d_model
         self.embed = Embeddings(c)
         self.order = execution_order(c.n_layers, c.share)
-        n_attn = 1 + max(a for a, _ in self.order)
-        n_ffn = 1 + max(f for _, f in self.order)
-        self.attn_layers = nn.ModuleList(AttentionSublayer(c) for _ in range(n_attn))
-        self.ffn_layers = nn.ModuleList(FeedForwardSublayer(c) for _ in range(n_ffn))
+        n = bank_sizes(self.order)
+        # each sublayer owns its post-LN LayerNorm: a shared sublayer shares its norm
+        self.attn_layers = nn.ModuleList(
+            AttentionSublayer(c.d_model, c.n_heads, c.dropout, c.attn_p, c.attention, "post", c.causal)
+            for _ in range(n["s"])
+        )
+        self.ffn_layers = nn.ModuleList(
+            FeedForwardSublayer(c.d_model, c.d_ff, c.dropout, c.activation, "post") for _ in range(n["f"])
+        )
+        self.stack = SublayerStack(self.order, {"s": self.attn_layers, "f": self.ffn_layers})
         self.pooler = nn.Sequential(nn.Linear(c.d_model, c.d_model), nn.Tanh()) if c.pooler else None
         self.out_proj = nn.Linear(c.d_model, e) if e != c.d_model else None
         self.head = TiedHead(self.embed.tok)
@@ -196,10 +176,7 @@ class Albert(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.embed(x)  # (B, T, H)
-        for a, f in self.order:
-            h = self.ffn_layers[f](self.attn_layers[a](h))
-        return h  # (B, T, H)
+        return self.stack(self.embed(x))  # (B, T, H)
 
     def forward(self, x: torch.Tensor) -> AlbertOutput:
         h = self.encode(x)  # (B, T, H)

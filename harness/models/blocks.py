@@ -1,4 +1,11 @@
-"""Building blocks shared by the sequence models: attention, feed-forward, positions, embeddings.
+"""Building blocks shared by the sequence models: attention, feed-forward, positions, embeddings,
+and the sublayers and layers built from them.
+
+A *sublayer* is one attention or feed-forward network inside its residual connection, dropout and
+LayerNorm (:class:`Residual`): :class:`AttentionSublayer` (``s``) and :class:`FeedForwardSublayer`
+(``f``), the units that Sandwich reorders and ALBERT shares. :class:`TransformerLayer` is the
+paper's layer, self-attention (cross-attention) feed-forward, the unit that vanilla stacks and the
+Universal Transformer repeats. ``harness.models.stack`` runs either kind in a given order.
 
 Shape legend: B batch, T query length, S key length, D d_model, H heads, Dh = D / H, V vocabulary.
 """
@@ -6,13 +13,16 @@ Shape legend: B batch, T query length, S key length, D d_model, H heads, Dh = D 
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 AttentionKind = Literal["sdpa", "math"]
+Norm = Literal["post", "pre"]
+Activation = Literal["relu", "gelu"]
 
 
 def attend(
@@ -63,7 +73,9 @@ class MultiHeadAttention(nn.Module):
         b, t, d = x.shape
         return x.view(b, t, self.n_heads, d // self.n_heads).transpose(1, 2)  # (B, H, T, Dh)
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, memory: torch.Tensor | None = None, causal: bool = False
+    ) -> torch.Tensor:
         if self.cross:
             assert memory is not None
             q = self.q_proj(x)
@@ -79,7 +91,7 @@ class MultiHeadAttention(nn.Module):
 class FeedForward(nn.Module):
     """Position-wise feed-forward network FFN(x) = W2 act(W1 x + b1) + b2 (Sec. 3.3)."""
 
-    def __init__(self, d_model: int, d_ff: int, dropout: float, activation: Literal["relu", "gelu"] = "relu") -> None:
+    def __init__(self, d_model: int, d_ff: int, dropout: float, activation: Activation = "relu") -> None:
         super().__init__()
         self.fc1 = nn.Linear(d_model, d_ff)
         self.fc2 = nn.Linear(d_ff, d_model)
@@ -90,7 +102,9 @@ class FeedForward(nn.Module):
         return self.fc2(self.drop(self.act(self.fc1(x))))
 
 
-def sinusoid_table(length: int, dim: int, device: torch.device | None = None, offset: int = 0) -> torch.Tensor:
+def sinusoid_table(
+    length: int, dim: int, device: torch.device | None = None, offset: int = 0
+) -> torch.Tensor:
     """PE(pos, 2i) = sin(pos / 10000^(2i/D)), PE(pos, 2i+1) = cos(...) (Sec. 3.5); (length, dim)."""
     pos = torch.arange(offset, offset + length, device=device, dtype=torch.float32)[:, None]
     inv = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
@@ -104,7 +118,12 @@ class TokenEmbedding(nn.Module):
     """Token embedding scaled by sqrt(D) (Sec. 3.4), plus sinusoidal or learned positions."""
 
     def __init__(
-        self, vocab_size: int, d_model: int, max_len: int, pos: Literal["sinusoidal", "learned", "none"], dropout: float
+        self,
+        vocab_size: int,
+        d_model: int,
+        max_len: int,
+        pos: Literal["sinusoidal", "learned", "none"],
+        dropout: float,
     ) -> None:
         super().__init__()
         self.tok = nn.Embedding(vocab_size, d_model)
@@ -119,7 +138,9 @@ class TokenEmbedding(nn.Module):
         if self.pos_kind == "learned":
             assert self.pos is not None
             if t > self.max_len:
-                raise ValueError(f"sequence of {t} tokens exceeds max_len {self.max_len} of learned positions")
+                raise ValueError(
+                    f"sequence of {t} tokens exceeds max_len {self.max_len} of learned positions"
+                )
             h = h + self.pos(torch.arange(t, device=x.device))
         elif self.pos_kind == "sinusoidal":
             h = h + sinusoid_table(t, h.shape[-1], x.device)
@@ -163,3 +184,59 @@ def init_linear_xavier(module: nn.Module) -> None:
             nn.init.xavier_uniform_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+
+
+class AttentionSublayer(nn.Module):
+    """``s``: multi-head self-attention in its residual block, x = Residual(x, MHA)."""
+
+    def __init__(
+        self, d_model: int, n_heads: int, dropout: float, attn_dropout: float, kind: AttentionKind,
+        norm: Norm, causal: bool,
+    ) -> None:
+        super().__init__()
+        self.causal = causal
+        self.attn = MultiHeadAttention(d_model, n_heads, attn_dropout, kind)
+        self.res = Residual(d_model, dropout, norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.res(x, lambda h: self.attn(h, causal=self.causal))  # (B, T, D)
+
+
+class FeedForwardSublayer(nn.Module):
+    """``f``: the position-wise feed-forward network in its residual block, x = Residual(x, FFN)."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float, activation: Activation, norm: Norm) -> None:
+        super().__init__()
+        self.ff = FeedForward(d_model, d_ff, dropout, activation)
+        self.res = Residual(d_model, dropout, norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.res(x, self.ff)  # (B, T, D)
+
+
+class TransformerLayer(nn.Module):
+    """Self-attention, then (``cross``) attention over an encoder's output, then the feed-forward
+    network, each in its residual block (Vaswani et al. 2017, Sec. 3.1: encoder and decoder layers)."""
+
+    def __init__(
+        self, d_model: int, n_heads: int, d_ff: int, dropout: float, attn_dropout: float,
+        kind: AttentionKind, activation: Activation, norm: Norm, causal: bool, cross: bool,
+    ) -> None:
+        super().__init__()
+        self.causal = causal
+        self.attn = MultiHeadAttention(d_model, n_heads, attn_dropout, kind)
+        self.res_attn = Residual(d_model, dropout, norm)
+        self.cross_attn = (
+            MultiHeadAttention(d_model, n_heads, attn_dropout, kind, cross=True) if cross else None
+        )
+        self.res_cross = Residual(d_model, dropout, norm) if cross else None
+        self.ff = FeedForward(d_model, d_ff, dropout, activation)
+        self.res_ff = Residual(d_model, dropout, norm)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.res_attn(x, lambda h: self.attn(h, causal=self.causal))  # (B, T, D)
+        if self.cross_attn is not None:
+            assert self.res_cross is not None and memory is not None
+            cross_attn = self.cross_attn
+            x = self.res_cross(x, lambda h: cross_attn(h, memory))
+        return self.res_ff(x, self.ff)  # (B, T, D)

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.config import positive
-from harness.models.base import ModelOutput
+from harness.models.base import IOFormat, ModelOutput
 from harness.registry import register_model
 
 
@@ -179,7 +179,7 @@ class SegmentHead(nn.Module):
 class PyramidModel(nn.Module):
     """Backbone -> laterals -> ``neck`` (subclass) -> head; the part fpn and fpt share."""
 
-    io = "image"
+    io: IOFormat = "image"
 
     def __init__(self, c: FPNConfig) -> None:
         super().__init__()

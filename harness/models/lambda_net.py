@@ -64,7 +64,7 @@ import torch
 from torch import nn
 
 from harness.config import positive
-from harness.models.base import ModelOutput
+from harness.models.base import IOFormat, ModelOutput
 from harness.models.blocks import AttentionKind, MultiHeadAttention
 from harness.models.resnet import ClassifierHead, ResNetBody, ResNetConfig, conv3x3, init_resnet
 from harness.registry import register_model
@@ -200,7 +200,7 @@ def mixing_layer(c: LambdaConfig, channels: int, size: int) -> nn.Module:
 class LambdaNet(nn.Module):
     """Bello 2021: LambdaResNet (lambda layers for 3x3 convs), or one lambda/attention layer (arch layer)."""
 
-    io = "image"
+    io: IOFormat = "image"
 
     def __init__(self, c: LambdaConfig) -> None:
         super().__init__()

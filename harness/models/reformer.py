@@ -74,7 +74,6 @@ Simplifications and choices, each a deviation to know about:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -83,260 +82,18 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from harness.config import bounded, positive
-from harness.models.base import ModelOutput
+from harness.config import positive
+from harness.models.base import ConfigIO, IOFormat, ModelOutput, TransformerConfig
 from harness.models.blocks import FeedForward, TiedHead, TokenEmbedding, init_linear_xavier
+from harness.models.lsh import full_shared_qk_attention, lsh_attention
 from harness.registry import register_model
-
-SELF_MASK_VALUE = -1e5  # the paper's finite value for a token attending to itself
-MASK_VALUE = float("-inf")  # causal and padding masks (every row keeps its finite self entry)
-
-
-# --------------------------------------------------------------------------------------------------
-# Kernels, on [B, H, T, Dh] tensors
-
-
-def hash_vectors(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
-    """LSH buckets h(x) = argmax([xR; -xR]) for every round; x [B, H, T, Dh], rotations
-    [B or 1, H or 1, Dh, R, nb/2] -> buckets [B, H, R, T] (int64 in [0, nb)).
-
-    The argmax over the concatenation is read off the max and the min of xR, which saves
-    materialising [xR; -xR].
-    """
-    b, h, _, dh = x.shape
-    half = rotations.shape[-1]
-    rot = rotations.expand(b, h, dh, *rotations.shape[-2:])
-    with torch.no_grad():
-        proj = torch.einsum("bhtd,bhdrk->bhrtk", x, rot)  # [B, H, R, T, nb/2]
-        hi, hi_idx = proj.max(dim=-1)
-        lo, lo_idx = proj.min(dim=-1)
-        return torch.where(hi >= -lo, hi_idx, lo_idx + half)  # ties go to the first half, as argmax's
-
-
-def random_rotations(
-    b: int, h: int, dh: int, n_hashes: int, n_buckets: int, like: torch.Tensor
-) -> torch.Tensor:
-    """Fresh Gaussian rotations [B, H, Dh, R, nb/2] from torch's global RNG."""
-    return torch.randn(b, h, dh, n_hashes, n_buckets // 2, device=like.device, dtype=like.dtype)
-
-
-class _SoftmaxLse(torch.autograd.Function):
-    """(softmax, logsumexp) over the last axis from one fused softmax.
-
-    logsumexp = max - log(max probability): both maxima are cheap reductions without indices.
-    Backward: d/d dots = softmax_backward(d probs) + probs * d lse.
-    """
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any, dots: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        probs = dots.softmax(dim=-1)
-        ctx.save_for_backward(probs)
-        return probs, dots.amax(dim=-1, keepdim=True) - probs.amax(dim=-1, keepdim=True).log()
-
-    @staticmethod
-    def backward(  # type: ignore[override]
-        ctx: Any, d_probs: torch.Tensor, d_lse: torch.Tensor
-    ) -> torch.Tensor:
-        (probs,) = ctx.saved_tensors
-        grad = torch._softmax_backward_data(d_probs, probs, -1, probs.dtype)
-        return grad.addcmul_(probs, d_lse)
-
-
-def _softmax_lse(dots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(softmax over the last axis, logsumexp with a kept axis); the same maths with or without autograd.
-
-    Masked entries are -inf, which exp handles on its fast path; finite scores far below the row
-    maximum (< -88) take a slow path in CPU exp, so masks are -inf rather than a large finite number.
-    """
-    if torch.is_grad_enabled() and dots.requires_grad:
-        return _SoftmaxLse.apply(dots)
-    probs = dots.softmax(dim=-1)
-    return probs, dots.amax(dim=-1, keepdim=True) - probs.amax(dim=-1, keepdim=True).log()
-
-
-def _rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Rows of x [B, H, T, D] at positions idx [B, H, N] -> [B, H, N, D] (row copies, not a gather)."""
-    b, h = idx.shape[:2]
-    bh = torch.arange(b * h, device=idx.device).view(b, h, 1)
-    rows = x.reshape(b * h, *x.shape[2:])[bh.view(-1, 1), idx.reshape(b * h, -1)]  # [B*H, N, D]
-    return rows.view(b, h, idx.shape[2], -1)
-
-
-def full_shared_qk_attention(
-    qk: torch.Tensor, v: torch.Tensor, *, causal: bool, valid_len: int | None = None
-) -> torch.Tensor:
-    """Dense shared-QK attention with the Reformer self mask; qk, v [B, H, T, Dh] -> [B, H, T, Dh].
-
-    Keys are the queries normalised to unit length; a token's score on itself is -1e5 (finite);
-    later positions (``causal``) and positions >= ``valid_len`` are masked as keys.
-    """
-    t, dh = qk.shape[-2:]
-    k = F.normalize(qk, dim=-1)
-    dots = torch.matmul(qk * (1.0 / math.sqrt(dh)), k.transpose(-1, -2))  # [B, H, T, T]
-    with torch.no_grad():
-        pos = torch.arange(t, device=qk.device)
-        qpos, kpos = pos[:, None], pos[None, :]
-        self_mask = qpos == kpos
-        vl = valid_len if valid_len is not None and valid_len < t else None
-        masked = _masked(qpos, kpos, causal, vl)
-    dots = torch.where(self_mask, SELF_MASK_VALUE, dots)
-    if masked is not None:  # a token's own entry stays finite, so every row has one
-        dots = dots.masked_fill(masked & ~self_mask, MASK_VALUE)
-    return torch.matmul(dots.softmax(dim=-1), v)
-
-
-def _masked(
-    qpos: torch.Tensor, kpos: torch.Tensor, causal: bool, valid_len: int | None
-) -> torch.Tensor | None:
-    """Keys a query may not see, from query positions [..., Q, 1] and key positions [..., 1, K]."""
-    out = kpos > qpos if causal else None
-    if valid_len is not None:
-        pad = kpos >= valid_len
-        out = pad if out is None else out | pad
-    return out
-
-
-def _look_back(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """Chunks along ``dim``, chunk contents along ``dim + 1``: each chunk followed by the chunk before it
-    (in the same round; the first chunk's predecessor is the last), [.., C, m, ..] -> [.., C, 2m, ..]."""
-    return torch.cat([x, x.roll(1, dims=dim)], dim=dim + 1)
-
-
-def _log_duplicates(
-    chunk: torch.Tensor, rnd: int, sort_idx: torch.Tensor, kpos: torch.Tensor, dtype: torch.dtype
-) -> torch.Tensor:
-    """log N_ij for the entries [B, H, C, m, 2m] of round ``rnd`` (C >= 2 chunks, R >= 2 rounds).
-
-    N_ij counts the entries of query i that hold key j over all rounds and both chunks. Within round
-    ``rnd`` that is exactly 1 (two different chunks); in another round r', key j is in i's window iff
-    its chunk there (``chunk`` [B, H, R, T], by position) is i's chunk or the one before (cyclically).
-    Loops over rounds only; the other rounds' hits are summed as bytes and converted to floats once.
-    """
-    b, h, r, _ = chunk.shape
-    c, two_m = kpos.shape[-2:]
-    m = two_m // 2
-    shape = (b, h, c, m, two_m)
-    hits = torch.zeros(shape, dtype=torch.uint8, device=chunk.device)  # N_ij - 1
-    hit = torch.empty(shape, dtype=torch.uint8, device=chunk.device)
-    for other in range(r):
-        if other == rnd:
-            continue
-        cq = chunk[:, :, other].gather(2, sort_idx).view(b, h, c, m, 1)  # the query's chunk there
-        ck = chunk[:, :, other].gather(2, kpos.reshape(b, h, -1)).view(b, h, c, 1, two_m)  # the key's
-        hits.add_(torch.eq(ck, cq, out=hit))
-        hits.add_(torch.eq(ck, (cq - 1).remainder(c), out=hit))
-    return hits.to(dtype).add_(1).log()
-
-
-def lsh_attention(
-    qk: torch.Tensor,
-    v: torch.Tensor,
-    *,
-    n_hashes: int,
-    bucket_size: int,
-    causal: bool,
-    n_buckets: int | None = None,
-    valid_len: int | None = None,
-    rotations: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Multi-round LSH attention with shared QK (Kitaev et al. 2020, Sec. 2); [B, H, T, Dh] -> same.
-
-    ``bucket_size`` (m) is the chunk length and must divide T. ``n_buckets`` defaults to 2 T / m.
-    ``rotations`` [B or 1, H or 1, Dh, n_hashes, n_buckets/2] replaces the fresh random draw.
-    ``valid_len``: positions >= valid_len are padding. They are hashed to an extra bucket of their own,
-    so they sort after every real position and never move a real position's chunk boundary (nor does
-    their hash, degenerate for zero vectors, depend on rounding noise in the reversible recomputation);
-    without ``causal`` they are masked as keys (with it they are in every real query's future).
-    No Python loop over chunks: sorting, gathering and each round's chunked scores [B, H, C, m, 2m] are
-    batched; the rounds run one after the other (a loop of R), which halves the working set for R = 2.
-    """
-    b, h, t, dh = qk.shape
-    m, r = bucket_size, n_hashes
-    if t % m:
-        raise ValueError(f"bucket_size {m} must divide the (padded) length {t}")
-    c = t // m
-    nb = n_buckets if n_buckets is not None else 2 * c
-    if nb % 2 or nb < 2:
-        raise ValueError(f"n_buckets must be even and >= 2, got {nb}")
-    if rotations is None:
-        rotations = random_rotations(b, h, dh, r, nb, qk)
-    elif rotations.shape[-3:] != (dh, r, nb // 2):
-        raise ValueError(f"rotations must end in ({dh}, {r}, {nb // 2}), got {tuple(rotations.shape)}")
-    dev = qk.device
-    vl = valid_len if valid_len is not None and valid_len < t else None
-
-    with torch.no_grad():
-        buckets = hash_vectors(qk, rotations)  # [B, H, R, T]
-        if vl is not None:  # padding gets a bucket of its own, sorted last
-            buckets[..., vl:] = nb
-        pos = torch.arange(t, device=dev)
-        sort_idx = (buckets * t + pos).argsort(dim=-1)  # [B, H, R, T]: positions by (bucket, position)
-        undo = torch.empty_like(sort_idx).scatter_(-1, sort_idx, pos.expand_as(sort_idx))  # rank of each
-        count = c > 1 and r > 1  # else N_ij is one constant (1, or 2R with one chunk seen twice): it cancels
-        chunk = (undo // m).to(torch.int32) if count else None  # [B, H, R, T]: a position's chunk, per round
-
-    # scaled queries, unit-length keys and values, gathered together: [B, H, T, 2 Dh + Dv]
-    packed = torch.cat([qk * (1.0 / math.sqrt(dh)), F.normalize(qk, dim=-1), v], dim=-1)
-    outs, lses = [], []
-    for rnd in range(r):
-        order = sort_idx[:, :, rnd]  # [B, H, T]
-        sq, sk, sv = _rows(packed, order).view(b, h, c, m, -1).split([dh, dh, v.shape[-1]], dim=-1)
-        dots = torch.matmul(sq, _look_back(sk, 2).transpose(-1, -2))  # [B, H, C, m, 2m]
-
-        with torch.no_grad():
-            # what to subtract from each score: log N_ij, and +inf where the key is masked (causal: a
-            # later position; otherwise: padding). Causal rows never need the padding mask: padding lies
-            # in every real query's future, and padded queries' outputs are dropped.
-            spos = order.view(b, h, c, m)
-            kpos = _look_back(spos, 2)  # [B, H, C, 2m]
-            penalty = _log_duplicates(chunk, rnd, order, kpos, dots.dtype) if chunk is not None else None
-            if causal or vl is not None:
-                kp = kpos.to(torch.int32)[..., None, :]
-                if causal:  # 1 visible, 0 masked: [B, H, C, m, 2m]
-                    visible = torch.empty(dots.shape, dtype=dots.dtype, device=dev)
-                    torch.le(kp, spos.to(torch.int32)[..., :, None], out=visible)
-                else:  # padding keys: [B, H, C, 1, 2m]
-                    visible = (kp < vl).to(dots.dtype)
-                # (1 + log N) / visible - 1: log N where visible, +inf where masked (x / 0: exp's fast path)
-                penalty = visible.reciprocal() if penalty is None else penalty.add_(1).div_(visible)
-                penalty = penalty.sub_(1)
-
-        # In place on the matmul's output (its backward needs only its inputs): no new [.., m, 2m] tensor.
-        if penalty is not None:
-            dots = dots.sub_(penalty)
-        # A query's own key sits on the diagonal of its own chunk's block (and of the look-back block when
-        # the one chunk is its own predecessor): the self mask is a fill of that strided diagonal. It comes
-        # last, so that a padded query, whose every other key is masked, keeps one finite entry.
-        dots[..., :m].diagonal(dim1=-2, dim2=-1).fill_(SELF_MASK_VALUE)
-        if c == 1:
-            dots[..., m:].diagonal(dim1=-2, dim2=-1).fill_(SELF_MASK_VALUE)
-        if r == 1:
-            probs = dots.softmax(dim=-1)
-        else:
-            probs, lse = _softmax_lse(dots)  # [B, H, C, m, 2m], [B, H, C, m, 1]
-            lses.append(_rows(lse.view(b, h, t, 1), undo[:, :, rnd]).view(b, h, t))
-        out = torch.matmul(probs, _look_back(sv, 2))  # [B, H, C, m, Dv]
-        outs.append(_rows(out.view(b, h, t, -1), undo[:, :, rnd]))  # back to original order: [B, H, T, Dv]
-    if r == 1:
-        return outs[0]
-    weights = torch.stack(lses, dim=2).softmax(dim=2)  # [B, H, R, T]: the rounds' shares of the normaliser
-    return (torch.stack(outs, dim=2) * weights[..., None]).sum(dim=2)
-
 
 # --------------------------------------------------------------------------------------------------
 # Config
 
 
 @dataclass
-class ReformerConfig:
-    vocab_size: int = positive(32)
-    d_model: int = positive(128)
-    n_heads: int = positive(4)
-    d_ff: int = positive(512)
-    n_layers: int = positive(2)
-    dropout: float = bounded(0.1, lo=0.0, hi=0.99)
+class ReformerConfig(TransformerConfig):
     max_len: int = positive(512)  # learned positions' table size; also the least pad_len
     causal: bool = True  # True: io "lm"; False: bidirectional, io "masked"
     attention: Literal["lsh", "full"] = "lsh"
@@ -350,9 +107,14 @@ class ReformerConfig:
     pos: Literal["sinusoidal", "learned"] = "sinusoidal"
     activation: Literal["relu", "gelu"] = "gelu"
 
+    @property
+    def io(self) -> IOFormat:
+        return "lm" if self.causal else "masked"
+
     def check(self) -> list[tuple[str, str]]:
-        if self.d_model % self.n_heads:
-            return [("n_heads", f"must divide d_model ({self.d_model}), got {self.n_heads}")]
+        return self.heads_problem() or self.hashing_problem()
+
+    def hashing_problem(self) -> list[tuple[str, str]]:
         if self.eval_n_hashes is not None and self.eval_n_hashes < 1:
             return [("eval_n_hashes", f"must be >= 1, got {self.eval_n_hashes}")]
         if self.n_buckets is not None and (self.n_buckets < 2 or self.n_buckets % 2):
@@ -528,13 +290,12 @@ class _ReversibleStack(torch.autograd.Function):
 
 
 @register_model("reformer", config=ReformerConfig)
-class Reformer(nn.Module):
+class Reformer(ConfigIO, nn.Module):
     """Kitaev et al. 2020: LSH attention (shared QK, n hash rounds), reversible layers, chunked FFN."""
 
     def __init__(self, c: ReformerConfig) -> None:
         super().__init__()
         self.config = c
-        self.io = "lm" if c.causal else "masked"
         self.embed = TokenEmbedding(c.vocab_size, c.d_model, c.max_len, c.pos, 0.0)  # dropout: _mask_dropout
         self.layers = nn.ModuleList(ReversibleLayer(c) for _ in range(c.n_layers))
         self.norm = nn.LayerNorm(c.d_model)

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from harness.config import bounded, positive
-from harness.models.base import ModelOutput
+from harness.models.base import IOFormat, ModelOutput
 from harness.registry import register_model
 
 
@@ -158,7 +158,7 @@ class ClassifierHead(nn.Module):
 class ResNet(nn.Module):
     """He et al. 2016: bottleneck ResNet for small images (3x3 stem, no max pool); the CNN baseline."""
 
-    io = "image"
+    io: IOFormat = "image"
 
     def __init__(self, c: ResNetConfig, mixer: MixerFactory | Callable[..., nn.Module] = conv3x3) -> None:
         super().__init__()

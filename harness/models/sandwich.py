@@ -46,16 +46,16 @@ from typing import Literal
 import torch
 from torch import nn
 
-from harness.config import bounded, positive
-from harness.models.base import ModelOutput
+from harness.config import bounded
+from harness.models.base import ConfigIO, IOFormat, ModelOutput, SublayerConfig
 from harness.models.blocks import (
-    FeedForward,
-    MultiHeadAttention,
-    Residual,
+    AttentionSublayer,
+    FeedForwardSublayer,
     TiedHead,
     TokenEmbedding,
     init_linear_xavier,
 )
+from harness.models.stack import Step, SublayerStack, bank_sizes, execution_plan
 from harness.registry import register_model
 
 RANDOM = "random"
@@ -100,17 +100,10 @@ def random_order(n_layers: int, seed: int) -> str:
 
 
 @dataclass
-class SandwichConfig:
-    vocab_size: int = positive(32)
-    d_model: int = positive(128)
-    n_heads: int = positive(4)
-    d_ff: int = positive(512)
-    n_layers: int = positive(2)  # n of (sf)^n; used by k, random and the default, not by an explicit order
-    dropout: float = bounded(0.1, lo=0.0, hi=0.99)
-    # None: same as dropout. On the CPU, SDPA with attention dropout > 0 leaves the fused kernel for
-    # one that keeps the T x T weights for backward (see vanilla.py); 0 keeps long runs linear in memory.
-    attn_dropout: float | None = None
-    max_len: int = positive(512)
+class SandwichConfig(SublayerConfig):
+    # n_layers: n of (sf)^n; used by k, random and the default, not by an explicit order.
+    # attn_dropout: on the CPU, SDPA with attention dropout > 0 leaves the fused kernel for one that
+    # keeps the T x T weights for backward (see base.SublayerConfig); 0 keeps long runs linear in memory.
     causal: bool = True  # True: a language model (io "lm"); False: bidirectional (io "masked")
     norm: Literal["post", "pre"] = "pre"
     pos: Literal["sinusoidal", "learned"] = "sinusoidal"
@@ -120,11 +113,14 @@ class SandwichConfig:
     k: int | None = bounded(None, lo=0)  # sandwich coefficient; excludes order
     order_seed: int | None = bounded(None, lo=0)  # seed of order: random; None: the job's seed
 
+    @property
+    def io(self) -> IOFormat:
+        return "lm" if self.causal else "masked"
+
     def check(self) -> list[tuple[str, str]]:
-        if self.d_model % self.n_heads:
-            return [("n_heads", f"must divide d_model ({self.d_model}), got {self.n_heads}")]
-        if self.attn_dropout is not None and not 0.0 <= self.attn_dropout <= 0.99:
-            return [("attn_dropout", f"must be between 0 and 0.99, got {self.attn_dropout}")]
+        return self.heads_problem() or self.attn_dropout_problem() or self.order_problem()
+
+    def order_problem(self) -> list[tuple[str, str]]:
         if self.k is not None and self.order is not None:
             return [("k", f"cannot be combined with order ({self.order!r}); give one of them")]
         if self.k is not None and self.k > self.n_layers:
@@ -154,62 +150,42 @@ class SandwichConfig:
         return dataclasses.replace(self, order=random_order(self.n_layers, used), order_seed=used)
 
 
-def _attn_p(c: SandwichConfig) -> float:
-    return c.dropout if c.attn_dropout is None else c.attn_dropout
-
-
-class AttentionSublayer(nn.Module):
-    """``s``: self-attention in its residual block."""
-
-    def __init__(self, c: SandwichConfig) -> None:
-        super().__init__()
-        self.causal = c.causal
-        self.attn = MultiHeadAttention(c.d_model, c.n_heads, _attn_p(c), c.attention)
-        self.res = Residual(c.d_model, c.dropout, c.norm)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.res(x, lambda h: self.attn(h, causal=self.causal))  # (B, T, D)
-
-
-class FeedForwardSublayer(nn.Module):
-    """``f``: the position-wise feed-forward network in its residual block."""
-
-    def __init__(self, c: SandwichConfig) -> None:
-        super().__init__()
-        self.ff = FeedForward(c.d_model, c.d_ff, c.dropout, c.activation)
-        self.res = Residual(c.d_model, c.dropout, c.norm)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.res(x, self.ff)  # (B, T, D)
-
-
 @register_model("sandwich", config=SandwichConfig)
-class Sandwich(nn.Module):
-    """Press et al. 2020: attention (s) and feed-forward (f) sublayers in any order: sandwich k, random, explicit."""
+class Sandwich(ConfigIO, nn.Module):
+    """Press et al. 2020: attention (s) and FFN (f) sublayers in any order: sandwich k, random, explicit."""
 
     def __init__(self, c: SandwichConfig) -> None:
         super().__init__()
         self.config = c
-        self.io = "lm" if c.causal else "masked"
         self.order = c.resolved_order()
         self.embed = TokenEmbedding(c.vocab_size, c.d_model, c.max_len, c.pos, c.dropout)
         # The i-th 's' of the string runs attn[i], the i-th 'f' runs ff[i]: the parameter names, and
         # so the state dict, depend on the counts only, never on the order.
-        self.attn = nn.ModuleList(AttentionSublayer(c) for _ in range(self.order.count("s")))
-        self.ff = nn.ModuleList(FeedForwardSublayer(c) for _ in range(self.order.count("f")))
+        plan = self.plan()
+        n = bank_sizes(plan)
+        self.attn = nn.ModuleList(
+            AttentionSublayer(c.d_model, c.n_heads, c.dropout, c.attn_p, c.attention, c.norm, c.causal)
+            for _ in range(n["s"])
+        )
+        self.ff = nn.ModuleList(
+            FeedForwardSublayer(c.d_model, c.d_ff, c.dropout, c.activation, c.norm) for _ in range(n["f"])
+        )
+        self.stack = SublayerStack(plan, {"s": self.attn, "f": self.ff})
         self.final_norm = nn.LayerNorm(c.d_model) if c.norm == "pre" else None
         self.head = TiedHead(self.embed.tok)
         init_linear_xavier(self)
 
+    def plan(self) -> tuple[Step, ...]:
+        """Which module each letter of ``self.order`` runs: every sublayer its own weights. A variant
+        that only shares sublayers overrides this (e.g. ``execution_plan(self.order, shared="sf")``)."""
+        return execution_plan(self.order)
+
     def sublayers(self) -> list[nn.Module]:
         """The sublayers in execution order, one per letter of ``self.order``."""
-        it_s, it_f = iter(self.attn), iter(self.ff)
-        return [next(it_s) if ch == "s" else next(it_f) for ch in self.order]
+        return self.stack.steps()
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
-        h = self.embed(x)  # (B, T, D)
-        for sub in self.sublayers():
-            h = sub(h)  # (B, T, D)
+        h = self.stack(self.embed(x))  # (B, T, D)
         if self.final_norm is not None:
             h = self.final_norm(h)
         return ModelOutput(self.head(h))  # (B, T, V)

@@ -54,17 +54,17 @@ Default ``block`` because long inputs are what this model is for and its memory 
 comparison; short-sequence suites may set ``none`` for speed.
 
 Training path. Where gradients are wanted (no autocast, no dropout being drawn), the switch layers,
-their shuffles and the head run as one autograd node, ``_SwitchStack``, with a hand-written backward:
+their shuffles and the head run as one autograd node, ``SwitchStack``, with a hand-written backward:
 its forward keeps each block's input (``block``) or every layer's intermediates (``none``); its
 backward recomputes a block without autograd, then walks the layers in reverse with fused ATen kernels
 (layer-norm and GELU backward) and accumulates each shared unit's gradients in place. Outputs and
 gradients equal the module path's to float rounding (tests/test_shuffle_exchange.py, in float64). The
 module path (``SwitchUnit.forward``, ``torch.utils.checkpoint`` per block) serves inference, FLOP
-tracing, autocast and dropout. Measured side by side in alternating rounds (n = 8192, m = 64,
-F = 128, one block, batch 1, 2-core CPU; vanilla: one layer, fused SDPA): the module path's step took
-1.05-1.06x vanilla's, this path's 0.93-0.96x in the same runs (0.84-0.96x over five runs of
-``benchmarks/bench_side_by_side.py``); ``act_bytes`` 3.3 MB with ``block`` (module path with ``none``:
-213 MB, about 8.5 MB for each of the 25 switch layers).
+tracing, autocast and dropout. The fast path exists for speed and memory on long inputs: it avoids
+autograd's many small elementwise backward nodes and keeps only each block's input with ``block``,
+where the module path with ``none`` keeps every switch layer's intermediates. How the two paths
+compare in step time and ``act_bytes`` is measured by ``benchmarks/bench_side_by_side.py``, not
+recorded here.
 
 Simplifications and deviations (named):
 - GELU is the exact erf form (the paper's GELU); the official code uses x * sigmoid(1.702 x).
@@ -92,7 +92,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from harness.config import bounded, positive
-from harness.models.base import ModelOutput
+from harness.models.base import IOFormat, ModelOutput
 from harness.registry import register_model
 
 RESIDUAL_INIT = 0.9  # sigmoid(S) at initialisation
@@ -206,16 +206,16 @@ class SwitchUnit(nn.Module):
 
 # --- the training fast path: hand-written backward, recomputation per segment -------------------
 #
-# Autograd through the switch layers keeps ~8.5 MB per layer at n = 8192, m = 64 and spends much of the
-# step on small elementwise backward nodes; torch.utils.checkpoint then replays the autograd forward.
-# _SwitchStack computes the same maths with one hand-written backward: the forward keeps only each
+# Autograd through the switch layers keeps every layer's intermediates and spends much of the step on
+# small elementwise backward nodes; torch.utils.checkpoint then replays the autograd forward.
+# SwitchStack computes the same maths with one hand-written backward: the forward keeps only each
 # segment's input (``checkpoint: block``) or every layer's intermediates (``none``), the backward
 # recomputes a segment without autograd, then walks its layers in reverse with fused ATen kernels
 # (native layer-norm and GELU backward) and accumulates the shared units' gradients in place.
 
 
 def _unit_tensors(u: SwitchUnit) -> list[torch.Tensor]:
-    """The tensors _SwitchStack reads from one unit, in its fixed order (a buffer, the unit gain, included)."""
+    """The tensors SwitchStack reads from one unit, in its fixed order (a buffer, the unit gain, included)."""
     return [u.z.weight, u.norm_bias, u.unit_gain, u.w.weight, u.w.bias, u.s]
 
 
@@ -249,7 +249,7 @@ def _norm_backward(dy: torch.Tensor, saved: tuple, gain: torch.Tensor, nb: torch
     return (dc - dc.mean(dim=1, keepdim=True)).view_as(dy), dnb
 
 
-class _SwitchStack(torch.autograd.Function):
+class SwitchStack(torch.autograd.Function):
     """Switch layers, their shuffles and the output head as one autograd node.
 
     Inputs: h [B, n, m] (padded), ``spec`` = (layers, segments, t, norm_axis, keep_all) where layers
@@ -275,7 +275,7 @@ class _SwitchStack(torch.autograd.Function):
         stash = []
         for idx in range(lo, hi):
             unit, inverse = ctx.layers[idx]
-            out, st = _SwitchStack._layer(x, ctx.units[unit], ctx.sigs[unit], b, axis, keep)
+            out, st = SwitchStack._layer(x, ctx.units[unit], ctx.sigs[unit], b, axis, keep)
             stash.append(st)
             x = out if inverse is None else _pairs(shuffle(out.view(b, -1, ctx.m), inverse))
         return x, stash
@@ -284,7 +284,8 @@ class _SwitchStack(torch.autograd.Function):
     def forward(ctx, h: torch.Tensor, spec: tuple, *tensors: torch.Tensor) -> torch.Tensor:
         layers, segments, t, axis, keep_all = spec
         b, n, m = (int(s) for s in h.shape)
-        ctx.layers, ctx.segments, ctx.t, ctx.axis, ctx.keep_all, ctx.b, ctx.m = layers, segments, t, axis, keep_all, b, m
+        ctx.layers, ctx.segments, ctx.t, ctx.axis, ctx.keep_all = layers, segments, t, axis, keep_all
+        ctx.b, ctx.m = b, m
         n_units = (len(tensors) - 2) // _PER_UNIT
         ctx.units = [list(tensors[i * _PER_UNIT : (i + 1) * _PER_UNIT]) for i in range(n_units)]
         ctx.sigs = [torch.sigmoid(p[5] * LR_ADJUST) for p in ctx.units]
@@ -293,7 +294,7 @@ class _SwitchStack(torch.autograd.Function):
         inputs, stashes = [], []
         for lo, hi in segments:
             inputs.append(x)
-            x, st = _SwitchStack._run(ctx, x, lo, hi, keep_all)
+            x, st = SwitchStack._run(ctx, x, lo, hi, keep_all)
             stashes.append(st)
         final = x.view(b, n, m)[:, :t]
         ctx.stashes = stashes if keep_all else None
@@ -316,7 +317,7 @@ class _SwitchStack(torch.autograd.Function):
                 stash = ctx.stashes[seg]
             else:
                 with torch.no_grad():
-                    last, stash = _SwitchStack._run(ctx, inputs[seg], lo, hi, True)
+                    last, stash = SwitchStack._run(ctx, inputs[seg], lo, hi, True)
                 if seg == len(ctx.segments) - 1:
                     final = last.view(b, n, m)[:, :t]
             if d is None:  # the head, once the final switch output is at hand
@@ -347,7 +348,8 @@ class _SwitchStack(torch.autograd.Function):
                 out += [None] * _PER_UNIT
                 continue
             sig = ctx.sigs[u]
-            out += [gz, gnb, None, gw.mul_(CANDIDATE_SCALE), gb.mul_(CANDIDATE_SCALE), gs.mul_(sig * (1 - sig) * LR_ADJUST)]
+            d_s = gs.mul_(sig * (1 - sig) * LR_ADJUST)
+            out += [gz, gnb, None, gw.mul_(CANDIDATE_SCALE), gb.mul_(CANDIDATE_SCALE), d_s]
         ctx.stashes = None
         return (*out, d_head_w, d_head_b)
 
@@ -377,10 +379,11 @@ def block_plan(k: int, sharing: Literal["halves", "inner"]) -> list[tuple[int, b
 class ShuffleExchange(nn.Module):
     """Draguns et al. 2021 Residual Shuffle-Exchange network: Benes blocks of switch units, O(n log n)."""
 
+    io: IOFormat = "masked"  # one output per input position, bidirectional
+
     def __init__(self, c: ShuffleExchangeConfig) -> None:
         super().__init__()
         self.config = c
-        self.io = "masked"
         self.embed = nn.Embedding(c.vocab_size, c.d_model)
         nn.init.trunc_normal_(self.embed.weight, std=0.25, a=-0.5, b=0.5)  # official: truncated N(0, 0.25^2)
         per_block = 2 if c.sharing == "halves" else 4
@@ -420,7 +423,7 @@ class ShuffleExchange(nn.Module):
         h = self.embed(x)  # [B, n or t, m]
         if int(h.shape[1]) < n:
             h = F.pad(h, (0, 0, 0, n - t))  # zero vectors at the padded positions
-        if self._fast_path_applies():
+        if self.fast_path_applies():
             return ModelOutput(self._stack_forward(h, t))
         recompute = c.checkpoint == "block" and torch.is_grad_enabled()
         last = c.n_blocks - 1
@@ -434,8 +437,9 @@ class ShuffleExchange(nn.Module):
         logits = h if recompute else self.finish(h, t)
         return ModelOutput(logits)  # [B, T, V]
 
-    def _fast_path_applies(self) -> bool:
-        """Whether training may take _SwitchStack: gradients wanted, no autocast, no dropout to draw, not traced."""
+    def fast_path_applies(self) -> bool:
+        """Whether training may take SwitchStack: gradients wanted, no autocast, no dropout to draw,
+        not traced."""
         active_dropout = self.training and self.config.dropout > 0
         return (
             torch.is_grad_enabled()
@@ -446,7 +450,7 @@ class ShuffleExchange(nn.Module):
         )
 
     def _stack_forward(self, h: torch.Tensor, t: int) -> torch.Tensor:
-        """The switch layers and the head through _SwitchStack; h [B, n, m] padded, logits [B, t, V]."""
+        """The switch layers and the head through SwitchStack; h [B, n, m] padded, logits [B, t, V]."""
         c = self.config
         k = int(h.shape[1]).bit_length() - 1
         units = [u for block in self.blocks for u in block] + [self.last]
@@ -461,7 +465,7 @@ class ShuffleExchange(nn.Module):
         segments[-1] = (segments[-1][0], len(layers))  # the final layer is recomputed with the last block
         spec = (tuple(layers), tuple(segments), t, c.norm_axis, c.checkpoint == "none")
         tensors = [p for u in units for p in _unit_tensors(u)] + [self.head.weight, self.head.bias]
-        return _SwitchStack.apply(h.contiguous(), spec, *tensors)
+        return SwitchStack.apply(h.contiguous(), spec, *tensors)
 
     def _last_segment(self, h: torch.Tensor, t: int) -> torch.Tensor:
         return self.finish(self.run_block(self.config.n_blocks - 1, h), t)

@@ -59,32 +59,26 @@ import torch
 from torch import nn
 
 from harness.config import bounded, positive
-from harness.models.base import ModelOutput
+from harness.models.base import ARCH_IO, Arch, ConfigIO, IOFormat, ModelOutput, SublayerConfig, layout_problem
 from harness.models.blocks import (
-    FeedForward,
-    MultiHeadAttention,
-    Residual,
     TiedHead,
     TokenEmbedding,
+    TransformerLayer,
     init_linear_xavier,
     sinusoid_table,
 )
+from harness.models.stack import SublayerStack, execution_plan
 from harness.registry import register_model
 
 HALT_BIAS_INIT = 1.0  # tensor2tensor act_halting_bias_init
 
 
 @dataclass
-class UniversalConfig:
-    vocab_size: int = positive(32)
-    d_model: int = positive(128)
-    n_heads: int = positive(4)
-    d_ff: int = positive(512)
+class UniversalConfig(SublayerConfig):
     n_layers: int = positive(4)  # recurrent steps T of the fixed-depth model (ignored when act is true)
-    dropout: float = bounded(0.1, lo=0.0, hi=0.99)
-    attn_dropout: float | None = None  # dropout on attention weights; None: same as dropout
-    max_len: int = positive(512)  # kept for the harness; the sinusoidal signals extend to any length
-    arch: Literal["decoder", "encoder", "encdec"] = "decoder"
+    # attn_dropout: None, the same as dropout; max_len: kept for the harness, as the sinusoidal
+    # signals extend to any length
+    arch: Arch = "decoder"
     causal: bool | None = None  # decoder: True, encoder: False; set only to confirm
     attention: Literal["sdpa", "math"] = "sdpa"
     activation: Literal["relu", "gelu"] = "relu"
@@ -93,15 +87,19 @@ class UniversalConfig:
     halt_threshold: float = bounded(0.99, hi=1.0)  # 1 - act_epsilon; must lie in (0, 1]
     ponder_weight: float = bounded(0.01, lo=0.0)  # act_loss_weight: aux_loss = weight * mean(N + R)
 
+    @property
+    def io(self) -> IOFormat:
+        return ARCH_IO[self.arch]
+
     def check(self) -> list[tuple[str, str]]:
-        if self.d_model % self.n_heads:
-            return [("n_heads", f"must divide d_model ({self.d_model}), got {self.n_heads}")]
-        if self.causal is not None and self.arch != "encdec" and self.causal != (self.arch == "decoder"):
-            return [
-                ("causal", f"arch '{self.arch}' is {'causal' if self.arch == 'decoder' else 'bidirectional'}")
-            ]
-        if self.attn_dropout is not None and not 0.0 <= self.attn_dropout <= 0.99:
-            return [("attn_dropout", f"must be between 0 and 0.99, got {self.attn_dropout}")]
+        return (
+            self.heads_problem()
+            or layout_problem(self.arch, self.causal)
+            or self.attn_dropout_problem()
+            or self.halt_problem()
+        )
+
+    def halt_problem(self) -> list[tuple[str, str]]:
         if not self.halt_threshold > 0.0:
             return [("halt_threshold", f"must be in (0, 1], got {self.halt_threshold}")]
         return []
@@ -121,30 +119,6 @@ def coordinate_embedding(
     return sinusoid_table(length, dim, device) + sinusoid_table(1, dim, device, offset=step)
 
 
-class UTLayer(nn.Module):
-    """The shared transition: self-attention (and cross-attention in the decoder), then the FFN."""
-
-    def __init__(self, c: UniversalConfig, causal: bool, cross: bool) -> None:
-        super().__init__()
-        p_attn = c.dropout if c.attn_dropout is None else c.attn_dropout
-        self.causal = causal
-        self.attn = MultiHeadAttention(c.d_model, c.n_heads, p_attn, c.attention)
-        self.res_attn = Residual(c.d_model, c.dropout, "post")
-        self.cross_attn = (
-            MultiHeadAttention(c.d_model, c.n_heads, p_attn, c.attention, cross=True) if cross else None
-        )
-        self.res_cross = Residual(c.d_model, c.dropout, "post") if cross else None
-        self.ff = FeedForward(c.d_model, c.d_ff, c.dropout, c.activation)
-        self.res_ff = Residual(c.d_model, c.dropout, "post")
-
-    def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
-        a = self.res_attn(x, lambda h: self.attn(h, causal=self.causal))  # A^t (B, T, D)
-        if self.cross_attn is not None:
-            assert self.res_cross is not None and memory is not None
-            a = self.res_cross(a, lambda h: self.cross_attn(h, memory))
-        return self.res_ff(a, self.ff)  # H^t (B, T, D)
-
-
 @dataclass
 class Pondering:
     """What one ACT recurrence reports: ponder cost terms and the per-step halting weights."""
@@ -155,12 +129,18 @@ class Pondering:
 
 
 class Recurrence(nn.Module):
-    """One shared UTLayer applied over depth: ``n_layers`` fixed steps, or ACT up to ``max_steps``."""
+    """One shared layer (``blocks.TransformerLayer``) applied over depth: ``n_layers`` fixed steps, or ACT
+    up to ``max_steps``."""
 
     def __init__(self, c: UniversalConfig, causal: bool, cross: bool) -> None:
         super().__init__()
-        self.layer = UTLayer(c, causal, cross)
+        # the shared transition (Sec. 2.1): self-attention (and cross-attention in the decoder), then the FFN
+        self.layer = TransformerLayer(
+            c.d_model, c.n_heads, c.d_ff, c.dropout, c.attn_p, c.attention, c.activation, "post",
+            causal, cross,
+        )
         self.act, self.n_steps, self.threshold = c.act, c.step_cap, c.halt_threshold
+        self.unrolled = SublayerStack(execution_plan("l" * self.n_steps, shared="l"), {"l": [self.layer]})
         self.halt = nn.Linear(c.d_model, 1) if c.act else None  # halting unit, shared over steps
         self.last: Pondering | None = None  # set by each ACT forward, for inspection
 
@@ -168,10 +148,8 @@ class Recurrence(nn.Module):
         self, h: torch.Tensor, memory: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, Pondering | None]:
         b, n, d = h.shape
-        if self.halt is None:
-            for t in range(1, self.n_steps + 1):
-                h = self.layer(h + coordinate_embedding(n, t, d, h.device), memory)
-            return h, None
+        if self.halt is None:  # H^t = layer(H^{t-1} + P^t), t = 1 .. T
+            return self.unrolled(h, memory, signal=lambda t: coordinate_embedding(n, t, d, h.device)), None
 
         # ACT, paper App. C: halting accumulators per position (B, T)
         cum_p = h.new_zeros(b, n)  # sum of p over the steps a position ran without halting
@@ -180,7 +158,7 @@ class Recurrence(nn.Module):
         halted = torch.zeros(b, n, dtype=torch.bool, device=h.device)
         state = torch.zeros_like(h)  # S^t, the weighted output state (B, T, D)
         weights = []
-        for t in range(1, self.n_steps + 1):
+        for t, layer in enumerate(self.unrolled.steps(), start=1):
             x = h + coordinate_embedding(n, t, d, h.device)
             p = torch.sigmoid(self.halt(x)).squeeze(-1)  # (B, T)
             running = ~halted
@@ -192,7 +170,7 @@ class Recurrence(nn.Module):
             remainder = remainder + r
             n_updates = n_updates + running
             w = p * going_on + r  # (B, T): p if still running, R if halting now, 0 if halted before
-            h = self.layer(x, memory)  # H^t (B, T, D); the recurrence runs on for every position
+            h = layer(x, memory)  # H^t (B, T, D); the recurrence runs on for every position
             state = w.unsqueeze(-1) * h + (1.0 - w.unsqueeze(-1)) * state
             weights.append(w)
             halted = halted | halting
@@ -205,13 +183,12 @@ class Recurrence(nn.Module):
 
 
 @register_model("universal", config=UniversalConfig)
-class Universal(nn.Module):
+class Universal(ConfigIO, nn.Module):
     """Dehghani et al. 2019: one shared layer applied over depth, fixed steps or ACT halting."""
 
     def __init__(self, c: UniversalConfig) -> None:
         super().__init__()
         self.config = c
-        self.io = {"decoder": "lm", "encoder": "masked", "encdec": "seq2seq"}[c.arch]
         self.embed = TokenEmbedding(c.vocab_size, c.d_model, c.max_len, "none", c.dropout)
         self.stack = Recurrence(c, causal=c.arch == "decoder", cross=False)
         self.dec_stack = Recurrence(c, causal=True, cross=True) if c.arch == "encdec" else None

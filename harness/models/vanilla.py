@@ -13,7 +13,8 @@ Sublayers are wrapped as in the paper, post-LN: ``x = LN(x + Dropout(Sublayer(x)
 uses ``x = x + Dropout(Sublayer(LN(x)))`` with a final LN. Faithful choices: embeddings scaled by
 sqrt(d_model), dropout on embedding + position sums and on every sublayer output, ReLU FFN, sinusoidal
 positions. Deviations from the paper: attention weights are also dropped (as tensor2tensor and
-``torch.nn.Transformer`` do; ``attn_dropout`` sets that rate apart, 0 keeps CPU SDPA fused); no label smoothing or beam search here (training belongs to the harness).
+``torch.nn.Transformer`` do; ``attn_dropout`` sets that rate apart, 0 keeps CPU SDPA fused); no label
+smoothing or beam search here (training belongs to the harness).
 
 Shapes: B batch, S source length, T target length, D d_model, V vocab.
 """
@@ -26,113 +27,71 @@ from typing import Literal
 import torch
 from torch import nn
 
-from harness.config import bounded, positive
-from harness.models.base import ModelOutput
-from harness.models.blocks import (
-    FeedForward,
-    Residual,
-    MultiHeadAttention,
-    TiedHead,
-    TokenEmbedding,
-    init_linear_xavier,
-)
+from harness.models.base import ARCH_IO, Arch, ConfigIO, IOFormat, ModelOutput, SublayerConfig, layout_problem
+from harness.models.blocks import TiedHead, TokenEmbedding, TransformerLayer, init_linear_xavier
+from harness.models.stack import SublayerStack, execution_plan
 from harness.registry import register_model, register_preset
 
 
 @dataclass
-class VanillaConfig:
-    vocab_size: int = positive(32)
-    d_model: int = positive(128)
-    n_heads: int = positive(4)
-    d_ff: int = positive(512)
-    n_layers: int = positive(2)  # encoder layers (encdec, encoder) or decoder layers (decoder)
+class VanillaConfig(SublayerConfig):
+    # n_layers: encoder layers (encdec, encoder) or decoder layers (decoder)
     n_dec_layers: int | None = None  # encdec only; default n_layers (the paper's N = 6 for both)
-    dropout: float = bounded(0.1, lo=0.0, hi=0.99)
-    # dropout on attention weights; None: same as dropout. On the CPU, torch's fused SDPA kernel has
-    # no attention dropout: with attn_dropout > 0 it falls back to a kernel that materialises the
-    # n x n matrix (measured: 1 layer, d 64, n 8192: 1.65 GB kept for backward instead of 24 MB).
-    attn_dropout: float | None = None
-    max_len: int = positive(512)
-    arch: Literal["decoder", "encoder", "encdec"] = "decoder"
+    arch: Arch = "decoder"
     causal: bool | None = None  # decoder: True, encoder: False; set only to confirm
     norm: Literal["post", "pre"] = "post"
     pos: Literal["sinusoidal", "learned"] = "sinusoidal"
     attention: Literal["sdpa", "math"] = "sdpa"
     activation: Literal["relu", "gelu"] = "relu"
 
+    @property
+    def io(self) -> IOFormat:
+        return ARCH_IO[self.arch]
+
     def check(self) -> list[tuple[str, str]]:
-        if self.d_model % self.n_heads:
-            return [("n_heads", f"must divide d_model ({self.d_model}), got {self.n_heads}")]
-        if self.causal is not None and self.arch != "encdec" and self.causal != (self.arch == "decoder"):
-            return [("causal", f"arch '{self.arch}' is {'causal' if self.arch == 'decoder' else 'bidirectional'}")]
-        if self.attn_dropout is not None and not 0.0 <= self.attn_dropout <= 0.99:
-            return [("attn_dropout", f"must be between 0 and 0.99, got {self.attn_dropout}")]
+        return (
+            self.heads_problem()
+            or layout_problem(self.arch, self.causal)
+            or self.attn_dropout_problem()
+            or self.dec_layers_problem()
+        )
+
+    def dec_layers_problem(self) -> list[tuple[str, str]]:
         if self.n_dec_layers is not None and self.n_dec_layers < 1:
             return [("n_dec_layers", f"must be >= 1, got {self.n_dec_layers}")]
         return []
 
 
-def _attn_p(c: VanillaConfig) -> float:
-    return c.dropout if c.attn_dropout is None else c.attn_dropout
-
-
-class EncoderLayer(nn.Module):
-    """Self-attention then feed-forward, each in a residual block (Sec. 3.1, encoder)."""
-
-    def __init__(self, c: VanillaConfig, causal: bool) -> None:
-        super().__init__()
-        self.causal = causal
-        self.attn = MultiHeadAttention(c.d_model, c.n_heads, _attn_p(c), c.attention)
-        self.ff = FeedForward(c.d_model, c.d_ff, c.dropout, c.activation)
-        self.res_attn = Residual(c.d_model, c.dropout, c.norm)
-        self.res_ff = Residual(c.d_model, c.dropout, c.norm)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.res_attn(x, lambda h: self.attn(h, causal=self.causal))
-        return self.res_ff(x, self.ff)
-
-
-class DecoderLayer(nn.Module):
-    """Masked self-attention, cross-attention over the encoder output, feed-forward (Sec. 3.1)."""
-
-    def __init__(self, c: VanillaConfig) -> None:
-        super().__init__()
-        self.self_attn = MultiHeadAttention(c.d_model, c.n_heads, _attn_p(c), c.attention)
-        self.cross_attn = MultiHeadAttention(c.d_model, c.n_heads, _attn_p(c), c.attention, cross=True)
-        self.ff = FeedForward(c.d_model, c.d_ff, c.dropout, c.activation)
-        self.res_self = Residual(c.d_model, c.dropout, c.norm)
-        self.res_cross = Residual(c.d_model, c.dropout, c.norm)
-        self.res_ff = Residual(c.d_model, c.dropout, c.norm)
-
-    def forward(self, y: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        y = self.res_self(y, lambda h: self.self_attn(h, causal=True))
-        y = self.res_cross(y, lambda h: self.cross_attn(h, memory))
-        return self.res_ff(y, self.ff)
+def make_layer(c: VanillaConfig, causal: bool, cross: bool = False) -> TransformerLayer:
+    """An encoder layer (self-attention, FFN) or, with ``cross``, a decoder layer (Sec. 3.1)."""
+    return TransformerLayer(
+        c.d_model, c.n_heads, c.d_ff, c.dropout, c.attn_p, c.attention, c.activation, c.norm, causal, cross
+    )
 
 
 @register_model("vanilla", config=VanillaConfig)
-class Vanilla(nn.Module):
+class Vanilla(ConfigIO, nn.Module):
     """Vaswani et al. 2017: encoder-decoder, decoder-only or encoder-only; post-LN or pre-LN."""
 
     def __init__(self, c: VanillaConfig) -> None:
         super().__init__()
         self.config = c
-        self.io = {"decoder": "lm", "encoder": "masked", "encdec": "seq2seq"}[c.arch]
         self.embed = TokenEmbedding(c.vocab_size, c.d_model, c.max_len, c.pos, c.dropout)
         causal = c.arch == "decoder"
-        self.layers = nn.ModuleList(EncoderLayer(c, causal) for _ in range(c.n_layers))
+        self.layers = nn.ModuleList(make_layer(c, causal) for _ in range(c.n_layers))
+        self.encoder = SublayerStack(execution_plan("l" * c.n_layers), {"l": self.layers})
         self.enc_norm = nn.LayerNorm(c.d_model) if c.norm == "pre" else None
         if c.arch == "encdec":
             n_dec = c.n_dec_layers or c.n_layers
-            self.dec_layers = nn.ModuleList(DecoderLayer(c) for _ in range(n_dec))
+            # masked self-attention, cross-attention over the encoder output, feed-forward
+            self.dec_layers = nn.ModuleList(make_layer(c, True, cross=True) for _ in range(n_dec))
+            self.decoder = SublayerStack(execution_plan("l" * n_dec), {"l": self.dec_layers})
             self.dec_norm = nn.LayerNorm(c.d_model) if c.norm == "pre" else None
         self.head = TiedHead(self.embed.tok)
         init_linear_xavier(self)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.embed(x)  # (B, S, D)
-        for layer in self.layers:
-            h = layer(h)
+        h = self.encoder(self.embed(x))  # (B, S, D)
         return self.enc_norm(h) if self.enc_norm is not None else h
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> ModelOutput:
@@ -140,23 +99,22 @@ class Vanilla(nn.Module):
         if self.config.arch == "encdec":
             if y is None:
                 raise ValueError("encdec needs the shifted target y")
-            g = self.embed(y)  # (B, T, D), the same embedding as the source (shared vocabulary)
-            for layer in self.dec_layers:
-                g = layer(g, h)
+            g = self.decoder(self.embed(y), memory=h)  # (B, T, D); the source's embedding (shared vocabulary)
             h = self.dec_norm(g) if self.dec_norm is not None else g
         return ModelOutput(self.head(h))  # (B, T, V)
 
 
 # Table 3 of the paper; one shared 37000-token BPE vocabulary for source and target (EN-DE).
-_BASE = dict(arch="encdec", vocab_size=37000, n_layers=6, max_len=512, norm="post", pos="sinusoidal")
+_BASE = {
+    "arch": "encdec", "vocab_size": 37000, "n_layers": 6, "max_len": 512, "norm": "post", "pos": "sinusoidal",
+}
 register_preset(
-    "transformer-base", "vanilla", summary="Table 3 base: N=6, d 512, d_ff 2048, h 8, P_drop 0.1 (65M printed)",
+    "transformer-base", "vanilla",
+    summary="Table 3 base: N=6, d 512, d_ff 2048, h 8, P_drop 0.1 (65M printed)",
     **_BASE, d_model=512, d_ff=2048, n_heads=8, dropout=0.1,
 )
 register_preset(
-    "transformer-big", "vanilla", summary="Table 3 big: N=6, d 1024, d_ff 4096, h 16, P_drop 0.3 (213M printed)",
+    "transformer-big", "vanilla",
+    summary="Table 3 big: N=6, d 1024, d_ff 4096, h 16, P_drop 0.3 (213M printed)",
     **_BASE, d_model=1024, d_ff=4096, n_heads=16, dropout=0.3,
 )
-
-# Parameter counts the paper prints, for the report's side-by-side column.
-PAPER_PARAMS = {"transformer-base": 65e6, "transformer-big": 213e6}

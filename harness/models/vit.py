@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.config import bounded, positive
-from harness.models.base import ModelOutput
+from harness.models.base import IOFormat, ModelOutput
 from harness.models.blocks import AttentionKind, FeedForward, MultiHeadAttention, Residual, init_linear_xavier
 from harness.registry import register_model
 
@@ -79,7 +79,7 @@ class EncoderBlock(nn.Module):
 class ViT(nn.Module):
     """Dosovitskiy et al. 2021: patch embedding, class token, learned positions, pre-LN encoder."""
 
-    io = "image"
+    io: IOFormat = "image"
 
     def __init__(self, c: ViTConfig) -> None:
         super().__init__()
