@@ -153,11 +153,7 @@ def job_batch(job: Job, model: Any, task: Any) -> Any:
     gen = torch.Generator().manual_seed(job.seed)
     if job.kind == "profile":
         return task.profile_batch(job.seq_len, job.batch_size, model.io, gen)
-    longest = getattr(task, "longest_batch", None)
-    if longest is not None:
-        return longest(job.train["batch_size"], model.io, gen)
-    n = task.cfg.seq_len
-    return task.layout(*task.make(n, job.train["batch_size"], gen), model.io)
+    return task.longest_batch(job.train["batch_size"], model.io, gen)
 
 
 def new_row(job: Job) -> dict[str, Any]:
