@@ -363,6 +363,22 @@ def _autocast_loss(loss_fn: LossFn, device: torch.device, precision: str, autoca
     return wrapped
 
 
+@torch.no_grad()
+def forward_extras(model: nn.Module, batch: Batch) -> dict[str, float]:
+    """The scalar extras the model reports (``ModelOutput.extras``, e.g. ACT's ``ponder_steps``) for
+    one forward pass in eval mode, as training rows carry them from evaluation. The model's mode and
+    the global RNG state are left as they were."""
+    device = _device_of(model, batch)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            out = model(**batch.inputs)
+    finally:
+        model.train(was_training)
+    return {k: float(v) for k, v in out.extras.items()}
+
+
 # --- everything --------------------------------------------------------------------------------------
 
 

@@ -415,22 +415,16 @@ def run_suite(
     return RunSummary(len(suite.jobs), len(suite.jobs) - len(todo), len(todo), statuses, store.path)
 
 
-def profile_one(
-    model_name: str, task_name: str | None, overrides: list[str], device: str, n_warmup: int = 2,
-    n_timed: int = 5, precision: str = "fp32",
-) -> dict[str, Any]:
-    """``harness profile``: build one model or preset with KEY=VALUE keys and profile it on a random
-    batch of ``batch_size`` x ``seq_len`` tokens (image models: ``image_size`` x ``image_size`` images, on
-    the digits task unless ``task_name`` says otherwise), without training. Raises HarnessError on bad input."""
-    import torch
+PROFILE_SHAPE = {"seq_len": 128, "batch_size": 8, "seed": 0}  # harness profile's defaults
 
-    from harness.config import build
-    from harness.errors import HarnessError, InputError
-    from harness.profile import profile_model
-    from harness.registry import TASKS, resolve_model
+
+def profile_overrides(overrides: list[str]) -> tuple[dict[str, int], dict[str, Any], dict[str, str]]:
+    """``harness profile``'s KEY=VALUE arguments: the input's shape (``seq_len``, ``image_size`` as its
+    image name, ``batch_size``, ``seed``), and model keys with the argument each came from."""
+    from harness.errors import HarnessError
     from harness.yamlio import parse_scalar
 
-    shape = {"seq_len": 128, "batch_size": 8, "seed": 0}
+    shape = dict(PROFILE_SHAPE)
     keys: dict[str, Any] = {}
     where: dict[str, str] = {}
     for text in overrides:
@@ -446,26 +440,51 @@ def profile_one(
             shape[k] = value
         else:
             keys[k], where[k] = value, f"override '{text}'"
+    return shape, keys, where
+
+
+def profile_target(
+    model_name: str, task_name: str | None, n: int, keys: dict[str, Any], where: dict[str, str],
+) -> tuple[Any, Any, Any, Any]:
+    """(model entry, model config, task entry, task) for ``harness profile`` at length ``n``, resolved
+    as a suite resolves a variant (harness/jobs.py): the preset, then the user's keys; the task fills the
+    keys it fixes, except that a token model's length is the profiled one (not the task's), and an image
+    model's task is built at the profiled image size. Raises HarnessError on bad input."""
+    from harness.errors import HarnessError, InputError
+    from harness.jobs import at_length, build_model_config, fill_task_keys, merge_model_keys
+    from harness.registry import TASKS, resolve_model
+
     entry, preset = resolve_model(model_name)
-    cfg_keys = {f.name for f in dataclasses.fields(entry.config)}
-    image_model = "image_size" in cfg_keys
+    image_model = "image_size" in {f.name for f in dataclasses.fields(entry.config)}
     tentry = TASKS.get(task_name or ("digits" if image_model else "copy"))
-    task = tentry.obj(tentry.config(**({"image_size": shape["seq_len"]} if image_model else {})))
-    merged = {**preset, **keys}
-    if "vocab_size" in cfg_keys and "vocab_size" not in merged:
-        merged["vocab_size"] = task.vocab_size
-    if image_model:  # classes, channels and head come from the task; the size from the profiled input
-        for k, v in task.model_keys().items():
-            if k in cfg_keys and k not in merged:
-                merged[k] = v
-        merged["image_size"] = shape["seq_len"]
-    if "max_len" in cfg_keys:
-        default_max = next(f.default for f in dataclasses.fields(entry.config) if f.name == "max_len")
-        merged["max_len"] = max(int(merged.get("max_len", default_max)), shape["seq_len"])
+    task = tentry.obj(tentry.config(**({"image_size": n} if image_model else {})))
+    merged, origin = merge_model_keys([(preset, lambda _k: model_name), (keys, lambda k: where[k])])
+    fixed = task.model_keys()
+    if not image_model:  # a token model takes the vocabulary from the task, its length from n
+        fixed = {k: v for k, v in fixed.items() if k == "vocab_size"}
+    fill_task_keys(entry.config, merged, origin, fixed, model_name)  # the user's values win here
     try:
-        cfg = build(entry.config, merged, "", lambda k: where.get(k.split(".")[-1], model_name), f"model {entry.name}")
+        cfg = build_model_config(entry, at_length(entry.config, merged, n), origin, "", lambda w: w, model_name)
     except InputError as e:
         raise HarnessError(str(e)) from None
+    return entry, cfg, tentry, task
+
+
+def profile_one(
+    model_name: str, task_name: str | None, overrides: list[str], device: str, n_warmup: int = 2,
+    n_timed: int = 5, precision: str = "fp32",
+) -> dict[str, Any]:
+    """``harness profile``: build one model or preset with KEY=VALUE keys and profile it on a random
+    batch of ``batch_size`` x ``seq_len`` tokens (image models: ``image_size`` x ``image_size`` images, on
+    the digits task unless ``task_name`` says otherwise), without training. The fields are a result row's
+    cost fields, plus the model's extras (e.g. ``ponder_steps``) from one forward pass in eval mode, as
+    training rows carry them from evaluation. Raises HarnessError on bad input."""
+    import torch
+
+    from harness.profile import forward_extras, profile_model
+
+    shape, keys, where = profile_overrides(overrides)
+    entry, cfg, tentry, task = profile_target(model_name, task_name, shape["seq_len"], keys, where)
     dev = resolve_device(device)
     use_deterministic()  # the settings a suite's jobs run under
     if dev.type == "cuda":
@@ -481,6 +500,7 @@ def profile_one(
             model, batch, lambda m, b: task.loss(m(**b.inputs), b), device=dev, n_warmup=n_warmup,
             n_timed=n_timed, precision=precision,
         ))
+        fields.update(forward_extras(model, batch))
     except Exception as e:  # report it like a job would
         fields["status"], fields["error"] = ("oom" if _is_oom(e) else "error"), _one_line(e)
         if fields["status"] == "oom":

@@ -38,6 +38,17 @@ def test_profile_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert out["seq_len"] == 16 and out["batch_size"] == 2 and out["flops_unsupported"] == []
 
 
+def test_profile_json_carries_the_model_extras(capsys: pytest.CaptureFixture[str]) -> None:
+    """An ACT model's profile row has ponder_steps, as its training rows do."""
+    args = ["universal", "act=true", "d_model=32", "n_heads=2", "d_ff=64", "n_layers=2", "seq_len=16",
+            "batch_size=2", "--json"]
+    assert main(["profile", *args, "--warmup", "0", "--steps", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "ok" and 1.0 <= out["ponder_steps"] <= 2 * 2  # max_steps: 2 x n_layers
+    assert main(["profile", *[a for a in args if a != "act=true"], "--steps", "1"]) == 0
+    assert "ponder_steps" not in json.loads(capsys.readouterr().out)  # no ACT, no ponder steps
+
+
 def test_profile_preset_counts_paper_config(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["profile", "transformer-base", "seq_len=8", "batch_size=1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
