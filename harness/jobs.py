@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from harness import __version__
 from harness.config import build
-from harness.errors import InputError
+from harness.errors import HarnessError, InputError
 
 # Train keys added after results were first committed, with the value that reproduces the older
 # behaviour: at that value they are left out of the run_id, so existing results stay valid.
@@ -165,6 +165,32 @@ def at_length(cfg_cls: type, cfg: dict[str, Any], n: int) -> dict[str, Any]:
     if "image_size" in names:
         out["image_size"] = n
     return out
+
+
+def profile_target(
+    model_name: str, task_name: str | None, n: int, keys: dict[str, Any], where: dict[str, str],
+) -> tuple[Any, Any, Any, Any]:
+    """(model entry, model config, task entry, task) for ``harness profile`` at length ``n``, resolved
+    as a suite resolves a variant (harness/jobs.py): the preset, then the user's keys; the task fills the
+    keys it fixes, except that a token model's length is the profiled one (not the task's), and an image
+    model's task is built at the profiled image size. Raises HarnessError on bad input."""
+    from harness.registry import TASKS, resolve_model
+
+    entry, preset = resolve_model(model_name)
+    image_model = "image_size" in {f.name for f in dataclasses.fields(entry.config)}
+    tentry = TASKS.get(task_name or ("digits" if image_model else "copy"))
+    task = tentry.obj(tentry.config(**({"image_size": n} if image_model else {})))
+    merged, origin = merge_model_keys([(preset, lambda _k: model_name), (keys, lambda k: where[k])])
+    fixed = task.model_keys()
+    if not image_model:  # a token model takes the vocabulary from the task, its length from n
+        fixed = {k: v for k, v in fixed.items() if k == "vocab_size"}
+    fill_task_keys(entry.config, merged, origin, fixed, model_name)  # the user's values win here
+    try:
+        sized = at_length(entry.config, merged, n)
+        cfg = build_model_config(entry, sized, origin, "", lambda w: w, model_name)
+    except InputError as e:
+        raise HarnessError(str(e)) from None
+    return entry, cfg, tentry, task
 
 
 def eval_mode_error(

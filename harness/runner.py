@@ -330,9 +330,10 @@ class LengthLimits:
         if row.get("status") == "ok" and row.get("mem_bytes"):
             self.mem.setdefault((job.variant, job.task_name), {})[job.seq_len] = int(row["mem_bytes"])
         why = None
+        over_time = bool(job.max_step_s) and (row.get("step_ms") or 0) > 1000 * job.max_step_s
         if row.get("status") == "oom":
             why = f"ran out of memory at n={job.seq_len}"
-        elif row.get("status") == "ok" and job.max_step_s and (row.get("step_ms") or 0) > 1000 * job.max_step_s:
+        elif row.get("status") == "ok" and over_time:
             why = (f"a training step took {row['step_ms'] / 1000:.1f} s at n={job.seq_len}, over the "
                    f"{job.max_step_s:g} s budget")
         key = (job.variant, job.task_name)
@@ -349,7 +350,8 @@ class LengthLimits:
 
     def _projected_over_budget(self, job: Job) -> str | None:
         assert job.seq_len is not None
-        points = sorted((n, b) for n, b in self.mem.get((job.variant, job.task_name), {}).items() if n < job.seq_len)
+        measured = self.mem.get((job.variant, job.task_name), {})
+        points = sorted((n, b) for n, b in measured.items() if n < job.seq_len)
         if len(points) < 2:
             return None
         (n1, b1), (n2, b2) = points[-2:]
@@ -358,8 +360,8 @@ class LengthLimits:
         budget = mem_budget_bytes(job)
         if budget is None or projected <= budget:
             return None
-        return (f"skipped: mem_bytes projected to {projected / 2**30:.1f} GiB at n={job.seq_len} (n^{slope:.2f} "
-                f"through n={n1} and n={n2}), over the {budget / 2**30:.1f} GiB budget")
+        return (f"skipped: mem_bytes projected to {projected / 2**30:.1f} GiB at n={job.seq_len} "
+                f"(n^{slope:.2f} through n={n1} and n={n2}), over the {budget / 2**30:.1f} GiB budget")
 
 
 def skipped_row(job: Job, reason: str) -> dict[str, Any]:
@@ -443,33 +445,6 @@ def profile_overrides(overrides: list[str]) -> tuple[dict[str, int], dict[str, A
     return shape, keys, where
 
 
-def profile_target(
-    model_name: str, task_name: str | None, n: int, keys: dict[str, Any], where: dict[str, str],
-) -> tuple[Any, Any, Any, Any]:
-    """(model entry, model config, task entry, task) for ``harness profile`` at length ``n``, resolved
-    as a suite resolves a variant (harness/jobs.py): the preset, then the user's keys; the task fills the
-    keys it fixes, except that a token model's length is the profiled one (not the task's), and an image
-    model's task is built at the profiled image size. Raises HarnessError on bad input."""
-    from harness.errors import HarnessError, InputError
-    from harness.jobs import at_length, build_model_config, fill_task_keys, merge_model_keys
-    from harness.registry import TASKS, resolve_model
-
-    entry, preset = resolve_model(model_name)
-    image_model = "image_size" in {f.name for f in dataclasses.fields(entry.config)}
-    tentry = TASKS.get(task_name or ("digits" if image_model else "copy"))
-    task = tentry.obj(tentry.config(**({"image_size": n} if image_model else {})))
-    merged, origin = merge_model_keys([(preset, lambda _k: model_name), (keys, lambda k: where[k])])
-    fixed = task.model_keys()
-    if not image_model:  # a token model takes the vocabulary from the task, its length from n
-        fixed = {k: v for k, v in fixed.items() if k == "vocab_size"}
-    fill_task_keys(entry.config, merged, origin, fixed, model_name)  # the user's values win here
-    try:
-        cfg = build_model_config(entry, at_length(entry.config, merged, n), origin, "", lambda w: w, model_name)
-    except InputError as e:
-        raise HarnessError(str(e)) from None
-    return entry, cfg, tentry, task
-
-
 def profile_one(
     model_name: str, task_name: str | None, overrides: list[str], device: str, n_warmup: int = 2,
     n_timed: int = 5, precision: str = "fp32",
@@ -481,6 +456,7 @@ def profile_one(
     training rows carry them from evaluation. Raises HarnessError on bad input."""
     import torch
 
+    from harness.jobs import profile_target
     from harness.profile import forward_extras, profile_model
 
     shape, keys, where = profile_overrides(overrides)
@@ -508,6 +484,7 @@ def profile_one(
                                f"batch_size={shape['batch_size']}: {fields['error']}")
     if fields["status"] != "ok":
         free_memory()
-    fields.update({"device": dev.type, "device_name": device_name(dev.type), "torch_version": torch.__version__,
-                   "harness_version": __version__, "config": dataclasses.asdict(cfg)})
+    fields.update({"device": dev.type, "device_name": device_name(dev.type),
+                   "torch_version": torch.__version__, "harness_version": __version__,
+                   "config": dataclasses.asdict(cfg)})
     return fields
