@@ -19,11 +19,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import __version__
 from harness.store import ResultStore
 from harness.suite import Job, Suite
+
+if TYPE_CHECKING:  # pragma: no cover - torch is imported only when a job runs
+    from harness.tasks.base import Batch, Task
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,7 +124,7 @@ def _is_oom(e: BaseException) -> bool:
     return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in text or "can't allocate memory" in text
 
 
-def build_job(job: Job) -> tuple[Any, Any]:
+def build_job(job: Job) -> tuple[Any, Task]:
     """The job's model (seeded) and task objects."""
     import torch
 
@@ -145,7 +148,7 @@ def eval_builders(job: Job) -> dict[str, Callable[[], Any]]:
     return {m: (lambda c=c: entry.obj(entry.config(**c))) for m, c in modes.items()}
 
 
-def job_batch(job: Job, model: Any, task: Any) -> Any:
+def job_batch(job: Job, model: Any, task: Task) -> Batch:
     """The batch profiled for the job: a training batch at the longest training length, or a
     batch of exactly ``seq_len`` tokens for a profile job."""
     import torch
