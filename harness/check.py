@@ -419,12 +419,10 @@ def _previous_baseline(path: Path, update: bool) -> dict[str, Any] | None:
     missing or broken one is replaced."""
     if not update:
         return load_baseline(path)
-    if path.exists():
-        try:
-            return load_baseline(path)
-        except HarnessError:
-            return None
-    return None
+    try:
+        return load_baseline(path) if path.exists() else None
+    except HarnessError:
+        return None
 
 
 def _check_device(device: str, old: dict[str, Any] | None, path: Path, update: bool) -> Any:
