@@ -20,6 +20,7 @@ from typing import Any, Literal
 from harness import __version__
 from harness.config import build
 from harness.errors import HarnessError, InputError
+from harness.suite_spec import TrainConfig
 
 # Train keys added after results were first committed, with the value that reproduces the older
 # behaviour: at that value they are left out of the run_id, so existing results stay valid.
@@ -92,7 +93,7 @@ class Suite:
     seeds: list[int]
     baseline: str | None
     device: str
-    train: Any  # TrainConfig
+    train: TrainConfig
     jobs: list[Job]
     variants: list[str]
 
