@@ -25,7 +25,7 @@ from tabulate import tabulate
 
 from harness.errors import HarnessError
 from harness.heap import pin_heap
-from harness.profile import _train_step, _unique_trainable, alternate_step_ms, measure_act_bytes
+from harness.profile import alternate_step_ms, measure_act_bytes, train_step, unique_trainable
 from harness.report import cost_references
 from harness.runner import build_job, job_batch, use_deterministic
 from harness.suite import Job, load_suite
@@ -73,8 +73,8 @@ def main() -> int:
             return task.loss(m(**b.inputs), b)
 
         act[job.variant] = measure_act_bytes(model, batch, loss_fn)
-        opt = torch.optim.AdamW(_unique_trainable(model), lr=1e-4)
-        step = functools.partial(_train_step, model, batch, loss_fn, opt)
+        opt = torch.optim.AdamW(unique_trainable(model), lr=1e-4)
+        step = functools.partial(train_step, model, batch, loss_fn, opt)
         step()  # warm-up: optimizer state, allocator, kernels
         steps[job.variant] = step
         meta[job.variant] = {"model": job.model, "batch_size": batch.batch_size}
@@ -96,7 +96,8 @@ def main() -> int:
         return 0
     print(f"{args.suite} at {args.at}: {args.rounds} alternating rounds x {args.steps} steps, "
           f"{torch.get_num_threads()} threads")
-    headers = ["variant", "step ms (median)", "act MB"] + [f"step / {r}" for r in refs] + [f"act / {r}" for r in refs]
+    headers = ["variant", "step ms (median)", "act MB", *(f"step / {r}" for r in refs),
+               *(f"act / {r}" for r in refs)]
     rows = []
     for k, v in out["variants"].items():
         rows.append([k, f"{v['median_step_ms']:.1f}", f"{v['act_bytes'] / 1e6:.2f}",

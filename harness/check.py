@@ -173,7 +173,7 @@ def measure_relative_time(
     """
     import torch
 
-    from harness.profile import _train_step, _unique_trainable, alternate_step_ms
+    from harness.profile import alternate_step_ms, train_step, unique_trainable
 
     work = []
     for s in subjects:
@@ -182,11 +182,11 @@ def measure_relative_time(
         batch = s.batch.to(device)
         # lr 0: the optimizer does all its work but the weights stay put, so a model whose cost
         # depends on its weights (ACT halting, LSH buckets) does the same work in every round
-        opt = torch.optim.AdamW(_unique_trainable(model), lr=0.0)
+        opt = torch.optim.AdamW(unique_trainable(model), lr=0.0)
         for _ in range(WARMUP_STEPS):
-            _train_step(model, batch, s.loss_fn, opt)
+            train_step(model, batch, s.loss_fn, opt)
         work.append((s.name, model, batch, s.loss_fn, opt))
-    calls = {name: functools.partial(_train_step, model, batch, loss_fn, opt)
+    calls = {name: functools.partial(train_step, model, batch, loss_fn, opt)
              for name, model, batch, loss_fn, opt in work}
     gc_was = gc.isenabled()
     gc.collect()
@@ -372,7 +372,6 @@ def run_check(
     """
     import torch
 
-    from harness.runner import resolve_device
     from harness.suite import load_suite
 
     out = out or sys.stdout
@@ -380,21 +379,8 @@ def run_check(
         raise HarnessError(f"--repeats must be >= 1, got {repeats}")
     if time_tolerance is not None and not 0 < time_tolerance < 10:
         raise HarnessError(f"--time-tolerance must be a fraction > 0 (0.35 = 35%), got {time_tolerance}")
-    old = None
-    if not update:
-        old = load_baseline(baseline_path)
-    elif baseline_path.exists():
-        try:  # the old baseline only supplies defaults and a comparison: a broken one is replaced
-            old = load_baseline(baseline_path)
-        except HarnessError:
-            old = None
-    try:
-        dev = resolve_device(device)
-    except RuntimeError as e:
-        raise HarnessError(f"--device {device}: {e}") from None
-    if old is not None and old.get("device") != dev.type and not update:
-        raise HarnessError(f"--baseline {baseline_path} was made on {old.get('device')}, this check runs on "
-                           f"{dev.type}: pass --device {old.get('device')} or --update")
+    old = _previous_baseline(baseline_path, update)
+    dev = _check_device(device, old, baseline_path, update)
     suite = load_suite(suite_path, device=dev.type)
     tolerance = time_tolerance or (old or {}).get("tolerance", {}).get("time_rel", DEFAULT_TIME_TOLERANCE)
     rounds = repeats or (old or {}).get("rounds", DEFAULT_ROUNDS)
@@ -411,48 +397,91 @@ def run_check(
     print(f"harness check: {len(now)} models of suite {suite.name} ({suite_path}), {rounds} interleaved "
           f"rounds, step time relative to {refs}; {dev.type}, {threads} thread(s), {took:.0f} s",
           file=out)
-
     findings = []
     if old is not None:
         if old.get("torch_version") != meta["torch_version"]:
             print(f"note: the baseline was made with torch {old.get('torch_version')}, this is "
                   f"{meta['torch_version']}: memory fields may move", file=out)
-        findings = compare(old["models"], now, time_tolerance=tolerance, reference=reference)
-        slow = [f.model for f in findings if f.regression and f.quantity == "time_rel"]
-        if slow and not update:
-            # a slowdown must show twice: time the suspects against the reference again, keep the
-            # lower ratio of the two runs (noise rarely strikes one model in two runs of rounds)
-            print(f"re-timing {', '.join(slow)} to confirm the slowdown", file=out)
-            keep = {*slow, *(s.reference for s in subjects if s.name in slow)}
-            again = [s for s in subjects if s.name in keep]
-            with _cpu_threads(dev):
-                second = measure_relative_time(again, reference, dev, rounds)
-            for name in slow:
-                now[name]["time_rel_first"] = now[name]["time_rel"]
-                now[name]["time_rel"] = round(min(now[name]["time_rel"], second[name]["time_rel"]), 4)
-            findings = compare(old["models"], now, time_tolerance=tolerance, reference=reference)
+        findings = compare_confirmed(old["models"], now, subjects, reference, tolerance, rounds, dev,
+                                      confirm=not update, out=out)
         print(findings_table(findings), file=out)
-
     if update:
-        data = {
-            "format": FORMAT, "suite": suite.name, "suite_file": str(suite_path), "reference": reference,
-            **meta, "threads": threads, "rounds": rounds,
-            "tolerance": {
-                "time_rel": tolerance, "mem": MEM_TOLERANCE, "cuda_mem": CUDA_MEM_TOLERANCE,
-                "note": "time_rel: allowed relative increase of (step time / reference step time); "
-                        "params, params_applied and flops_fwd are exact; act_bytes and cpu mem_bytes may "
-                        "not grow at all",
-            },
-            "models": now,
-        }
-        baseline_path.parent.mkdir(parents=True, exist_ok=True)
-        baseline_path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        if old is None:
-            print(findings_table(compare({}, now, time_tolerance=tolerance, reference=reference)), file=out)
-        print(f"baseline written to {baseline_path} ({len(now)} models, time tolerance ±{tolerance:.0%})",
-              file=out)
+        data = {"format": FORMAT, "suite": suite.name, "suite_file": str(suite_path), "reference": reference,
+                **meta, "threads": threads, "rounds": rounds, "tolerance": _tolerance_note(tolerance),
+                "models": now}
+        _write_baseline(baseline_path, data, fresh=old is None, out=out)
         return 0
+    return _summarise(findings, tolerance, refs, suite_path, baseline_path, out)
 
+
+def _previous_baseline(path: Path, update: bool) -> dict[str, Any] | None:
+    """The baseline to compare with; with ``--update`` it only supplies defaults and a comparison, and a
+    missing or broken one is replaced."""
+    if not update:
+        return load_baseline(path)
+    try:
+        return load_baseline(path) if path.exists() else None
+    except HarnessError:
+        return None
+
+
+def _check_device(device: str, old: dict[str, Any] | None, path: Path, update: bool) -> Any:
+    from harness.runner import resolve_device
+
+    try:
+        dev = resolve_device(device)
+    except RuntimeError as e:
+        raise HarnessError(f"--device {device}: {e}") from None
+    if old is not None and old.get("device") != dev.type and not update:
+        raise HarnessError(f"--baseline {path} was made on {old.get('device')}, this check runs on "
+                           f"{dev.type}: pass --device {old.get('device')} or --update")
+    return dev
+
+
+def compare_confirmed(
+    base: dict[str, Any], now: dict[str, dict[str, Any]], subjects: list[Subject], reference: str,
+    tolerance: float, rounds: int, dev: Any, *, confirm: bool, out: Any,
+) -> list[Finding]:
+    """Compare; a slowdown must show twice: the suspects are timed against their references again and
+    the lower ratio of the two runs counts (noise rarely strikes one model in two runs of rounds)."""
+    findings = compare(base, now, time_tolerance=tolerance, reference=reference)
+    slow = [f.model for f in findings if f.regression and f.quantity == "time_rel"]
+    if not slow or not confirm:
+        return findings
+    print(f"re-timing {', '.join(slow)} to confirm the slowdown", file=out)
+    keep = {*slow, *(s.reference for s in subjects if s.name in slow)}
+    with _cpu_threads(dev):
+        second = measure_relative_time([s for s in subjects if s.name in keep], reference, dev, rounds)
+    for name in slow:
+        now[name]["time_rel_first"] = now[name]["time_rel"]
+        now[name]["time_rel"] = round(min(now[name]["time_rel"], second[name]["time_rel"]), 4)
+    return compare(base, now, time_tolerance=tolerance, reference=reference)
+
+
+def _tolerance_note(tolerance: float) -> dict[str, Any]:
+    return {
+        "time_rel": tolerance, "mem": MEM_TOLERANCE, "cuda_mem": CUDA_MEM_TOLERANCE,
+        "note": "time_rel: allowed relative increase of (step time / reference step time); "
+                "params, params_applied and flops_fwd are exact; act_bytes and cpu mem_bytes may "
+                "not grow at all",
+    }
+
+
+def _write_baseline(path: Path, data: dict[str, Any], *, fresh: bool, out: Any) -> None:
+    now, tolerance = data["models"], data["tolerance"]["time_rel"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    if fresh:
+        first = compare({}, now, time_tolerance=tolerance, reference=data["reference"])
+        print(findings_table(first), file=out)
+    print(f"baseline written to {path} ({len(now)} models, time tolerance ±{tolerance:.0%})", file=out)
+
+
+def _summarise(
+    findings: list[Finding], tolerance: float, refs: str, suite_path: str | Path, baseline_path: Path,
+    out: Any,
+) -> int:
+    """Print the verdict; 1 if anything regressed."""
     bad = [f for f in findings if f.regression]
     counts = {v: sum(f.verdict == v for f in findings) for v in ("REGRESSION", "improved", "new", "gone")}
     summary = ", ".join(f"{n} {v.lower()}" for v, n in counts.items() if n) or "nothing beyond tolerance"
@@ -468,4 +497,5 @@ def run_check(
     return 1 if bad else 0
 
 
-__all__ = ["Finding", "Subject", "compare", "findings_table", "measure", "run_check", "suite_subjects"]
+__all__ = ["Finding", "Subject", "compare", "compare_confirmed", "findings_table", "measure", "run_check",
+           "suite_subjects"]

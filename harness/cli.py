@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, NoReturn
 
 EXIT_OK, EXIT_JOB_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -65,12 +66,14 @@ def _dry_run(suite: Any) -> int:
             flops, _ = count_flops(model, batch)
             cache[key] = (count_params(model), flops // batch.batch_size)
         params, flops = cache[key]
+        seed = job.seed if job.kind == "train" else f"n={job.seq_len}"
         rows.append([job.kind, job.variant, job.model if job.preset is None else job.preset, job.task_name,
-                     job.seed if job.kind == "train" else f"n={job.seq_len}", f"{params:,}", f"{flops / 1e9:.4f}",
-                     job.run_id])
-    print(f"suite {suite.name}: {len(suite.jobs)} jobs ({len(suite.train_jobs())} training, "
-          f"{len(suite.jobs) - len(suite.train_jobs())} profiling), seeds {suite.seeds}, device {suite.device}")
-    print(tabulate(rows, headers=["job", "variant", "model", "task", "seed", "params", "GFLOPs/ex", "run_id"]))
+                     seed, f"{params:,}", f"{flops / 1e9:.4f}", job.run_id])
+    n_train = len(suite.train_jobs())
+    print(f"suite {suite.name}: {len(suite.jobs)} jobs ({n_train} training, "
+          f"{len(suite.jobs) - n_train} profiling), seeds {suite.seeds}, device {suite.device}")
+    headers = ["job", "variant", "model", "task", "seed", "params", "GFLOPs/ex", "run_id"]
+    print(tabulate(rows, headers=headers))
     return EXIT_OK
 
 
@@ -104,7 +107,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         import torch  # on Ray the workers, not this machine, need the GPU
 
         if not torch.cuda.is_available():
-            return _bad_input("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
+            return _bad_input("--device cuda: no CUDA device is available "
+                              "(torch.cuda.is_available() is False)")
     from harness.executors import make_executor
     from harness.runner import run_suite
 
@@ -120,7 +124,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if executor is not None:
             executor.close()
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing new"
-    print(f"{summary.ran} job(s) run, {summary.skipped} already in {summary.results_path}: {counts}", file=sys.stderr)
+    print(f"{summary.ran} job(s) run, {summary.skipped} already in {summary.results_path}: {counts}",
+          file=sys.stderr)
     from harness.report import suite_table, write_report
     from harness.store import read_rows
 
@@ -183,7 +188,8 @@ def make_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a suite: train, profile, store results, write the report")
     r.add_argument("suite", help="suite YAML file")
     r.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override a suite field by dotted path")
-    r.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="default: the suite's, else cpu")
+    r.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                   help="default: the suite's, else cpu")
     r.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="where jobs run: local (this machine) or ray (a Ray instance or cluster; "
                         "pip install -e '.[ray]')")
@@ -216,7 +222,8 @@ def make_parser() -> argparse.ArgumentParser:
     pr.add_argument("model", help="registered model or preset name")
     pr.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                     help="model keys, and seq_len (images: image_size) / batch_size for the input shape")
-    pr.add_argument("--task", default=None, help="task supplying vocabulary and batch layout (default: copy; image models: digits)")
+    pr.add_argument("--task", default=None,
+                    help="task supplying vocabulary and batch layout (default: copy; image models: digits)")
     pr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
     pr.add_argument("--warmup", type=int, default=2, help="untimed training steps before timing (default 2)")
     pr.add_argument("--steps", type=int, default=5, help="timed training steps behind step_ms (default 5)")

@@ -49,7 +49,7 @@ class ProfileResult(TypedDict):
 # --- parameters --------------------------------------------------------------------------------------
 
 
-def _unique_trainable(model: nn.Module) -> list[nn.Parameter]:
+def unique_trainable(model: nn.Module) -> list[nn.Parameter]:
     """Trainable parameters, each storage once: ``parameters()`` dedupes shared Parameter objects, and
     the storage key also catches distinct Parameter objects that alias the same memory."""
     seen: set[tuple[object, ...]] = set()
@@ -70,7 +70,7 @@ def _unique_trainable(model: nn.Module) -> list[nn.Parameter]:
 
 def count_params(model: nn.Module) -> int:
     """Unique trainable parameters; a tensor shared by several modules counts once."""
-    return sum(p.numel() for p in _unique_trainable(model))
+    return sum(p.numel() for p in unique_trainable(model))
 
 
 def _applied_params(module: nn.Module) -> Iterable[nn.Parameter]:
@@ -246,7 +246,7 @@ def _optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
 # --- speed -------------------------------------------------------------------------------------------
 
 
-def _train_step(model: nn.Module, batch: Batch, loss_fn: LossFn, optimizer: torch.optim.Optimizer) -> None:
+def train_step(model: nn.Module, batch: Batch, loss_fn: LossFn, optimizer: torch.optim.Optimizer) -> None:
     optimizer.zero_grad(set_to_none=True)
     loss_fn(model, batch).backward()
     optimizer.step()
@@ -274,12 +274,12 @@ def measure_step_ms(
     """
     device = torch.device(device)
     for _ in range(n_warmup):
-        _train_step(model, batch, loss_fn, optimizer)
+        train_step(model, batch, loss_fn, optimizer)
     times = []
     for _ in range(n_timed):
         _sync(device)
         start = time.perf_counter()
-        _train_step(model, batch, loss_fn, optimizer)
+        train_step(model, batch, loss_fn, optimizer)
         _sync(device)
         times.append((time.perf_counter() - start) * 1e3)
     return times
@@ -363,6 +363,22 @@ def _autocast_loss(loss_fn: LossFn, device: torch.device, precision: str, autoca
     return wrapped
 
 
+@torch.no_grad()
+def forward_extras(model: nn.Module, batch: Batch) -> dict[str, float]:
+    """The scalar extras the model reports (``ModelOutput.extras``, e.g. ACT's ``ponder_steps``) for
+    one forward pass in eval mode, as training rows carry them from evaluation. The model's mode and
+    the global RNG state are left as they were."""
+    device = _device_of(model, batch)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            out = model(**batch.inputs)
+    finally:
+        model.train(was_training)
+    return {k: float(v) for k, v in out.extras.items()}
+
+
 # --- everything --------------------------------------------------------------------------------------
 
 
@@ -400,10 +416,7 @@ def profile_model(
     if precision != "fp32":
         loss_fn = _autocast_loss(loss_fn, device, precision, autocast)
 
-    rng_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    if device.type == "cuda" and device.index not in rng_devices:
-        rng_devices.append(device.index)
-    with torch.random.fork_rng(devices=rng_devices):
+    with torch.random.fork_rng(devices=_rng_devices(device)):
         work = copy.deepcopy(model).to(device)  # stepping an optimizer must not touch the caller's weights
         work.train()
         batch = batch.to(device)
@@ -411,22 +424,8 @@ def profile_model(
         params_applied = count_params_applied(work, batch)
         flops_batch, unsupported = count_flops(work, batch)
         act_bytes = measure_act_bytes(work, batch, loss_fn)
-        optimizer = torch.optim.AdamW(_unique_trainable(work), lr=lr)
-
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-            outside = torch.cuda.memory_allocated(device) - _state_bytes(work)
-            torch.cuda.reset_peak_memory_stats(device)
-            _train_step(work, batch, loss_fn, optimizer)
-            torch.cuda.synchronize(device)
-            mem_bytes = torch.cuda.max_memory_allocated(device) - outside
-            mem_kind: MemKind = "cuda_allocated"
-        else:
-            _train_step(work, batch, loss_fn, optimizer)  # allocates gradients and AdamW state
-            grads = _tensor_bytes(p.grad for p in _unique_trainable(work) if p.grad is not None)
-            mem_bytes = _state_bytes(work) + grads + _optimizer_state_bytes(optimizer) + act_bytes
-            mem_kind = "cpu_estimate"
-
+        optimizer = torch.optim.AdamW(unique_trainable(work), lr=lr)
+        mem_bytes, mem_kind = step_memory(work, batch, loss_fn, optimizer, device, act_bytes)
         times = measure_step_ms(
             work, batch, loss_fn, optimizer, n_warmup=n_warmup, n_timed=n_timed, device=device
         ) if n_timed else []
@@ -434,13 +433,7 @@ def profile_model(
         peak = matmul_peak_flops(device, peak_dtype) if n_timed else 0.0
 
     flops_fwd = flops_batch // batch.batch_size
-    if not times:  # costs only: no speed fields, and no matmul peak to measure
-        return ProfileResult(
-            params=params, params_applied=params_applied, flops_fwd=flops_fwd, flops_unsupported=unsupported,
-            mem_bytes=int(mem_bytes), mem_kind=mem_kind, act_bytes=act_bytes, step_ms=None, tokens_per_s=None,
-            mfu=None,
-        )
-    step_s = statistics.median(times) / 1e3
+    step_s = statistics.median(times) / 1e3 if times else None  # None: costs only, no speed fields
     return ProfileResult(
         params=params,
         params_applied=params_applied,
@@ -449,7 +442,34 @@ def profile_model(
         mem_bytes=int(mem_bytes),
         mem_kind=mem_kind,
         act_bytes=act_bytes,
-        step_ms=step_s * 1e3,
-        tokens_per_s=batch.batch_size * batch.n_tokens / step_s,
-        mfu=3 * flops_fwd * batch.batch_size / step_s / peak,
+        step_ms=step_s * 1e3 if step_s is not None else None,
+        tokens_per_s=batch.batch_size * batch.n_tokens / step_s if step_s is not None else None,
+        mfu=3 * flops_fwd * batch.batch_size / step_s / peak if step_s is not None else None,
     )
+
+
+def _rng_devices(device: torch.device) -> list[int]:
+    """The CUDA devices whose RNG state profiling must restore (those initialised, and ``device``)."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    if device.type == "cuda" and device.index not in devices:
+        devices.append(device.index)
+    return devices
+
+
+def step_memory(
+    work: nn.Module, batch: Batch, loss_fn: LossFn, optimizer: torch.optim.Optimizer, device: torch.device,
+    act_bytes: int,
+) -> tuple[int, MemKind]:
+    """Peak memory of one training step (which allocates the gradients and the AdamW state): on CUDA
+    the allocator's peak less what was allocated outside the model, on the CPU an estimate from the
+    parameter, gradient and optimizer-state bytes plus ``act_bytes``."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        outside = torch.cuda.memory_allocated(device) - _state_bytes(work)
+        torch.cuda.reset_peak_memory_stats(device)
+        train_step(work, batch, loss_fn, optimizer)
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - outside, "cuda_allocated"
+    train_step(work, batch, loss_fn, optimizer)
+    grads = _tensor_bytes(p.grad for p in unique_trainable(work) if p.grad is not None)
+    return _state_bytes(work) + grads + _optimizer_state_bytes(optimizer) + act_bytes, "cpu_estimate"

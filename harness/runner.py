@@ -19,12 +19,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import __version__
 from harness.rows import ResultRow
 from harness.store import ResultStore
 from harness.suite import Job, Suite
+
+if TYPE_CHECKING:  # pragma: no cover - torch is imported only when a job runs
+    from harness.tasks.base import Batch, Task
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,7 +125,7 @@ def _is_oom(e: BaseException) -> bool:
     return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in text or "can't allocate memory" in text
 
 
-def build_job(job: Job) -> tuple[Any, Any]:
+def build_job(job: Job) -> tuple[Any, Task]:
     """The job's model (seeded) and task objects."""
     import torch
 
@@ -146,7 +149,7 @@ def eval_builders(job: Job) -> dict[str, Callable[[], Any]]:
     return {m: (lambda c=c: entry.obj(entry.config(**c))) for m, c in modes.items()}
 
 
-def job_batch(job: Job, model: Any, task: Any) -> Any:
+def job_batch(job: Job, model: Any, task: Task) -> Batch:
     """The batch profiled for the job: a training batch at the longest training length, or a
     batch of exactly ``seq_len`` tokens for a profile job."""
     import torch
@@ -154,11 +157,7 @@ def job_batch(job: Job, model: Any, task: Any) -> Any:
     gen = torch.Generator().manual_seed(job.seed)
     if job.kind == "profile":
         return task.profile_batch(job.seq_len, job.batch_size, model.io, gen)
-    longest = getattr(task, "longest_batch", None)
-    if longest is not None:
-        return longest(job.train["batch_size"], model.io, gen)
-    n = task.cfg.seq_len
-    return task.layout(*task.make(n, job.train["batch_size"], gen), model.io)
+    return task.longest_batch(job.train["batch_size"], model.io, gen)
 
 
 def new_row(job: Job) -> ResultRow:
@@ -338,9 +337,10 @@ class LengthLimits:
         if row.get("status") == "ok" and row.get("mem_bytes"):
             self.mem.setdefault((job.variant, job.task_name), {})[job.seq_len] = int(row["mem_bytes"])
         why = None
+        over_time = bool(job.max_step_s) and (row.get("step_ms") or 0) > 1000 * job.max_step_s
         if row.get("status") == "oom":
             why = f"ran out of memory at n={job.seq_len}"
-        elif row.get("status") == "ok" and job.max_step_s and (row.get("step_ms") or 0) > 1000 * job.max_step_s:
+        elif row.get("status") == "ok" and over_time:
             why = (f"a training step took {row['step_ms'] / 1000:.1f} s at n={job.seq_len}, over the "
                    f"{job.max_step_s:g} s budget")
         key = (job.variant, job.task_name)
@@ -357,7 +357,8 @@ class LengthLimits:
 
     def _projected_over_budget(self, job: Job) -> str | None:
         assert job.seq_len is not None
-        points = sorted((n, b) for n, b in self.mem.get((job.variant, job.task_name), {}).items() if n < job.seq_len)
+        measured = self.mem.get((job.variant, job.task_name), {})
+        points = sorted((n, b) for n, b in measured.items() if n < job.seq_len)
         if len(points) < 2:
             return None
         (n1, b1), (n2, b2) = points[-2:]
@@ -366,8 +367,8 @@ class LengthLimits:
         budget = mem_budget_bytes(job)
         if budget is None or projected <= budget:
             return None
-        return (f"skipped: mem_bytes projected to {projected / 2**30:.1f} GiB at n={job.seq_len} (n^{slope:.2f} "
-                f"through n={n1} and n={n2}), over the {budget / 2**30:.1f} GiB budget")
+        return (f"skipped: mem_bytes projected to {projected / 2**30:.1f} GiB at n={job.seq_len} "
+                f"(n^{slope:.2f} through n={n1} and n={n2}), over the {budget / 2**30:.1f} GiB budget")
 
 
 def skipped_row(job: Job, reason: str) -> dict[str, Any]:
@@ -424,22 +425,16 @@ def run_suite(
     return RunSummary(len(suite.jobs), len(suite.jobs) - len(todo), len(todo), statuses, store.path)
 
 
-def profile_one(
-    model_name: str, task_name: str | None, overrides: list[str], device: str, n_warmup: int = 2,
-    n_timed: int = 5, precision: str = "fp32",
-) -> dict[str, Any]:
-    """``harness profile``: build one model or preset with KEY=VALUE keys and profile it on a random
-    batch of ``batch_size`` x ``seq_len`` tokens (image models: ``image_size`` x ``image_size`` images, on
-    the digits task unless ``task_name`` says otherwise), without training. Raises HarnessError on bad input."""
-    import torch
+PROFILE_SHAPE = {"seq_len": 128, "batch_size": 8, "seed": 0}  # harness profile's defaults
 
-    from harness.config import build
-    from harness.errors import HarnessError, InputError
-    from harness.profile import profile_model
-    from harness.registry import TASKS, resolve_model
+
+def profile_overrides(overrides: list[str]) -> tuple[dict[str, int], dict[str, Any], dict[str, str]]:
+    """``harness profile``'s KEY=VALUE arguments: the input's shape (``seq_len``, ``image_size`` as its
+    image name, ``batch_size``, ``seed``), and model keys with the argument each came from."""
+    from harness.errors import HarnessError
     from harness.yamlio import parse_scalar
 
-    shape = {"seq_len": 128, "batch_size": 8, "seed": 0}
+    shape = dict(PROFILE_SHAPE)
     keys: dict[str, Any] = {}
     where: dict[str, str] = {}
     for text in overrides:
@@ -455,26 +450,25 @@ def profile_one(
             shape[k] = value
         else:
             keys[k], where[k] = value, f"override '{text}'"
-    entry, preset = resolve_model(model_name)
-    cfg_keys = {f.name for f in dataclasses.fields(entry.config)}
-    image_model = "image_size" in cfg_keys
-    tentry = TASKS.get(task_name or ("digits" if image_model else "copy"))
-    task = tentry.obj(tentry.config(**({"image_size": shape["seq_len"]} if image_model else {})))
-    merged = {**preset, **keys}
-    if "vocab_size" in cfg_keys and "vocab_size" not in merged:
-        merged["vocab_size"] = task.vocab_size
-    if image_model:  # classes, channels and head come from the task; the size from the profiled input
-        for k, v in task.model_keys().items():
-            if k in cfg_keys and k not in merged:
-                merged[k] = v
-        merged["image_size"] = shape["seq_len"]
-    if "max_len" in cfg_keys:
-        default_max = next(f.default for f in dataclasses.fields(entry.config) if f.name == "max_len")
-        merged["max_len"] = max(int(merged.get("max_len", default_max)), shape["seq_len"])
-    try:
-        cfg = build(entry.config, merged, "", lambda k: where.get(k.split(".")[-1], model_name), f"model {entry.name}")
-    except InputError as e:
-        raise HarnessError(str(e)) from None
+    return shape, keys, where
+
+
+def profile_one(
+    model_name: str, task_name: str | None, overrides: list[str], device: str, n_warmup: int = 2,
+    n_timed: int = 5, precision: str = "fp32",
+) -> dict[str, Any]:
+    """``harness profile``: build one model or preset with KEY=VALUE keys and profile it on a random
+    batch of ``batch_size`` x ``seq_len`` tokens (image models: ``image_size`` x ``image_size`` images, on
+    the digits task unless ``task_name`` says otherwise), without training. The fields are a result row's
+    cost fields, plus the model's extras (e.g. ``ponder_steps``) from one forward pass in eval mode, as
+    training rows carry them from evaluation. Raises HarnessError on bad input."""
+    import torch
+
+    from harness.jobs import profile_target
+    from harness.profile import forward_extras, profile_model
+
+    shape, keys, where = profile_overrides(overrides)
+    entry, cfg, tentry, task = profile_target(model_name, task_name, shape["seq_len"], keys, where)
     dev = resolve_device(device)
     use_deterministic()  # the settings a suite's jobs run under
     if dev.type == "cuda":
@@ -490,6 +484,7 @@ def profile_one(
             model, batch, lambda m, b: task.loss(m(**b.inputs), b), device=dev, n_warmup=n_warmup,
             n_timed=n_timed, precision=precision,
         ))
+        fields.update(forward_extras(model, batch))
     except Exception as e:  # report it like a job would
         fields["status"], fields["error"] = ("oom" if _is_oom(e) else "error"), _one_line(e)
         if fields["status"] == "oom":
@@ -497,6 +492,7 @@ def profile_one(
                                f"batch_size={shape['batch_size']}: {fields['error']}")
     if fields["status"] != "ok":
         free_memory()
-    fields.update({"device": dev.type, "device_name": device_name(dev.type), "torch_version": torch.__version__,
-                   "harness_version": __version__, "config": dataclasses.asdict(cfg)})
+    fields.update({"device": dev.type, "device_name": device_name(dev.type),
+                   "torch_version": torch.__version__, "harness_version": __version__,
+                   "config": dataclasses.asdict(cfg)})
     return fields

@@ -17,13 +17,14 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from harness.tasks.base import Batch
+from harness.tasks.base import Batch, Task
 
 Progress = Callable[[int, int, float, float], None]  # step, total, loss, tokens/s
 
@@ -62,7 +63,7 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, task: Any, sets: dict[str, list[Batch]], device: torch.device, precision: str = "fp32"
+    model: nn.Module, task: Task, sets: dict[str, list[Batch]], device: torch.device, precision: str = "fp32"
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Task metrics over fixed evaluation sets, plus the mean of any scalar extras the model reports."""
     was_training = model.training
@@ -89,7 +90,7 @@ def evaluate(
 
 def train(
     model: nn.Module,
-    task: Any,
+    task: Task,
     cfg: dict[str, Any],
     seed: int,
     device: torch.device,

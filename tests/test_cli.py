@@ -30,12 +30,24 @@ def test_help_and_list_do_not_import_torch() -> None:
 
 
 def test_profile_json(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["profile", "vanilla", "d_model=32", "n_heads=2", "d_ff=64", "seq_len=16", "batch_size=2", "--json"]) == 0
+    args = ["vanilla", "d_model=32", "n_heads=2", "d_ff=64", "seq_len=16", "batch_size=2", "--json"]
+    assert main(["profile", *args]) == 0
     out = json.loads(capsys.readouterr().out)
     for k in ("params", "params_applied", "flops_fwd", "flops_unsupported", "mem_bytes", "mem_kind",
               "act_bytes", "step_ms", "tokens_per_s", "mfu"):
         assert k in out, k
     assert out["seq_len"] == 16 and out["batch_size"] == 2 and out["flops_unsupported"] == []
+
+
+def test_profile_json_carries_the_model_extras(capsys: pytest.CaptureFixture[str]) -> None:
+    """An ACT model's profile row has ponder_steps, as its training rows do."""
+    args = ["universal", "act=true", "d_model=32", "n_heads=2", "d_ff=64", "n_layers=2", "seq_len=16",
+            "batch_size=2", "--json"]
+    assert main(["profile", *args, "--warmup", "0", "--steps", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "ok" and 1.0 <= out["ponder_steps"] <= 2 * 2  # max_steps: 2 x n_layers
+    assert main(["profile", *[a for a in args if a != "act=true"], "--steps", "1"]) == 0
+    assert "ponder_steps" not in json.loads(capsys.readouterr().out)  # no ACT, no ponder steps
 
 
 def test_profile_preset_counts_paper_config(capsys: pytest.CaptureFixture[str]) -> None:
@@ -72,7 +84,8 @@ def test_python_api() -> None:
 
 
 def test_report_command_zh_from_committed_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["report", "--results-dir", str(ROOT / "results"), "--report-dir", str(tmp_path), "--lang", "zh"]) == 0
+    args = ["--results-dir", str(ROOT / "results"), "--report-dir", str(tmp_path), "--lang", "zh"]
+    assert main(["report", *args]) == 0
     text = (tmp_path / "tables.md").read_text(encoding="utf-8")
     for header in ("时间", "会议", "题目", "想解决的问题", "使用的方法", "结果", "训练细节", "其它"):
         assert header in text

@@ -27,28 +27,57 @@ variants:
 CASES = {
     "yaml_syntax": ("name: t\nseeds: [0\n", [], ["bad.yaml:", "YAML syntax error"]),
     "unknown_top_key": (GOOD + "trian: {steps: 3}\n", [], ["bad.yaml:11:", "trian", "did you mean 'train'"]),
-    "unknown_model_key": (GOOD.replace("norm: pre", "nrom: pre"), [], ["bad.yaml:10:", "variants[1].nrom", "did you mean 'norm'"]),
-    "unknown_model": (GOOD.replace("model: vanilla, norm", "model: vanila, norm"), [], ["bad.yaml:10:", "variants[1].model", "Did you mean: vanilla"]),
-    "unknown_task": (GOOD.replace("task: copy", "task: cpoy"), [], ["bad.yaml:7:", "tasks[0].task", "Did you mean: copy"]),
-    "wrong_type": (GOOD.replace("steps: 2", "steps: two"), [], ["bad.yaml:4:", "train.steps", "expected int"]),
+    "unknown_model_key": (
+        GOOD.replace("norm: pre", "nrom: pre"),
+        [], ["bad.yaml:10:", "variants[1].nrom", "did you mean 'norm'"]),
+    "unknown_model": (
+        GOOD.replace("model: vanilla, norm", "model: vanila, norm"),
+        [], ["bad.yaml:10:", "variants[1].model", "Did you mean: vanilla"]),
+    "unknown_task": (
+        GOOD.replace("task: copy", "task: cpoy"),
+        [], ["bad.yaml:7:", "tasks[0].task", "Did you mean: copy"]),
+    "wrong_type": (
+        GOOD.replace("steps: 2", "steps: two"),
+        [], ["bad.yaml:4:", "train.steps", "expected int"]),
     "zero_size": (GOOD.replace("d_model: 16", "d_model: 0"), [], ["bad.yaml:5:", "d_model", "must be >= 1"]),
-    "negative_size": (GOOD.replace("batch_size: 2,", "batch_size: -3,"), [], ["bad.yaml:4:", "train.batch_size", ">= 1"]),
-    "heads_not_dividing": (GOOD.replace("n_heads: 2", "n_heads: 3"), [], ["bad.yaml:5:", "n_heads", "must divide d_model (16)"]),
+    "negative_size": (
+        GOOD.replace("batch_size: 2,", "batch_size: -3,"),
+        [], ["bad.yaml:4:", "train.batch_size", ">= 1"]),
+    "heads_not_dividing": (
+        GOOD.replace("n_heads: 2", "n_heads: 3"),
+        [], ["bad.yaml:5:", "n_heads", "must divide d_model (16)"]),
     "empty_file": ("", [], ["bad.yaml:1:", "empty"]),
     "missing_include": ("include: nowhere.yaml\n" + GOOD, [], ["bad.yaml:1:", "include", "not found"]),
-    "duplicate_variant": (GOOD.replace("name: b,", "name: a,"), [], ["bad.yaml:10:", "variants[1].name", "duplicate variant name 'a'"]),
-    "python_tag": (GOOD.replace("name: t", "name: !!python/object/apply:os.system ['echo hi']"), [], ["bad.yaml:1:", "not allowed"]),
-    "bad_sweep": (GOOD.replace("norm: pre}", "norm: pre, sweep: {n_layers: 3}}"), [], ["bad.yaml:10:", "sweep.n_layers", "non-empty list"]),
-    "sweep_name_field": (GOOD.replace("name: b, model: vanilla, norm: pre}", "name: 'b{k}', model: vanilla, sweep: {n_layers: [1, 2]}}"), [], ["variants[1].name", "{k}"]),
-    "unknown_baseline": (GOOD.replace("baseline: a", "baseline: c"), [], ["bad.yaml:3:", "baseline", "unknown baseline variant 'c'"]),
+    "duplicate_variant": (
+        GOOD.replace("name: b,", "name: a,"),
+        [], ["bad.yaml:10:", "variants[1].name", "duplicate variant name 'a'"]),
+    "python_tag": (
+        GOOD.replace("name: t", "name: !!python/object/apply:os.system ['echo hi']"),
+        [], ["bad.yaml:1:", "not allowed"]),
+    "bad_sweep": (
+        GOOD.replace("norm: pre}", "norm: pre, sweep: {n_layers: 3}}"),
+        [], ["bad.yaml:10:", "sweep.n_layers", "non-empty list"]),
+    "sweep_name_field": (
+        GOOD.replace("name: b, model: vanilla, norm: pre}",
+                     "name: 'b{k}', model: vanilla, sweep: {n_layers: [1, 2]}}"),
+        [], ["variants[1].name", "{k}"]),
+    "unknown_baseline": (
+        GOOD.replace("baseline: a", "baseline: c"),
+        [], ["bad.yaml:3:", "baseline", "unknown baseline variant 'c'"]),
     "duplicate_key": (GOOD + "seeds: [1]\n", [], ["bad.yaml:11:", "seeds", "duplicate key"]),
-    "override_wrong_type": (None, ["train.steps=abc"], ["override 'train.steps=abc'", "train.steps", "expected int"]),
+    "override_wrong_type": (
+        None,
+        ["train.steps=abc"], ["override 'train.steps=abc'", "train.steps", "expected int"]),
     "override_unknown_key": (None, ["train.stesp=3"], ["override 'train.stesp=3'", "did you mean 'steps'"]),
     "override_no_equals": (None, ["train.steps"], ["override 'train.steps'", "KEY=VALUE"]),
     "override_bad_index": (None, ["variants.7.n_layers=2"], ["variants.7.n_layers", "no list item 7"]),
-    "warmup_over_steps": (GOOD.replace("steps: 2,", "steps: 2, warmup_steps: 5,"), [], ["train.warmup_steps", "must not exceed"]),
+    "warmup_over_steps": (
+        GOOD.replace("steps: 2,", "steps: 2, warmup_steps: 5,"),
+        [], ["train.warmup_steps", "must not exceed"]),
     "no_variants": (GOOD.split("variants:")[0], [], ["variants", "non-empty list"]),
-    "task_too_long_for_max_len": (GOOD.replace("norm: pre}", "norm: pre, pos: learned, max_len: 3}"), [], ["variants[1].max_len", "must be >= 9"]),
+    "task_too_long_for_max_len": (
+        GOOD.replace("norm: pre}", "norm: pre, pos: learned, max_len: 3}"),
+        [], ["variants[1].max_len", "must be >= 9"]),
 }
 
 
@@ -79,7 +108,8 @@ def test_console_script_bad_suite_subprocess(tmp_path: Path) -> None:
     suite.write_text(GOOD.replace("n_heads: 2", "n_heads: 5"))
     exe = Path(sys.executable).parent / "harness"
     proc = subprocess.run(
-        [str(exe), "run", str(suite), "--results-dir", str(tmp_path / "r"), "--report-dir", str(tmp_path / "p")],
+        [str(exe), "run", str(suite), "--results-dir", str(tmp_path / "r"),
+         "--report-dir", str(tmp_path / "p")],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2
@@ -104,7 +134,8 @@ def test_sweep_expands_names(tmp_path: Path) -> None:
     from harness.suite import load_suite
 
     p = tmp_path / "s.yaml"
-    p.write_text(GOOD.replace("{name: b, model: vanilla, norm: pre}", "{name: 'b-L{n_layers}', model: vanilla, sweep: {n_layers: [1, 2, 3]}}"))
+    swept = "{name: 'b-L{n_layers}', model: vanilla, sweep: {n_layers: [1, 2, 3]}}"
+    p.write_text(GOOD.replace("{name: b, model: vanilla, norm: pre}", swept))
     s = load_suite(p)
     assert s.variants == ["a", "b-L1", "b-L2", "b-L3"]
     assert [j.model_cfg["n_layers"] for j in s.jobs if j.variant.startswith("b")] == [1, 2, 3]

@@ -163,7 +163,8 @@ def test_sweep_skips_a_length_projected_over_the_memory_budget(tmp_path: Path) -
     assert calls == [8, 16, 32] and summary.statuses == {"ok": 9, "skipped": 1}
     skipped = [r for r in ResultStore(results / "feat.jsonl").rows() if r["status"] == "skipped"]
     assert [r["seq_len"] for r in skipped] == [64]
-    assert "projected to 0.1 GiB at n=64 (n^2.00 through n=16 and n=32), over the 0.0 GiB budget" in skipped[0]["error"]
+    why = "projected to 0.1 GiB at n=64 (n^2.00 through n=16 and n=32), over the 0.0 GiB budget"
+    assert why in skipped[0]["error"]
     calls.clear()
     bigger = text.replace("max_mem_gib: 0.01953125", "max_mem_gib: 1")
     again = run_suite(load_suite(_write(tmp_path, bigger)), results, quiet=True, runner=fake)
@@ -186,3 +187,43 @@ def test_memory_budget_defaults_to_a_quarter_of_the_ram_on_cpu(tmp_path: Path) -
 def test_max_mem_gib_is_validated(refused_suite: Any) -> None:
     line = refused_suite(SUITE.replace("task: rev}", "task: rev, max_mem_gib: 0}"))
     assert "profile.max_mem_gib" in line and "must be > 0" in line
+
+
+RESOLUTION = """
+name: order
+seeds: [0]
+train: {steps: 1, batch_size: 2}
+model: {d_model: 64, n_heads: 4, d_ff: 128, dropout: 0.0}
+tasks:
+  - {task: copy, seq_len: 4, vocab: 4}
+variants:
+  - {name: plain, model: vanilla}
+  - {name: big, model: transformer-base, n_heads: 2, sweep: {d_ff: [96]}}
+profile: {seq_lens: [64], batch_size: 1}
+"""
+
+
+def test_model_keys_resolve_in_order(tmp_path: Path) -> None:
+    """Later wins: model defaults, preset, the suite's model:, the variant's keys, sweep values; the task
+    fills vocab_size and max_len; a cost-sweep cell's max_len grows to its length."""
+    suite = load_suite(_write(tmp_path, RESOLUTION))
+    cfg = {(j.variant, j.kind): j.model_cfg for j in suite.jobs}
+    plain, big = cfg[("plain", "train")], cfg[("big-d_ff96", "train")]
+    assert plain["vocab_size"] == 8 and plain["max_len"] == 9  # the copy task's: 4 + 4 specials; 4 + 1 + 4
+    assert plain["n_layers"] == 2 and plain["d_model"] == 64  # the model's default; the suite's model:
+    assert big["arch"] == "encdec" and big["n_layers"] == 6 and big["vocab_size"] == 37000  # the preset
+    assert big["max_len"] == 512 and big["d_model"] == 64 and big["dropout"] == 0.0  # suite over preset
+    assert big["n_heads"] == 2 and big["d_ff"] == 96  # the variant's own key, then the sweep value
+    assert cfg[("plain", "profile")]["max_len"] == 64 and cfg[("big-d_ff96", "profile")]["max_len"] == 512
+    assert {j.preset for j in suite.jobs if j.variant == "big-d_ff96"} == {"transformer-base"}
+
+
+def test_profile_command_resolves_like_a_suite() -> None:
+    """harness profile: the preset, then the user's keys; the task's vocabulary; the profiled length."""
+    from harness.jobs import profile_target
+
+    entry, cfg, tentry, _ = profile_target("transformer-base", None, 1024, {"n_layers": 1}, {"n_layers": "x"})
+    assert entry.name == "vanilla" and tentry.name == "copy"
+    assert cfg.n_layers == 1 and cfg.d_model == 512 and cfg.vocab_size == 37000 and cfg.max_len == 1024
+    _, small, _, _ = profile_target("vanilla", None, 16, {}, {})
+    assert small.vocab_size == 14 and small.max_len == 512  # copy's vocabulary; the default length

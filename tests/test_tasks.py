@@ -7,7 +7,7 @@ import torch
 
 from harness.registry import TASKS
 from harness.tasks.algorithmic import BLANK, N_SPECIAL, SEP, SeqTask
-from harness.tasks.base import IGNORE
+from harness.tasks.base import IGNORE, Batch, Task
 
 IOS = ["lm", "masked", "seq2seq"]
 # source -> target tasks; char_lm has its own tests (tests/test_char_lm.py)
@@ -17,6 +17,63 @@ SEQ_TASKS = [n for n in TASKS.names() if issubclass(TASKS.get(n).obj, SeqTask)]
 def make(name: str, **cfg):  # noqa: ANN201
     entry = TASKS.get(name)
     return entry.obj(entry.config(**cfg))
+
+
+# --- the Task contract, for every registered task and every model io it accepts ---------------------
+
+# small configs so that each task builds and draws batches quickly; a task not listed uses its defaults
+SMALL: dict[str, dict] = {
+    "listops": {"seq_len": 64, "max_depth": 3, "max_args": 3},
+    "char_lm": {"seq_len": 16, "eval_tokens": 64},
+    "digits": {"image_size": 8},
+    "shapes": {"image_size": 16},
+}
+CASES = [(name, io) for name in TASKS.names() for io in TASKS.get(name).obj.ios]
+
+
+def _classes(task: Task) -> int:
+    keys = task.model_keys()
+    return keys["vocab_size"] if "vocab_size" in keys else keys["n_classes"]
+
+
+def _same(a: Batch, b: Batch) -> bool:
+    return a.inputs.keys() == b.inputs.keys() and torch.equal(a.labels, b.labels) and all(
+        torch.equal(a.inputs[k], b.inputs[k]) for k in a.inputs)
+
+
+def test_every_registered_task_is_covered() -> None:
+    assert {name for name, _ in CASES} == set(TASKS.names())
+    assert {io for _, io in CASES} >= {"lm", "masked", "seq2seq", "image"}
+
+
+@pytest.mark.parametrize(("name", "io"), CASES, ids=[f"{n}-{io}" for n, io in CASES])
+def test_task_contract(name: str, io: str) -> None:
+    """Batches are seeded and well formed for the io, the profile batch has the asked size, the
+    evaluation sets are fixed, and perfect logits get the best headline metric."""
+    task = make(name, **SMALL.get(name, {}))
+    assert isinstance(task, Task)
+    assert isinstance(task.metric, str) and isinstance(task.higher_is_better, bool)
+    assert task.check_model(None, object) is None or isinstance(task.check_model(None, object), str)
+    k = _classes(task)
+    a = task.train_batch(4, io, torch.Generator().manual_seed(3))
+    assert _same(a, task.train_batch(4, io, torch.Generator().manual_seed(3)))
+    assert not _same(a, task.train_batch(4, io, torch.Generator().manual_seed(4)))
+    scored = a.labels[a.labels != IGNORE]
+    assert a.batch_size == 4 and scored.numel() > 0 and 0 <= int(scored.min()) and int(scored.max()) < k
+    longest = task.longest_batch(2, io, torch.Generator().manual_seed(0))
+    assert longest.batch_size == 2
+    for n in (8, 12):
+        p = task.profile_batch(n, 2, io, torch.Generator().manual_seed(0))
+        assert p.batch_size == 2 and p.seq_len == (n if io == "image" else len(p.inputs) * n)
+        assert all(t.shape[-1] == n for t in p.inputs.values())  # each input is n long (images: n wide)
+    sets = task.eval_sets(2, 3, io, seed=0)
+    again = task.eval_sets(2, 3, io, seed=0)
+    assert "" in sets and sets[""] and all(_same(x, y) for x, y in zip(sets[""], again[""]))
+    batch = sets[""][0]
+    logits = torch.zeros(*batch.labels.shape, k)
+    logits.scatter_(-1, batch.labels.clamp(min=0)[..., None], 50.0)
+    value = task.metrics(task.score(logits, batch.labels), "")[task.metric]
+    assert value == 1.0 if task.higher_is_better else value < 1e-6
 
 
 @pytest.mark.parametrize("name", SEQ_TASKS)

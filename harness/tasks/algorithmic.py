@@ -16,14 +16,12 @@ so ``seq_acc`` equals greedy whole-sequence accuracy; ``tok_acc`` is per-token (
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from harness.config import positive
-from harness.models.base import ModelOutput
 from harness.registry import register_task
-from harness.tasks.base import IGNORE, Batch, token_loss
+from harness.tasks.base import IGNORE, Batch, TaskBase
 
 PAD, SEP, BLANK, BOS = 0, 1, 2, 3
 N_SPECIAL = 4
@@ -44,11 +42,12 @@ class SeqTaskConfig:
         return []
 
 
-class SeqTask:
+class SeqTask(TaskBase):
     """Base for source -> target tasks; subclasses implement :meth:`make`."""
 
     metric = "seq_acc"
     higher_is_better = True
+    ios = ("lm", "masked", "seq2seq")
 
     def __init__(self, cfg: SeqTaskConfig) -> None:
         self.cfg = cfg
@@ -71,9 +70,6 @@ class SeqTask:
     def model_keys(self) -> dict[str, int]:
         ls, lt = self.lengths(max(self.cfg.seq_len, self.test_len))
         return {"vocab_size": self.vocab_size, "max_len": ls + 1 + lt}
-
-    def check_model(self, cfg: Any, model_cls: type) -> str | None:
-        return None
 
     def symbols(self, shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
         return torch.randint(N_SPECIAL, N_SPECIAL + self.alphabet(), shape, generator=gen)
@@ -100,6 +96,10 @@ class SeqTask:
         n = int(torch.randint(lo, self.cfg.seq_len + 1, (1,), generator=gen)) if lo < self.cfg.seq_len else lo
         return self.layout(*self.make(n, batch_size, gen), io)
 
+    def longest_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
+        """A training batch at ``seq_len``, the longest training length."""
+        return self.layout(*self.make(self.cfg.seq_len, batch_size, gen), io)
+
     def eval_sets(self, n_batches: int, batch_size: int, io: str, seed: int) -> dict[str, list[Batch]]:
         """Fixed evaluation batches: '' at test_len (the headline), '_train_len' at seq_len if different."""
         out: dict[str, list[Batch]] = {}
@@ -118,9 +118,6 @@ class SeqTask:
         if io == "seq2seq":
             return Batch({"x": x, "y": self.symbols((batch_size, seq_len), gen)}, labels)
         return Batch({"x": x}, labels)
-
-    def loss(self, out: ModelOutput, batch: Batch) -> torch.Tensor:
-        return token_loss(out, batch)
 
     @staticmethod
     def score(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int, int, int]:

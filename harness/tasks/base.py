@@ -1,9 +1,15 @@
-"""Task contract: a task makes batches from a seeded generator and scores model outputs."""
+"""Task contract: a task makes batches from a seeded generator and scores model outputs.
+
+:class:`Task` states everything the suite loader, the runner, the training loop and the profiler ask
+of a task; :class:`TaskBase` gives the defaults, so a task class only writes what is particular to it.
+Batches are laid out for a model's ``io`` (see harness/models/base.py): ``lm``, ``masked``,
+``seq2seq`` for token models, ``image`` for image models; ``Task.ios`` lists those a task accepts.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -44,12 +50,83 @@ class Batch:
         images = [t for t in self.inputs.values() if t.is_floating_point() and t.dim() == 4]
         return int(images[0].shape[-1]) if images else self.n_tokens
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         return Batch({k: v.to(device) for k, v in self.inputs.items()}, self.labels.to(device))
 
 
-def token_loss(out: "ModelOutput", batch: Batch) -> torch.Tensor:
+def token_loss(out: ModelOutput, batch: Batch) -> torch.Tensor:
     """Mean cross-entropy over the scored label positions, plus the model's auxiliary loss if any."""
     logits = out.logits
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.labels.reshape(-1), ignore_index=IGNORE)
+    flat = logits.reshape(-1, logits.shape[-1])
+    loss = F.cross_entropy(flat, batch.labels.reshape(-1), ignore_index=IGNORE)
     return loss if out.aux_loss is None else loss + out.aux_loss
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What a task gives the harness. ``gen`` is a seeded ``torch.Generator``; ``io`` the model's io."""
+
+    metric: str  # the headline metric, a key of :meth:`metrics` (with suffix "")
+    higher_is_better: bool
+    ios: tuple[str, ...]  # the model io formats the task lays batches out for
+
+    def model_keys(self) -> dict[str, Any]:
+        """Model keys the task fixes (vocabulary, length, classes, ...): the suite fills them in, and a
+        user's integer value may be larger, never smaller."""
+        ...
+
+    def check_model(self, cfg: Any, model_cls: type) -> str | None:
+        """Why a model config cannot run on this task (one line), or None."""
+        ...
+
+    def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
+        """The next training batch."""
+        ...
+
+    def longest_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
+        """A training batch at the longest training length: what a training job's costs are measured on."""
+        ...
+
+    def eval_sets(self, n_batches: int, batch_size: int, io: str, seed: int) -> dict[str, list[Batch]]:
+        """Fixed evaluation batches by metric suffix ('' is the headline evaluation)."""
+        ...
+
+    def profile_batch(self, seq_len: int, batch_size: int, io: str, gen: torch.Generator) -> Batch:
+        """A batch of exactly ``seq_len`` tokens (image tasks: images of side ``seq_len``), for
+        cost against length; its content does not matter."""
+        ...
+
+    def loss(self, out: ModelOutput, batch: Batch) -> torch.Tensor:
+        """The training loss (scalar)."""
+        ...
+
+    def score(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple:
+        """Counts for one batch that add up over batches (element-wise)."""
+        ...
+
+    def metrics(self, counts: tuple, suffix: str) -> dict[str, float]:
+        """Metrics from summed counts, each name ending in ``suffix``."""
+        ...
+
+
+class TaskBase:
+    """Defaults of the :class:`Task` contract: no model keys, every model accepted, the longest batch
+    is a training batch, token cross-entropy as the loss."""
+
+    higher_is_better: ClassVar[bool] = True
+    ios: ClassVar[tuple[str, ...]] = ("lm", "masked", "seq2seq")
+
+    def model_keys(self) -> dict[str, Any]:
+        return {}
+
+    def check_model(self, cfg: Any, model_cls: type) -> str | None:
+        return None
+
+    def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
+        raise NotImplementedError
+
+    def longest_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
+        return self.train_batch(batch_size, io, gen)
+
+    def loss(self, out: ModelOutput, batch: Batch) -> torch.Tensor:
+        return token_loss(out, batch)

@@ -39,9 +39,8 @@ import torch.nn.functional as F
 
 from harness.config import positive
 from harness.errors import HarnessError
-from harness.models.base import ModelOutput
 from harness.registry import register_task
-from harness.tasks.base import IGNORE, Batch, token_loss
+from harness.tasks.base import IGNORE, Batch, TaskBase
 
 VOCAB = 256  # byte values
 SYNTHETIC_BYTES = 2_000_000
@@ -164,9 +163,8 @@ class _Writer:
     def _lexicon(self, n: int, lo: int, hi: int) -> list[str]:
         rng, out = self.rng, []
         while len(out) < n:
-            w = "".join(
-                rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(rng.randint(lo, hi))
-            )
+            syllables = range(rng.randint(lo, hi))
+            w = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in syllables)
             if w not in self.taken and 2 < len(w) < 12:
                 self.taken.add(w)
                 out.append(w)
@@ -212,7 +210,8 @@ class _Writer:
             s = f"'''{self.subject}'''"
             if self.subject in self.people:
                 end = self.year + rng.randint(25, 90)
-                sents.append(f"{s} ({self.year}–{end}) was a {self.adj()} {self.noun()} from [[{rng.choice(self.places)}]].")
+                what = f"was a {self.adj()} {self.noun()} from [[{rng.choice(self.places)}]]"
+                sents.append(f"{s} ({self.year}–{end}) {what}.")
             else:
                 sents.append(f"{s} is a {self.adj()} {self.noun()} {rng.choice(_PREP)} the {self.noun()}.")
             self.mentioned.append(self.subject)
@@ -336,11 +335,12 @@ def model_is_causal(cfg: Any, model_cls: type) -> bool | None:
 
 
 @register_task("char_lm", config=CharLMConfig)
-class CharLM:
+class CharLM(TaskBase):
     """Character-level (byte) language modelling on enwik8/text8-format files, bits per character."""
 
     metric = "bpc"
     higher_is_better = False
+    ios = ("lm",)
     vocab_size = VOCAB
 
     def __init__(self, cfg: CharLMConfig) -> None:
@@ -425,17 +425,13 @@ class CharLM:
             return Batch({"x": x, "y": torch.randint(0, VOCAB, (batch_size, seq_len), generator=gen)}, labels)
         return Batch({"x": x}, labels)
 
-    def loss(self, out: ModelOutput, batch: Batch) -> torch.Tensor:
-        return token_loss(out, batch)
-
     @staticmethod
     def score(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, int, int, int]:
         """(summed nats, scored tokens, right top-1 predictions, scored tokens); sums over batches
         add up. Float64, so that a uniform model gives exactly log2(256) = 8 bits."""
         mask = labels != IGNORE
-        nats = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).double(), labels.reshape(-1), ignore_index=IGNORE, reduction="sum"
-        )
+        flat = logits.reshape(-1, logits.shape[-1]).double()
+        nats = F.cross_entropy(flat, labels.reshape(-1), ignore_index=IGNORE, reduction="sum")
         right = ((logits.argmax(-1) == labels) & mask).sum()
         n = int(mask.sum())
         return float(nats), n, int(right), n

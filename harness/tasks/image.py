@@ -18,11 +18,10 @@ from typing import Any
 
 import torch
 
-from harness.models.base import ModelOutput
-from harness.tasks.base import IGNORE, Batch, token_loss
+from harness.tasks.base import IGNORE, Batch, TaskBase
 
 
-class ImageTask:
+class ImageTask(TaskBase):
     """Base for image tasks; subclasses set ``n_classes``, ``in_channels``, ``head`` and implement
     :meth:`train_batch` and :meth:`eval_sets`."""
 
@@ -30,6 +29,7 @@ class ImageTask:
     n_classes = 10
     in_channels = 3
     higher_is_better = True
+    ios = ("image",)
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
@@ -68,14 +68,7 @@ class ImageTask:
         shape = (batch_size, seq_len, seq_len) if self.head == "segment" else (batch_size,)
         return Batch({"images": images}, torch.randint(0, self.n_classes, shape, generator=gen))
 
-    def longest_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
-        """The batch the runner profiles for a training job (images have one size)."""
-        return self.train_batch(batch_size, io, gen)
-
     # -- scoring ------------------------------------------------------------------------------------
-    def loss(self, out: ModelOutput, batch: Batch) -> torch.Tensor:
-        return token_loss(out, batch)
-
     def score(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, ...]:
         """Classification: (right, scored). Segmentation: per-class intersections, per-class unions,
         then the number of scored pixels."""
@@ -98,4 +91,5 @@ class ImageTask:
         k = self.n_classes
         inter, union, scored = counts[:k], counts[k : 2 * k], counts[2 * k]
         ious = [i / u for i, u in zip(inter, union) if u > 0]  # classes absent from both are skipped
-        return {f"miou{suffix}": sum(ious) / max(len(ious), 1), f"pixel_acc{suffix}": sum(inter) / max(scored, 1)}
+        return {f"miou{suffix}": sum(ious) / max(len(ious), 1),
+                f"pixel_acc{suffix}": sum(inter) / max(scored, 1)}
