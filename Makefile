@@ -7,7 +7,7 @@ SUITE  ?= suites/quick.yaml
 # extra pytest-benchmark flags for `make bench`, e.g. BENCH_ARGS="--benchmark-compare"
 BENCH_ARGS ?=
 
-.PHONY: run test check bench report clean-venv
+.PHONY: run test test-fast check bench report clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,13 @@ run: $(STAMP)
 	$(BIN)/harness run $(SUITE)
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# the same without the tests marked slow (each over ~5 s here: whole suites, subprocesses, Ray)
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # regression gate against results/baseline.json; `make check ARGS=--update` rewrites the baseline
 check: $(STAMP)

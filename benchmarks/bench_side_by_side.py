@@ -23,11 +23,12 @@ from typing import Any
 import torch
 from tabulate import tabulate
 
+from harness.device import use_deterministic
 from harness.errors import HarnessError
 from harness.heap import pin_heap
 from harness.profile import alternate_step_ms, measure_act_bytes, train_step, unique_trainable
 from harness.report import cost_references
-from harness.runner import build_job, job_batch, use_deterministic
+from harness.runner import build_job, job_batch
 from harness.suite import Job, load_suite
 
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 
-def build_model(name: str, **config: Any) -> "torch.nn.Module":
+def build_model(name: str, **config: Any) -> torch.nn.Module:
     """Build a registered model or preset: ``build_model("vanilla", d_model=64, n_layers=2)``."""
     from harness.models import build_model as _build
 
@@ -35,7 +35,7 @@ def list_tasks() -> list[str]:
     return TASKS.names()
 
 
-def load_results(path_or_dir: str) -> "pandas.DataFrame":
+def load_results(path_or_dir: str) -> pandas.DataFrame:
     """All result rows of one ``.jsonl`` file or of every ``*.jsonl`` in a directory, as a DataFrame."""
     from harness.store import load_results as _load
 

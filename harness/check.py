@@ -33,7 +33,6 @@ at the longest training length). The shape is stored per model; a changed shape 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -42,11 +41,12 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.device import cpu_threads
 from harness.errors import HarnessError
 
 FORMAT = 1
@@ -215,36 +215,20 @@ def measure(
 
     device = torch.device(device)
     if device.type == "cuda":
-        from harness.runner import use_tf32
+        from harness.device import use_tf32
 
         use_tf32()
     names = {s.name for s in subjects}
     for r in {reference, *(s.reference for s in subjects if s.reference)}:
         if r not in names:
             raise HarnessError(f"reference model '{r}' is not among those profiled")
-    with _cpu_threads(device):
+    with cpu_threads(device, CPU_THREADS):
         models = {s.name: measure_costs(s, device) for s in subjects}
         for name, t in measure_relative_time(subjects, reference, device, rounds).items():
             models[name].update({k: round(v, 4) for k, v in t.items()})
     for s in subjects:
         models[s.name]["reference"] = s.reference or reference
     return models
-
-
-@contextlib.contextmanager
-def _cpu_threads(device: Any) -> Iterator[None]:
-    """On the CPU, measure with CPU_THREADS torch threads: ratios then do not depend on the machine's
-    core count or on how well each model's small kernels parallelise, and the second core of a
-    2-core machine absorbs the machine's other work."""
-    import torch
-
-    threads = torch.get_num_threads()
-    if torch.device(device).type == "cpu":
-        torch.set_num_threads(CPU_THREADS)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 # --- comparing ---------------------------------------------------------------------------------
@@ -338,7 +322,8 @@ def _provenance(device: Any) -> dict[str, Any]:
     import torch
 
     from harness import __version__
-    from harness.runner import device_name, git_commit
+    from harness.device import device_name
+    from harness.runner import git_commit
 
     return {
         "device": device.type, "device_name": device_name(device.type), "torch_version": torch.__version__,
@@ -390,7 +375,7 @@ def run_check(
     t0 = time.perf_counter()
     now = measure(subjects, reference, rounds=rounds, device=dev)
     took = time.perf_counter() - t0
-    with _cpu_threads(dev):
+    with cpu_threads(dev, CPU_THREADS):
         meta = _provenance(dev)  # device_name shows the thread count measured with
     threads = CPU_THREADS if dev.type == "cpu" else torch.get_num_threads()
     refs = ", ".join(sorted({s.reference for s in subjects}))
@@ -426,7 +411,7 @@ def _previous_baseline(path: Path, update: bool) -> dict[str, Any] | None:
 
 
 def _check_device(device: str, old: dict[str, Any] | None, path: Path, update: bool) -> Any:
-    from harness.runner import resolve_device
+    from harness.device import resolve_device
 
     try:
         dev = resolve_device(device)
@@ -450,7 +435,7 @@ def compare_confirmed(
         return findings
     print(f"re-timing {', '.join(slow)} to confirm the slowdown", file=out)
     keep = {*slow, *(s.reference for s in subjects if s.name in slow)}
-    with _cpu_threads(dev):
+    with cpu_threads(dev, CPU_THREADS):
         second = measure_relative_time([s for s in subjects if s.name in keep], reference, dev, rounds)
     for name in slow:
         now[name]["time_rel_first"] = now[name]["time_rel"]

@@ -2,7 +2,7 @@
 
 Every function takes a model (``model(**batch.inputs) -> ModelOutput``) and a batch; the memory and
 speed ones also take ``loss_fn(model, batch) -> scalar loss``, which calls the model itself.
-:func:`profile_model` bundles them into the fields named in DESIGN.md ("Result rows") and leaves the
+:func:`profile_model` bundles them into the fields named in docs/design.md ("Result rows") and leaves the
 caller's model and global RNG state as they were.
 """
 
@@ -32,7 +32,7 @@ _PEAK_CACHE: dict[str, float] = {}
 
 
 class ProfileResult(TypedDict):
-    """The cost fields of a result row (DESIGN.md, "Result rows")."""
+    """The cost fields of a result row (docs/design.md, "Result rows")."""
 
     params: int
     params_applied: int
@@ -372,7 +372,8 @@ def forward_extras(model: nn.Module, batch: Batch) -> dict[str, float]:
     was_training = model.training
     model.eval()
     try:
-        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        rng_devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=rng_devices), torch.no_grad():
             out = model(**batch.inputs)
     finally:
         model.train(was_training)

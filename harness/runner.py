@@ -11,17 +11,23 @@ import datetime as dt
 import functools
 import io
 import math
-import os
-import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from harness import __version__
+from harness.device import (  # re-exported: older code imports them from the runner
+    device_name,
+    free_memory,
+    physical_memory_bytes,
+    resolve_device,
+    use_deterministic,
+    use_tf32,
+)
 from harness.rows import ResultRow
 from harness.store import ResultStore
 from harness.suite import Job, Suite
@@ -32,12 +38,13 @@ if TYPE_CHECKING:  # pragma: no cover - torch is imported only when a job runs
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def git_commit() -> str | None:
     """Short commit of the harness checkout, with ``+dirty`` when tracked files differ from it."""
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=PACKAGE_ROOT, capture_output=True, text=True,
+            timeout=5,
         )
         if sha.returncode != 0:
             return None
@@ -50,68 +57,6 @@ def git_commit() -> str | None:
         return None
 
 
-def resolve_device(name: str) -> Any:
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device cuda requested but torch.cuda.is_available() is False")
-    return torch.device(name)
-
-
-@functools.lru_cache(maxsize=None)
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def device_name(kind: str) -> str:
-    """The GPU's name, or the CPU's with the torch thread count now (workers of a parallel run
-    change it between jobs)."""
-    import torch
-
-    if kind == "cuda":
-        return torch.cuda.get_device_name()
-    return f"{_cpu_model()} ({torch.get_num_threads()} threads)"
-
-
-def use_deterministic() -> None:
-    """Deterministic kernels wherever torch has them (a warning where it has none), for every job and
-    ``harness profile`` alike. torch's companion setting that fills each new tensor with NaN is a
-    debugging aid that changes no result of correct code; it is switched off because it adds a memset
-    to every allocation (at n = 8192 the shuffle-exchange step made ~580 such fills, ~18 ms a step)."""
-    import torch
-    import torch.utils.deterministic
-
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.utils.deterministic.fill_uninitialized_memory = False
-
-
-def use_tf32() -> None:
-    """TF32 tensor cores for float32 matmuls and convolutions on CUDA (Ampere and later)."""
-    import torch
-
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-
-
-def free_memory() -> None:
-    """Collect garbage and return cached CUDA blocks to the device after a failed job."""
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.empty_cache()
-
-
 def _one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}".strip()[:500]
@@ -122,7 +67,8 @@ def _is_oom(e: BaseException) -> bool:
 
     text = str(e).lower()
     # CUDA says "out of memory"; the CPU allocator says "can't allocate memory"
-    return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in text or "can't allocate memory" in text
+    said = "out of memory" in text or "can't allocate memory" in text
+    return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or said
 
 
 def build_job(job: Job) -> tuple[Any, Task]:
@@ -190,7 +136,7 @@ def execute(job: Job, progress: Callable[[int, int, float, float], None] | None 
     and Ray tasks as plain data); never raises for a failing job."""
     import torch
 
-    from harness.profile import profile_model
+    from harness.profile import forward_extras, profile_model
     from harness.train import train
 
     started = time.perf_counter()
@@ -215,7 +161,8 @@ def execute(job: Job, progress: Callable[[int, int, float, float], None] | None 
             model, batch, lambda m, b: task.loss(m(**b.inputs), b), device=device,
             n_warmup=job.train["profile_warmup"], n_timed=job.train["profile_steps"], precision=precision,
         ))
-        if job.kind == "profile":
+        if job.kind == "profile":  # the model's extras (ponder_steps), as training rows carry them
+            row.update(forward_extras(model, batch))
             row.status = "ok"
         else:
             out = train(model, task, job.train, job.seed, device, progress, eval_builders(job))
@@ -293,14 +240,6 @@ class ProgressPrinter:
         elif final or text:
             self.stream.write(text + "\n")
         self.stream.flush()
-
-
-def physical_memory_bytes() -> int | None:
-    """This machine's RAM, where the OS says (Linux, macOS)."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, OSError, ValueError):  # pragma: no cover - platforms without sysconf
-        return None
 
 
 def mem_budget_bytes(job: Job) -> float | None:

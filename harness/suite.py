@@ -66,7 +66,7 @@ def load_suite(
     for text in overrides:
         apply_override(data, text, src)
     check_top_keys(data, src)
-    spec = build(SuiteSpec, data, "", src.locate)
+    spec = build(SuiteSpec, {"name": path.stem, **data}, "", src.locate)  # the name defaults to the stem
     train = build(TrainConfig, spec.train or {}, "train", src.locate)
     tasks = build_tasks(spec.tasks, src)
     variants = build_variants(spec.variants, src)
@@ -80,7 +80,7 @@ def load_suite(
     check_eval_mode_keys(train, variants, src)
     cells = resolve_cells(spec, train, tasks, variants, profile, baselines, src)
     check_eval_modes_apply(train, cells, src)
-    name = spec.name or path.stem
+    name = spec.name
     dev = device or spec.device
     common = dict(suite=name, device=dev, description=spec.description, report_spec=report_spec)
     jobs = expand_train_jobs(cells, list(spec.seeds), **common)

@@ -28,7 +28,7 @@ VARIANT_KEYS = ("tasks", "profile", "train")
 class SuiteSpec:
     """The top level of a suite (after includes and overrides); sections are built by their own specs."""
 
-    name: str | None = None  # default: the file's stem
+    name: str = ""  # load_suite passes the file's stem as the default; null is refused
     description: str = ""
     seeds: list[int] | int = field(default_factory=lambda: [0])
     # one baseline variant for every task, or a mapping task name -> baseline variant
@@ -46,7 +46,7 @@ class SuiteSpec:
             self.seeds = [self.seeds]
 
     def check(self) -> list[tuple[str, str]]:
-        if self.name is not None and (not self.name or any(c in self.name for c in "/\\ ")):
+        if not self.name or any(c in self.name for c in "/\\ "):
             return [("name", f"must be a file-name-safe string, got {self.name!r}")]
         assert isinstance(self.seeds, list)
         if not self.seeds or any(s < 0 for s in self.seeds):

@@ -211,6 +211,7 @@ def test_bad_values_refused_at_load(
         assert frag in line, (frag, line)
 
 
+@pytest.mark.slow
 def test_profile_albert_xxlarge_cli(capsys: pytest.CaptureFixture[str]) -> None:
     """The issue's acceptance command. Builds the 223M-parameter model and trains it for a few
     profiled step on the CPU (one timed step, no warm-up, to keep the test short)."""

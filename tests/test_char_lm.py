@@ -51,9 +51,13 @@ def test_split_bounds_standard_and_proportional(enwik: tuple[Path, bytes]) -> No
     from harness.tasks.char_lm import split_bounds
 
     m = 10**6
-    assert split_bounds(100 * m) == {"train": (0, 90 * m), "valid": (90 * m, 95 * m), "test": (95 * m, 100 * m)}
+    assert split_bounds(100 * m) == {
+        "train": (0, 90 * m), "valid": (90 * m, 95 * m), "test": (95 * m, 100 * m),
+    }
     path, data = enwik
-    assert split_bounds(len(data)) == {"train": (0, TRAIN_END), "valid": (TRAIN_END, VALID_END), "test": (VALID_END, N_FILE)}
+    assert split_bounds(len(data)) == {
+        "train": (0, TRAIN_END), "valid": (TRAIN_END, VALID_END), "test": (VALID_END, N_FILE),
+    }
     t = task(path=str(path))
     assert bytes(t.split("train").tolist()) == data[:TRAIN_END]
     assert bytes(t.split("valid").tolist()) == data[TRAIN_END:VALID_END]
@@ -147,7 +151,8 @@ def test_file_read_once_and_reread_when_changed(tmp_path: Path) -> None:
 def test_config_check_names_the_problem(tmp_path: Path) -> None:
     from harness.tasks.char_lm import CharLMConfig
 
-    assert CharLMConfig(path=str(tmp_path / "none.txt")).check() == [("path", f"file not found: {tmp_path / 'none.txt'}")]
+    missing = tmp_path / "none.txt"
+    assert CharLMConfig(path=str(missing)).check() == [("path", f"file not found: {missing}")]
     assert CharLMConfig(path=str(tmp_path)).check()[0][0] == "path"
     small = tmp_path / "small.txt"
     small.write_bytes(b"x" * 100)  # 90 train bytes
@@ -195,7 +200,8 @@ def test_shipped_corpus_is_large_deterministic_and_quick() -> None:
 SUITE = """\
 name: lm
 seeds: [0]
-train: {{steps: 20, batch_size: 8, lr: 1.0e-2, eval_every: 20, eval_batch_size: 16, profile_steps: 1, profile_warmup: 0}}
+train: {{steps: 20, batch_size: 8, lr: 1.0e-2, eval_every: 20, eval_batch_size: 16,
+        profile_steps: 1, profile_warmup: 0}}
 model: {{d_model: 16, n_heads: 2, d_ff: 32, n_layers: 1, dropout: 0.0}}
 tasks:
   - {{task: char_lm, seq_len: 32, eval_tokens: 2048{task_extra}}}
@@ -205,7 +211,8 @@ variants:
 
 
 def _run_bad(refused_suite, **extra: str) -> str:  # noqa: ANN001
-    return refused_suite(SUITE.format(task_extra=extra.get("task", ""), variant_extra=extra.get("variant", "")))
+    text = SUITE.format(task_extra=extra.get("task", ""), variant_extra=extra.get("variant", ""))
+    return refused_suite(text)
 
 
 def test_missing_file_exits_2_naming_the_key(tmp_path: Path, refused_suite) -> None:  # noqa: ANN001

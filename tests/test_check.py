@@ -183,6 +183,7 @@ def test_without_profile_section_the_training_batch_is_profiled(tmp_path: Path) 
     assert all("(training batch)" in s.shape and "batch_size=8" in s.shape for s in subjects)
 
 
+@pytest.mark.slow
 def test_tampered_baseline_fails_the_real_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     suite, baseline = _tiny(tmp_path), tmp_path / "baseline.json"
     assert main(["check", str(suite), "--baseline", str(baseline), "--update", "--repeats", "3"]) == 0

@@ -50,6 +50,7 @@ def test_profile_json_carries_the_model_extras(capsys: pytest.CaptureFixture[str
     assert "ponder_steps" not in json.loads(capsys.readouterr().out)  # no ACT, no ponder steps
 
 
+@pytest.mark.slow
 def test_profile_preset_counts_paper_config(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["profile", "transformer-base", "seq_len=8", "batch_size=1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -65,6 +66,7 @@ def test_profile_bad_key_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Did you mean: vanilla" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_dry_run_prints_grid_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     res = tmp_path / "res"
     assert main(["run", str(ROOT / "suites" / "quick.yaml"), "--dry-run", "--results-dir", str(res)]) == 0
@@ -83,6 +85,7 @@ def test_python_api() -> None:
     assert df["run_id"].is_unique
 
 
+@pytest.mark.slow
 def test_report_command_zh_from_committed_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ["--results-dir", str(ROOT / "results"), "--report-dir", str(tmp_path), "--lang", "zh"]
     assert main(["report", *args]) == 0

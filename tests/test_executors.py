@@ -114,6 +114,7 @@ def test_precision_flag_enters_run_id(tmp_path: Path) -> None:
 # --- local worker processes ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_jobs_2_gives_serial_rows(tmp_path: Path, serial_rows: list[dict[str, Any]]) -> None:
     from harness.executors import LocalPool
     from harness.runner import run_suite
@@ -173,6 +174,7 @@ def ray_local() -> Any:
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_gives_serial_rows(tmp_path: Path, serial_rows: list[dict[str, Any]], ray_local: Any) -> None:
     res = tmp_path / "res"
     # the CLI path: it finds Ray initialised (2 CPUs) and uses that instance

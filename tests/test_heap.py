@@ -1,4 +1,4 @@
-"""harness.heap: the pinned glibc policy keeps freed large blocks for reuse instead of faulting them back in."""
+"""harness.heap: the pinned glibc policy keeps freed large blocks for reuse, not faulting them back in."""
 
 from __future__ import annotations
 
@@ -55,11 +55,13 @@ def test_use_deterministic_keeps_fresh_tensors_unfilled() -> None:
 
     from harness.runner import use_deterministic
 
-    was = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+    was = (torch.are_deterministic_algorithms_enabled(),
+           torch.is_deterministic_algorithms_warn_only_enabled(),
            torch.utils.deterministic.fill_uninitialized_memory)
     try:
         use_deterministic()
-        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
         assert torch.utils.deterministic.fill_uninitialized_memory is False
     finally:
         torch.use_deterministic_algorithms(was[0], warn_only=was[1])

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from harness.store import ResultStore, load_results, read_rows
 
 
@@ -63,6 +65,7 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_bytes().splitlines()]  # every line must parse
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_finds_every_job_once(tmp_path: Path) -> None:
     suite = tmp_path / "killme.yaml"
     suite.write_text(SUITE)

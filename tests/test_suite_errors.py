@@ -47,6 +47,8 @@ CASES = {
         GOOD.replace("n_heads: 2", "n_heads: 3"),
         [], ["bad.yaml:5:", "n_heads", "must divide d_model (16)"]),
     "empty_file": ("", [], ["bad.yaml:1:", "empty"]),
+    "null_name": (GOOD.replace("name: t", "name: null"), [], ["bad.yaml:1:", "name", "expected str"]),
+    "unsafe_name": (GOOD.replace("name: t", "name: a/b"), [], ["bad.yaml:1:", "name", "file-name-safe"]),
     "missing_include": ("include: nowhere.yaml\n" + GOOD, [], ["bad.yaml:1:", "include", "not found"]),
     "duplicate_variant": (
         GOOD.replace("name: b,", "name: a,"),

@@ -227,3 +227,16 @@ def test_profile_command_resolves_like_a_suite() -> None:
     assert cfg.n_layers == 1 and cfg.d_model == 512 and cfg.vocab_size == 37000 and cfg.max_len == 1024
     _, small, _, _ = profile_target("vanilla", None, 16, {}, {})
     assert small.vocab_size == 14 and small.max_len == 512  # copy's vocabulary; the default length
+
+
+def test_sweep_rows_carry_the_model_extras_like_training_rows(tmp_path: Path) -> None:
+    """One row type: an ACT model's cost-sweep cells carry ponder_steps, as its training rows do."""
+    text = (SUITE.replace("{name: a, model: vanilla}", "{name: a, model: universal, act: true, max_steps: 2}")
+            .replace("seeds: [0, 1]", "seeds: [0]").replace("[8, 16, 32, 64]", "[8]"))
+    summary = run_suite(load_suite(_write(tmp_path, text)), tmp_path / "res", quiet=True)
+    rows = list(ResultStore(summary.results_path).rows())
+    act = [r for r in rows if r["variant"] == "a" and r["status"] == "ok"]
+    assert {r["job"] for r in act} == {"train", "profile"}
+    for r in act:
+        assert 1.0 <= r["ponder_steps"] <= 2.0, r
+    assert all("ponder_steps" not in r for r in rows if r["variant"] == "b")

@@ -16,7 +16,8 @@ SUITE = """\
 name: tiny
 seeds: [0]
 baseline: a
-train: {steps: 30, batch_size: 8, lr: 3.0e-3, warmup_steps: 5, eval_every: 10, eval_batches: 1, eval_batch_size: 16, profile_steps: 2, profile_warmup: 1}
+train: {steps: 30, batch_size: 8, lr: 3.0e-3, warmup_steps: 5, eval_every: 10, eval_batches: 1,
+        eval_batch_size: 16, profile_steps: 2, profile_warmup: 1}
 model: {d_model: 16, n_heads: 2, d_ff: 32, n_layers: 1, dropout: 0.1}
 tasks:
   - {task: copy, seq_len: 4, test_len: 6, vocab: 4}
@@ -96,10 +97,13 @@ def test_failing_job_is_recorded_and_suite_goes_on(tmp_path: Path) -> None:
     from harness.runner import run_suite
 
     p = tmp_path / "tiny.yaml"
-    p.write_text(SUITE.replace("{name: a, model: vanilla}", "{name: a, model: vanilla}\n  - {name: big, model: vanilla, d_model: 1048576, n_heads: 1, d_ff: 1048576}"))
+    big = "\n  - {name: big, model: vanilla, d_model: 1048576, n_heads: 1, d_ff: 1048576}"
+    p.write_text(SUITE.replace("{name: a, model: vanilla}", "{name: a, model: vanilla}" + big))
     suite = load_suite(p, ["train.steps=2", "train.warmup_steps=0", "train.eval_every=1"])
     summary = run_suite(suite, tmp_path / "res", quiet=True)
     assert summary.ran == 2
-    rows = {r["variant"]: r for r in __import__("harness.store", fromlist=["x"]).read_rows(summary.results_path)}
+    from harness.store import read_rows
+
+    rows = {r["variant"]: r for r in read_rows(summary.results_path)}
     assert rows["a"]["status"] == "ok"
     assert rows["big"]["status"] in ("oom", "error") and rows["big"]["error"]
