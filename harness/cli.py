@@ -1,4 +1,4 @@
-"""Command line: ``harness run | report | list | profile | check``.
+"""Command line: ``harness run | report | list | profile | prune | check``.
 
 Only argparse is imported at start-up; torch and the models load inside the commands that need them,
 so ``harness --help`` and ``harness list`` answer at once. Exit codes: 0 all jobs ended ok, diverged
@@ -178,6 +178,28 @@ def cmd_check(args: argparse.Namespace) -> int:
         return _bad_input(str(e))
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    from harness.errors import HarnessError
+    from harness.store import prune_rows
+    from harness.suite import load_suite
+
+    try:
+        suite = load_suite(args.suite)
+    except HarnessError as e:
+        return _bad_input(str(e))
+    path = Path(args.results_dir) / f"{suite.name}.jsonl"
+    dropped = prune_rows(path, {job.run_id for job in suite.jobs}, dry_run=args.dry_run)
+    for row in dropped:
+        kind = row.get("kind", "train")
+        where = f"seed={row.get('seed')}" if kind == "train" else f"n={row.get('seq_len')}"
+        print(f"{row.get('run_id')}  {row.get('variant')}  {row.get('task')}  {kind}  {where}  "
+              f"{row.get('status')}" if row else "(unreadable line)")
+    verb = "would drop" if args.dry_run else "dropped"
+    print(f"{path}: {verb} {len(dropped)} row(s) that suite {suite.name} no longer expands to",
+          file=sys.stderr)
+    return EXIT_OK
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="harness", description="Benchmark and ablation harness for Transformer variants.")
     from harness import __version__
@@ -231,6 +253,13 @@ def make_parser() -> argparse.ArgumentParser:
                     help="run forward and loss under autocast to this dtype (default fp32)")
     pr.add_argument("--json", action="store_true", help="print one JSON object")
     pr.set_defaults(func=cmd_profile)
+
+    pn = sub.add_parser("prune",
+                        help="drop a suite's result rows whose run_id the suite no longer expands to")
+    pn.add_argument("suite", help="suite YAML file")
+    pn.add_argument("--results-dir", default="results")
+    pn.add_argument("--dry-run", action="store_true", help="print what would be dropped; change nothing")
+    pn.set_defaults(func=cmd_prune)
 
     ck = sub.add_parser("check",
                         help="regression gate: params, FLOPs, memory and relative speed against a baseline")

@@ -27,11 +27,18 @@ from harness.suite_spec import TrainConfig
 LATER_TRAIN_KEYS: dict[str, Any] = {"eval_modes": {}, "precision": "fp32", "compile": False}
 # Of those, the ones that change a profile job's numbers too (a profile job's identity has no train dict).
 NUMERICS_KEYS = ("precision", "compile")
+# Task config keys added later, likewise left out of the run_id at their old value.
+LATER_TASK_KEYS: dict[str, Any] = {"metric": None}
 
 
 def identity_train(train: dict[str, Any]) -> dict[str, Any]:
     """The train settings that go into a run_id (later keys at their old value left out)."""
     return {k: v for k, v in train.items() if not (k in LATER_TRAIN_KEYS and v == LATER_TRAIN_KEYS[k])}
+
+
+def identity_task(task_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The task settings that go into a run_id (later keys at their old value left out)."""
+    return {k: v for k, v in task_cfg.items() if not (k in LATER_TASK_KEYS and v == LATER_TASK_KEYS[k])}
 
 
 @dataclass
@@ -64,7 +71,7 @@ class Job:
         """Everything that determines the job's numbers: hashed into ``run_id``."""
         return {
             "kind": self.kind, "suite": self.suite, "variant": self.variant, "model": self.model,
-            "model_cfg": self.model_cfg, "task": self.task, "task_cfg": self.task_cfg,
+            "model_cfg": self.model_cfg, "task": self.task, "task_cfg": identity_task(self.task_cfg),
             "train": identity_train(self.train) if self.kind == "train" else None, "seed": self.seed,
             "device": self.device, "seq_len": self.seq_len, "batch_size": self.batch_size,
             "harness_version": __version__,

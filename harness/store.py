@@ -51,9 +51,8 @@ class ResultStore:
         data = row.to_dict() if isinstance(row, ResultRow) else dict(row)
         line = (json.dumps(_clean(data), sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = _open_locked(self.path)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             size = os.fstat(fd).st_size
             if size:
                 os.lseek(fd, size - 1, os.SEEK_SET)
@@ -64,6 +63,67 @@ class ResultStore:
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+
+def _open_locked(path: Path) -> int:
+    """The results file opened for appending under its exclusive lock. :func:`prune_rows` replaces the
+    file while holding the lock, so a writer that got the lock on the replaced file opens it again."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def prune_rows(path: str | Path, keep: set[str], *, dry_run: bool = False) -> list[dict[str, Any]]:
+    """Drop from a results file every row whose run_id is not in ``keep`` (rows of jobs a suite no
+    longer expands to, after a task or variant changed), and return them; rows without a run_id and
+    every row of a kept run_id stay, in order, byte for byte; lines that do not parse are dropped
+    (returned as ``{}``). The file is rewritten atomically under the store's lock: a temporary file
+    beside it, fsync-ed, then ``os.replace``. ``dry_run``: only say what would go."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    fd = _open_locked(path)
+    try:
+        kept: list[bytes] = []
+        dropped: list[dict[str, Any]] = []
+        with open(fd, "rb", closefd=False) as f:
+            f.seek(0)
+            for raw in f:
+                if not raw.strip():
+                    continue
+                try:
+                    row = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    row = None
+                if not isinstance(row, dict):
+                    dropped.append({})
+                elif isinstance(row.get("run_id"), str) and row["run_id"] not in keep:
+                    dropped.append(row)
+                else:
+                    kept.append(raw if raw.endswith(b"\n") else raw + b"\n")
+        if dropped and not dry_run:
+            tmp = path.with_name(f".{path.name}.prune-{os.getpid()}")
+            with tmp.open("wb") as out:
+                out.writelines(kept)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)  # the rename itself survives a power cut
+            finally:
+                os.close(dir_fd)
+        return dropped
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def _truncate_to_last_newline(fd: int, size: int) -> None:
