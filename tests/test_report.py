@@ -176,7 +176,8 @@ def test_report_is_byte_identical(results: Path, tmp_path: Path) -> None:
     tables = write_report(results, out)
     first = {p.name: p.read_bytes() for p in sorted((out / "figures").glob("*.png"))}
     first_md = tables.read_bytes()
-    assert len(first) == 4  # strip plots for copy, reverse and charlm, and one cost figure
+    # strip plots for copy, reverse and charlm, their accuracy-against-cost figures, and one cost figure
+    assert len(first) == 7
     assert tables == write_report(results, out)
     assert tables.read_bytes() == first_md
     assert {p.name: p.read_bytes() for p in sorted((out / "figures").glob("*.png"))} == first
@@ -260,8 +261,11 @@ def test_holm_verdicts(report_en: str) -> None:
     assert _table_row(lm, "sandwich-k10")[6] == "worse beyond seed noise"
     assert _table_row(lm, "sandwich-k3")[1] == "0/1 ok (1 error)"
     assert "ValueError: order string has 7 's' but 8 'f'" in lm and "Traceback" not in lm
-    # natural order: baseline first, then k2 before k3 before k10
-    order = [ln.split("|")[1].strip() for ln in lm.splitlines() if ln.startswith("| ") and "sandwich" in ln
+    # natural order: baseline first, then k2 before k3 before k10 (in the ablation table, which comes
+    # before the accuracy-against-cost table)
+    ablation_part = lm.split("Accuracy against cost")[0]
+    order = [ln.split("|")[1].strip() for ln in ablation_part.splitlines()
+             if ln.startswith("| ") and "sandwich" in ln
              or ln.startswith("| interleaved")]
     assert order == ["interleaved", "sandwich-k2", "sandwich-k3", "sandwich-k10"]
 

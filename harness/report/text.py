@@ -76,6 +76,22 @@ TEXT: dict[str, dict[str, str]] = {
         "sep": ", ",
         "tokens_per_example": " ({tokens} tokens/example)",
         "memory": "memory: {kinds}",
+        # budgets (harness/report/budget.py) and accuracy against cost (harness/report/pareto.py)
+        "budget_held": ("Budgets held against `{baseline}` (equal within {tol}; in brackets variant / "
+                        "baseline): {cells}."),
+        "budget_none": "none",
+        "budget_matched": ("`{variant}` is matched to `{to}` on {budget}: {width} = {value} gives {achieved} "
+                           "against {target} ({rel}, tolerance {tol}). `{to}` − `{variant}` ({metric}, "
+                           "paired by seed): {diff}, p = {p} (n={n})."),
+        "pareto": ("Accuracy against cost ({metric}, mean ± 95% CI over seeds; median step time and peak "
+                   "memory of a training step). *front*: no other variant is better on {metric} beyond "
+                   "both intervals at no more cost on that axis; otherwise the variants that are:"),
+        "pareto_front": "front",
+        "pareto_beaten": "beaten by {names}",
+        "pareto_vs_step": "vs step time",
+        "pareto_vs_mem": "vs peak memory",
+        "fig_pareto": ("{metric} (mean ± 95% CI) against step time and against peak memory; "
+                       "filled markers are on the front of that axis."),
     },
     "zh": {
         "title": "# Transformer 变体：论文结果与实测",
@@ -131,6 +147,21 @@ TEXT: dict[str, dict[str, str]] = {
         "sep": "，",
         "tokens_per_example": "（每样本 {tokens} tokens）",
         "memory": "内存口径 {kinds}",
+        "budget_held": ("相对 `{baseline}` 保持相同的预算（相差不超过 {tol}；括号内为变体 / 基线之比）："
+                        "{cells}。"),
+        "budget_none": "无",
+        "budget_matched": ("`{variant}` 按 {budget} 与 `{to}` 对齐：{width} = {value} 得到 {achieved}，"
+                           "目标为 {target}（{rel}，容差 {tol}）。"
+                           "`{to}` − `{variant}`（{metric}，按种子配对）：{diff}，p = {p}（n={n}）。"),
+        "pareto": ("精度与开销（{metric} 为种子均值 ± 95% 置信区间；训练步的中位步时与峰值内存）。"
+                   "*前沿*：没有其它变体在开销不更高的同时在 {metric} 上超出两者的置信区间；"
+                   "否则列出胜过它的变体："),
+        "pareto_front": "前沿",
+        "pareto_beaten": "被 {names} 胜过",
+        "pareto_vs_step": "对步时",
+        "pareto_vs_mem": "对峰值内存",
+        "fig_pareto": ("{metric}（均值 ± 95% 置信区间）对步时与峰值内存；"
+                       "实心点为该坐标轴上的前沿。"),
     },
 }
 
