@@ -65,7 +65,8 @@ def _base_metric(metric: str) -> str:
     return metric.split("@", 1)[0].removesuffix("_train_len")
 
 
-def bounds(task: str | None, metric: str | None, task_config: Mapping[str, Any] | None = None) -> Bounds | None:
+def bounds(task: str | None, metric: str | None,
+           task_config: Mapping[str, Any] | None = None) -> Bounds | None:
     """The bounds of ``metric`` on the registered task ``task`` (None where they are not defined)."""
     if not task or not metric:
         return None

@@ -158,8 +158,10 @@ def pairs_needed(effect: float, sd: float, alpha: float = 0.05, power: float = 0
     return hi
 
 
-def paired_sd(treatment_by_seed: Mapping[Any, float | None], baseline_by_seed: Mapping[Any, float | None]) -> float:
+def paired_sd(treatment_by_seed: Mapping[Any, float | None],
+              baseline_by_seed: Mapping[Any, float | None]) -> float:
     """Standard deviation (ddof 1) of the paired differences over the seeds present in both; NaN below 2."""
     diffs = [t - b for s in treatment_by_seed
-             if (t := _num(treatment_by_seed[s])) is not None and (b := _num(baseline_by_seed.get(s))) is not None]
+             if (t := _num(treatment_by_seed[s])) is not None
+             and (b := _num(baseline_by_seed.get(s))) is not None]
     return float(np.std(sorted(diffs), ddof=1)) if len(diffs) >= 2 else math.nan

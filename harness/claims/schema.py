@@ -257,7 +257,8 @@ def load_claims(path: Path | None = None) -> list[Claim]:
             claim = _build_claim(c, f"{prefix}.{j}", str(paper.get("id")), locate)
             if claim.id in seen:
                 key = f"{prefix}.{j}.id"
-                raise InputError(locate(key), key, f"duplicate claim id {claim.id!r} (first at {seen[claim.id]})")
+                first = seen[claim.id]
+                raise InputError(locate(key), key, f"duplicate claim id {claim.id!r} (first at {first})")
             seen[claim.id] = locate(f"{prefix}.{j}.id")
             claims.append(claim)
     return claims

@@ -37,7 +37,8 @@ def _median(values: Iterable[Any]) -> float | None:
 
 def _at(rows: Sequence[ResultRow], variant: str, quantity: str, size: float) -> tuple[float | None, bool]:
     """The median ``quantity`` of ``variant`` at ``size``, and whether a cell there did not end ok."""
-    cells = [r for r in rows if str(r.variant) == variant and r.seq_len is not None and float(r.seq_len) == size]
+    cells = [r for r in rows
+             if str(r.variant) == variant and r.seq_len is not None and float(r.seq_len) == size]
     value = _median(r.field_value(quantity) for r in cells if r.status == "ok")
     return value, any(r.status != "ok" for r in cells)
 
@@ -57,7 +58,7 @@ def cost_ratio_verdict(claim: Claim, rows: Sequence[ResultRow]) -> Verdict:
         v.ratios.append(RatioCheck(ref.variant, ref.what, mine, theirs, ratio, holds, ref_failed=failed))
     names = {spec.variant, *(r.variant for r in spec.references)}
     v.scale = scale_of(r for r in prof if str(r.variant) in names)
-    v.scale["seq_len"] = [spec.at]
+    v.scale.update(seq_len=[spec.at], steps=[])
     first = v.ratios[0].holds
     if first is not None:
         v.verdict, v.reason = (SUPPORTED if first else CONTRADICTED), ""
@@ -78,7 +79,8 @@ def exponent_verdict(claim: Claim, rows: Sequence[ResultRow]) -> Verdict:
     spec: ExponentTest = claim.test
     prof = [r for r in profile_rows(rows, spec.suite, spec.task)
             if str(r.variant) == spec.variant and r.status == "ok"]
-    v = Verdict(claim, NOT_MEASURED, reason="no_rows", suite=spec.suite, task=spec.task, quantity=spec.quantity)
+    v = Verdict(claim, NOT_MEASURED, reason="no_rows", suite=spec.suite, task=spec.task,
+                quantity=spec.quantity)
     lo, hi = spec.range
     by_x: dict[float, list[Any]] = {}
     for r in prof:
@@ -91,13 +93,14 @@ def exponent_verdict(claim: Claim, rows: Sequence[ResultRow]) -> Verdict:
     k, _ = fit_power_law([x for x, _ in points], [y for _, y in points])
     v.exponent, v.fit_points = k, len(points)
     v.scale = scale_of(prof)
-    v.scale["seq_len"] = [x for x, _ in points]
+    v.scale.update(seq_len=[x for x, _ in points], steps=[])
     ok = (spec.max is None or k <= spec.max) and (spec.min is None or k >= spec.min)
     v.verdict, v.reason = (SUPPORTED if ok else CONTRADICTED), ""
     return v
 
 
-def _count_holds(expect: str, value: float, ref: float | None, bound: float | None, tol: float) -> bool | None:
+def _count_holds(expect: str, value: float, ref: float | None, bound: float | None,
+                 tol: float) -> bool | None:
     if expect == "about":
         return abs(value / bound - 1.0) <= tol if bound else None
     if ref is None or ref == 0:

@@ -86,9 +86,11 @@ def metric_verdict(claim: Claim, rows: Sequence[ResultRow]) -> Verdict:
     ref = seed_values(train, spec.reference, ref_task, metric)
     if not mine or not ref:
         return v
-    used = [r for r in train if (str(r.variant), r.task) in {(spec.variant, spec.task), (spec.reference, ref_task)}]
+    pairs = {(spec.variant, spec.task), (spec.reference, ref_task)}
+    used = [r for r in train if (str(r.variant), r.task) in pairs]
     v.scale = scale_of(used)
-    v.means = {spec.variant: sum(mine.values()) / len(mine), spec.reference: sum(ref.values()) / len(ref)}
+    names = (spec.task, ref_task) if spec.reference_task else (spec.variant, spec.reference)
+    v.means = {names[0]: sum(mine.values()) / len(mine), names[1]: sum(ref.values()) / len(ref)}
     b = metric_bounds(train, spec.task, metric)
     where = at_bound(b, [*mine.values(), *ref.values()])
     if where:
