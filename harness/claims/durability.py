@@ -4,7 +4,8 @@ Many published gains are early-training effects: a variant that learns faster lo
 budget and the gap closes with training. Each training row stores its evaluation history (``curve``);
 for every seed the point nearest half the row's steps is taken (the "mid" point), and the end is the
 row's final value. The per-seed change of the difference, end minus mid, signed so that positive means
-"further from zero in the end's direction", is tested against zero with a t interval:
+"further from zero" (in the direction of the larger of the two differences), is tested against zero
+with a t interval:
 
 - ``growing``: the difference moves away from zero beyond noise; ``shrinking``: towards it;
   ``stable``: neither.
@@ -68,7 +69,7 @@ def durability(rows: Sequence[ResultRow], variant: str, reference: str, task: st
     label = f"{variant} − {reference}"
     mid = compare(label, {s: mid_v[s] for s in seeds}, {s: mid_r[s] for s in seeds})
     end = compare(label, {s: end_v[s] for s in seeds}, {s: end_r[s] for s in seeds})
-    sign = 1.0 if (end.diff if end.diff != 0 else mid.diff) >= 0 else -1.0
+    sign = 1.0 if max(end.diff, mid.diff, key=abs) >= 0 else -1.0  # the larger difference's direction
     change = [sign * ((end_v[s] - end_r[s]) - (mid_v[s] - mid_r[s])) for s in seeds]
     mean, hw, _ = mean_ci(change)
     trend = "stable"
