@@ -352,3 +352,51 @@ def test_claims_and_floors_do_not_import_torch() -> None:
         mods = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
         mods += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         assert not [m for m in mods if m.split(".")[0] == "torch" or m.startswith("harness.report")], path
+
+
+# ------------------------------------------------------------------------- power, floors, ablation wording
+def test_power_of_the_paired_t_test() -> None:
+    from harness.stats import detectable_effect, pairs_needed
+
+    assert pairs_needed(1.0, 1.0) == 10  # dz = 1 at alpha 0.05, power 0.8: 10 pairs (G*Power)
+    assert pairs_needed(0.5, 1.0) == 34
+    assert pairs_needed(0.0, 1.0) is None and pairs_needed(1e-6, 1.0) is None  # beyond n_max
+    d = detectable_effect(1.0, 10)
+    assert 0.9 < d < 1.0 and detectable_effect(2.0, 10) == pytest.approx(2 * d)
+    assert detectable_effect(1.0, 20) < d  # more seeds detect smaller effects
+    assert math.isnan(detectable_effect(1.0, 1)) and detectable_effect(0.0, 5) == 0.0
+
+
+def test_floors_per_task_and_metric() -> None:
+    from harness.floors import at_bound, bounds
+
+    assert bounds("copy", "tok_acc", {"vocab": 8}).worst == 0.125
+    assert bounds("copy", "tok_acc_train_len", {"vocab": 8}).worst == 0.125
+    assert bounds("duplication", "tok_acc@lsh-1", {"vocab": 16}).worst == 1 / 16
+    assert bounds("listops", "seq_acc").worst == 0.1 and bounds("digits", "acc").worst == 0.1
+    assert bounds("binary_addition", "tok_acc").worst == pytest.approx(1 / 3)
+    assert bounds("universal", "seq_acc") is None and bounds("copy", "loss") is None
+    bpc = bounds("char_lm", "bpc")
+    assert bpc.position(8.0) == "floor" and bpc.position(0.0) == "ceiling" and bpc.position(3.0) is None
+    seq = bounds("copy", "seq_acc")
+    assert at_bound(seq, [0.0, 0.0, 0.005]) == "floor" and at_bound(seq, [0.0, 1.0]) is None
+    assert at_bound(seq, [0.995, 1.0]) == "ceiling"
+    assert at_bound(seq, []) is None and at_bound(None, [0]) is None
+
+
+def test_ablation_says_uninformative_at_the_floor_not_within_noise() -> None:
+    from harness.report import ablation
+    from harness.report.markdown import ablation_table
+
+    chance = [train(n, s, 0.125 + NOISE[i] / 4) for i, s in enumerate(SEEDS) for n in ("ref", "v")]
+    learned = [train("w", s, 0.9 + NOISE[i]) for i, s in enumerate(SEEDS)]
+    ts = ablation(chance + learned, "s", "copy", baseline="ref")
+    _, body = ablation_table(ts, "en")
+    verdicts = {row[0]: row[6] for row in body}
+    assert verdicts["v"] == "uninformative: all at floor (chance 0.125)"
+    assert verdicts["w"] == "better beyond seed noise"
+    _, zh = ablation_table(ts, "zh")
+    assert "无信息：全部处于下限（随机水平 0.125）" in {row[6] for row in zh}
+    perfect = [train(n, s, 1.0, metric="seq_acc") for s in SEEDS for n in ("ref", "v")]
+    _, body = ablation_table(ablation(perfect, "s", "copy", baseline="ref"), "en")
+    assert body[1][6] == "uninformative: all at ceiling (1)"

@@ -105,7 +105,8 @@ def evidence_text(v: Verdict, lang: str) -> str:
         return t(lang, "ev_no_rows", suite=getattr(spec, "suite", "?"))
     parts: list[str] = []
     if v.bound:
-        bound = t(lang, "chance", x=sig(v.bound_value)) if v.bound_chance else sig(v.bound_value or 0.0)
+        x = f"{v.bound_value or 0.0:.3g}"
+        bound = t(lang, "chance", x=x) if v.bound_chance else x
         parts += [t(lang, v.bound, bound=f"{v.metric} {bound}"), t(lang, "ev_nothing")]
     if v.comparison is not None:
         parts += _comparison(v, v.comparison, lang)

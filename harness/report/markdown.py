@@ -22,7 +22,6 @@ from harness.report.fmt import (
     fmt_p,
     fmt_rate,
     natural_key,
-    sig,
 )
 from harness.report.load import as_rows
 from harness.report.text import ABL_HEADERS, t
@@ -73,7 +72,8 @@ def verdict_text(s: VariantSummary, lang: str) -> str:
     if s.verdict in ("floor", "ceiling") and s.bound is not None:
         value = s.bound.worst if s.verdict == "floor" else s.bound.best
         chance = s.bound.chance and s.verdict == "floor"
-        return t(lang, s.verdict, bound=t(lang, "chance", x=sig(value)) if chance else sig(value))
+        x = f"{value:.3g}"
+        return t(lang, s.verdict, bound=t(lang, "chance", x=x) if chance else x)
     return t(lang, s.verdict)
 
 
