@@ -107,7 +107,7 @@ def evidence_text(v: Verdict, lang: str) -> str:
     if v.bound:
         x = f"{v.bound_value or 0.0:.3g}"
         bound = t(lang, "chance", x=x) if v.bound_chance else x
-        parts += [t(lang, v.bound, bound=f"{v.metric} {bound}"), t(lang, "ev_nothing")]
+        parts += [t(lang, v.bound, bound=f"{v.metric} {bound}"), t(lang, f"ev_nothing_{v.bound}")]
     if v.comparison is not None:
         parts += _comparison(v, v.comparison, lang)
     if v.means:
@@ -162,8 +162,11 @@ def claims_section(verdicts: Sequence[Verdict], lang: str) -> list[str]:
     body = [[f"{v.claim.text.get(lang)} (`{v.claim.id}`)", v.claim.paper, _source(v, lang),
              f"**{VERDICT_WORDS[lang][v.verdict]}**", evidence_text(v, lang), durability_text(v, lang),
              scale_cell(v, lang)] for v in verdicts]
-    return [*out, t(lang, "claims_tally", tally=verdict_tally(verdicts, lang)), "",
-            md_table(CLAIM_HEADERS[lang], body), ""]
+    out += [t(lang, "claims_tally", tally=verdict_tally(verdicts, lang)), ""]
+    early = [f"`{v.claim.id}`" for v in verdicts if v.durability is not None and v.durability.early]
+    if early:
+        out += [t(lang, "claims_early", ids=t(lang, "sep").join(early)), ""]
+    return [*out, md_table(CLAIM_HEADERS[lang], body), ""]
 
 
 def claim_lines(v: Verdict, lang: str = "en") -> list[str]:

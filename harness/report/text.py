@@ -98,6 +98,8 @@ TEXT: dict[str, dict[str, str]] = {
         ),
         "claims_none": "No claims in `literature.yaml`.",
         "claims_tally": "Verdicts: {tally}.",
+        "claims_early": ("Beyond seed noise at about half the training steps but not at the end "
+                         "(early-training effects, as far as these seeds show): {ids}."),
         "by_paper": "paper",
         "by_code": "official code",
         "by_notes": "notes",
@@ -110,7 +112,8 @@ TEXT: dict[str, dict[str, str]] = {
                       "seed(s)"),
         "ev_detect_never": "the seeds could detect ±{mde} at 80% power; the observed effect is too small to "
                            "reach with any practical number of seeds",
-        "ev_nothing": "nothing learned or nothing left to learn: no comparison",
+        "ev_nothing_floor": "nothing was learned, so nothing was compared",
+        "ev_nothing_ceiling": "everything was learned, so nothing was compared",
         "ev_no_rows": "no result rows test it yet (suite `{suite}`)",
         "ev_no_test": "not testable here: {needs}",
         "ev_ratio": "{quantity} at n={at}: {variant} / {ref} = {ratio}",
@@ -202,6 +205,8 @@ TEXT: dict[str, dict[str, str]] = {
         ),
         "claims_none": "`literature.yaml` 中没有论断。",
         "claims_tally": "结论统计：{tally}。",
+        "claims_early": ("在约一半训练步数处超出种子噪声、结束时却没有"
+                         "（就这些种子而言，是训练早期的效应）：{ids}。"),
         "by_paper": "论文",
         "by_code": "官方代码",
         "by_notes": "笔记",
@@ -212,7 +217,8 @@ TEXT: dict[str, dict[str, str]] = {
         "ev_drops": "从 {high} 到 {low} 的平均下降：{means}",
         "ev_detect": "这些种子在 80% 功效下可检测 ±{mde}；观测到的效应需要 {seeds} 个种子",
         "ev_detect_never": "这些种子在 80% 功效下可检测 ±{mde}；观测到的效应太小，实际可行的种子数都无法检出",
-        "ev_nothing": "什么都没学到或已无可学：没有可比较的内容",
+        "ev_nothing_floor": "什么都没学到，因此没有比较任何东西",
+        "ev_nothing_ceiling": "全部都已学会，因此没有比较任何东西",
         "ev_no_rows": "尚无检验它的结果（套件 `{suite}`）",
         "ev_no_test": "本项目无法检验：{needs}",
         "ev_ratio": "n={at} 时的 {quantity}：{variant} / {ref} = {ratio}",
