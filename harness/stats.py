@@ -1,4 +1,5 @@
-"""Seed statistics for the ablation tables: t intervals, paired tests, Holm correction, power-law fits.
+"""Seed statistics for the ablation tables: t intervals, paired tests, Holm correction, power-law fits,
+and the power of a paired t-test (the smallest effect n seeds detect, the seeds an effect needs).
 
 Every function drops missing values (``None`` and NaN) instead of failing, because result rows of failed
 jobs carry nulls. Inputs are sorted before any reduction so the same data always gives the same floats.
@@ -12,8 +13,11 @@ from typing import Any
 
 import numpy as np
 from scipy import stats as _st
+from scipy.optimize import brentq
 
-__all__ = ["fit_power_law", "holm", "mean_ci", "paired_diff"]
+__all__ = [
+    "detectable_effect", "fit_power_law", "holm", "mean_ci", "paired_diff", "paired_sd", "pairs_needed",
+]
 
 
 def _num(x: Any) -> float | None:
@@ -102,3 +106,62 @@ def fit_power_law(xs: Sequence[float | None], ys: Sequence[float | None]) -> tup
         return math.nan, math.nan
     slope, intercept = np.polyfit(np.log([x for x, _ in pts]), np.log([y for _, y in pts]), 1)
     return float(slope), math.exp(float(intercept))
+
+
+def _paired_power(effect: float, sd: float, n: int, alpha: float) -> float:
+    """Power of the two-sided paired t-test with ``n`` pairs for a true mean difference ``effect``."""
+    if n < 2 or sd <= 0:
+        return math.nan
+    df = n - 1
+    crit = float(_st.t.ppf(1.0 - alpha / 2.0, df))
+    nc = abs(effect) * math.sqrt(n) / sd
+    return float(_st.nct.sf(crit, df, nc) + _st.nct.cdf(-crit, df, nc))
+
+
+def detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest mean difference a two-sided paired t-test at level ``alpha`` detects with probability
+    ``power``, given ``n`` pairs whose differences have standard deviation ``sd``.
+
+    NaN for fewer than two pairs or a missing sd; 0.0 when the differences do not vary at all.
+    """
+    sd_ = _num(sd)
+    if n < 2 or sd_ is None:
+        return math.nan
+    if sd_ == 0.0:
+        return 0.0
+    hi = sd_
+    while _paired_power(hi, sd_, n, alpha) < power:
+        hi *= 2.0
+    return float(brentq(lambda d: _paired_power(d, sd_, n, alpha) - power, 0.0, hi, xtol=1e-12 * hi))
+
+
+def pairs_needed(effect: float, sd: float, alpha: float = 0.05, power: float = 0.8,
+                 n_max: int = 10_000) -> int | None:
+    """How many pairs the paired t-test needs to detect ``effect`` (differences with sd ``sd``) with
+    probability ``power`` at level ``alpha``; None for a zero effect or more than ``n_max``."""
+    e, s = _num(effect), _num(sd)
+    if e is None or s is None or e == 0.0:
+        return None
+    if s == 0.0:
+        return 2
+    lo, hi = 2, 2
+    while _paired_power(e, s, hi, alpha) < power:
+        if hi >= n_max:
+            return None
+        lo, hi = hi, min(2 * hi, n_max)
+    while lo < hi:  # power grows with n: the smallest n that reaches it
+        mid = (lo + hi) // 2
+        if _paired_power(e, s, mid, alpha) >= power:
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
+def paired_sd(treatment_by_seed: Mapping[Any, float | None],
+              baseline_by_seed: Mapping[Any, float | None]) -> float:
+    """Standard deviation (ddof 1) of the paired differences over the seeds present in both; NaN below 2."""
+    diffs = [t - b for s in treatment_by_seed
+             if (t := _num(treatment_by_seed[s])) is not None
+             and (b := _num(baseline_by_seed.get(s))) is not None]
+    return float(np.std(sorted(diffs), ddof=1)) if len(diffs) >= 2 else math.nan

@@ -216,10 +216,13 @@ def test_every_notes_paper_has_a_row(report_en: str) -> None:
 def test_measured_columns(report_en: str) -> None:
     md = report_en
     headers = _table_row(md, "Year")
-    assert len(headers) == 15
+    assert len(headers) == 16  # the notes' 8 columns, 7 measured columns, the claims' verdict tally
+    assert headers[15] == "Claims: verdicts (measured)"
     # a paper without results: every measured cell is a dash
-    assert _paper_row(md, "Reordering their Sublayers")[8:] == ["—"] * 7
-    assert _paper_row(md, "LambdaNetworks")[8:] == ["—"] * 7
+    assert _paper_row(md, "Reordering their Sublayers")[8:15] == ["—"] * 7
+    assert _paper_row(md, "LambdaNetworks")[8:15] == ["—"] * 7
+    # its claims are not measured either (the synthetic rows test none of them)
+    assert "not measured" in _paper_row(md, "LambdaNetworks")[15]
     # the vanilla row is fed by suite quick and states its scale
     aiayn = _paper_row(md, "Attention Is All You Need")
     assert "quick/copy" in aiayn[8] and "L=32" in aiayn[8] and "300 steps" in aiayn[8]
@@ -236,9 +239,9 @@ def test_measured_columns(report_en: str) -> None:
 def test_measured_suite_without_results_shows_dash(tmp_path: Path) -> None:
     only_lm = [r for r in synthetic_rows() if r["suite"] == "lm"]
     md = write_report(write_results(tmp_path / "res", only_lm), tmp_path / "r").read_text(encoding="utf-8")
-    assert _paper_row(md, "Attention Is All You Need")[8:] == ["—"] * 7
+    assert _paper_row(md, "Attention Is All You Need")[8:15] == ["—"] * 7
     empty = write_report(tmp_path / "does-not-exist", tmp_path / "r2").read_text(encoding="utf-8")
-    assert _paper_row(empty, "Attention Is All You Need")[8:] == ["—"] * 7
+    assert _paper_row(empty, "Attention Is All You Need")[8:15] == ["—"] * 7
     assert "No result rows found" in empty
 
 
@@ -299,7 +302,8 @@ def test_chinese_report(report_zh: str, results: Path, tmp_path: Path) -> None:
     assert "## 实验套件：quick" in md and "## 来源信息" in md
     assert "机器翻译，时序模型，长时模型" in md  # the notes' own text
     assert "优于基线（超出种子噪声）" in md
-    assert _paper_row(md, "Reordering their Sublayers")[8:] == ["—"] * 7
+    assert _paper_row(md, "Reordering their Sublayers")[8:15] == ["—"] * 7
+    assert "## 论断" in md and "未测量" in _paper_row(md, "Reordering their Sublayers")[15]
     with pytest.raises(ValueError):
         write_report(results, tmp_path / "x", lang="fr")
 
