@@ -200,7 +200,10 @@ def suite_section(rows: list[ResultRow], suite: str, lang: str, fig_dir: Path,
     """The whole section of one suite; the figures it draws are added to ``figures``."""
     srows = [r for r in rows if r.suite == suite]
     out = [t(lang, "suite", suite=suite), ""]
-    desc = mode(r.suite_description for r in srows)
+    # the description of the suite's most recent run, like its layout (an edited suite file's text
+    # shows once a job of it has run again)
+    newest = max(srows, key=lambda r: (str(r.finished_at or ""), str(r.run_id)), default=None)
+    desc = newest.suite_description if newest is not None else None
     if desc:
         out += [str(desc).strip(), ""]
     baseline = mode(r.baseline for r in srows)
