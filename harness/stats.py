@@ -16,11 +16,12 @@ from scipy import stats as _st
 from scipy.optimize import brentq
 
 __all__ = [
-    "detectable_effect", "fit_power_law", "holm", "mean_ci", "paired_diff", "paired_sd", "pairs_needed",
+    "as_finite", "detectable_effect", "fit_power_law", "holm", "mean_ci", "paired_diff", "paired_sd",
+    "pairs_needed",
 ]
 
 
-def _num(x: Any) -> float | None:
+def as_finite(x: Any) -> float | None:
     """``x`` as a finite float, or None for missing, NaN, infinite, boolean or non-numeric values."""
     if x is None or isinstance(x, bool):
         return None
@@ -32,7 +33,7 @@ def _num(x: Any) -> float | None:
 
 
 def _finite_sorted(values: Iterable[Any]) -> np.ndarray:
-    return np.array(sorted(f for v in values if (f := _num(v)) is not None), dtype=np.float64)
+    return np.array(sorted(f for v in values if (f := as_finite(v)) is not None), dtype=np.float64)
 
 
 def mean_ci(values: Iterable[float | None], conf: float = 0.95) -> tuple[float, float, int]:
@@ -61,11 +62,11 @@ def paired_diff(
     (``scipy.stats.ttest_rel``). ``p`` is NaN when ``n < 2``. When every difference is the same number
     the test statistic is degenerate: p is 1.0 for a zero difference and 0.0 otherwise.
     """
-    seeds = sorted((s for s in treatment_by_seed
-                    if _num(treatment_by_seed[s]) is not None and _num(baseline_by_seed.get(s)) is not None),
+    seeds = sorted((s for s in treatment_by_seed if as_finite(treatment_by_seed[s]) is not None
+                    and as_finite(baseline_by_seed.get(s)) is not None),
                    key=lambda s: (str(type(s)), s))
-    t = np.array([_num(treatment_by_seed[s]) for s in seeds], dtype=np.float64)
-    b = np.array([_num(baseline_by_seed[s]) for s in seeds], dtype=np.float64)
+    t = np.array([as_finite(treatment_by_seed[s]) for s in seeds], dtype=np.float64)
+    b = np.array([as_finite(baseline_by_seed[s]) for s in seeds], dtype=np.float64)
     n = len(seeds)
     if n == 0:
         return math.nan, math.nan, math.nan, 0
@@ -85,7 +86,7 @@ def holm(pvalues: Sequence[float | None]) -> list[float]:
     are monotone in the raw p values and capped at 1.
     """
     out = [math.nan] * len(pvalues)
-    valid = sorted((p, i) for i, raw in enumerate(pvalues) if (p := _num(raw)) is not None)
+    valid = sorted((p, i) for i, raw in enumerate(pvalues) if (p := as_finite(raw)) is not None)
     m = len(valid)
     running = 0.0
     for rank, (p, i) in enumerate(valid):
@@ -101,7 +102,7 @@ def fit_power_law(xs: Sequence[float | None], ys: Sequence[float | None]) -> tup
     Pairs with a missing or non-positive coordinate are skipped; fewer than two distinct x give NaNs.
     """
     pts = sorted((x, y) for x0, y0 in zip(xs, ys)
-                 if (x := _num(x0)) is not None and (y := _num(y0)) is not None and x > 0 and y > 0)
+                 if (x := as_finite(x0)) is not None and (y := as_finite(y0)) is not None and x > 0 and y > 0)
     if len({x for x, _ in pts}) < 2:
         return math.nan, math.nan
     slope, intercept = np.polyfit(np.log([x for x, _ in pts]), np.log([y for _, y in pts]), 1)
@@ -124,7 +125,7 @@ def detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = 0.8
 
     NaN for fewer than two pairs or a missing sd; 0.0 when the differences do not vary at all.
     """
-    sd_ = _num(sd)
+    sd_ = as_finite(sd)
     if n < 2 or sd_ is None:
         return math.nan
     if sd_ == 0.0:
@@ -139,7 +140,7 @@ def pairs_needed(effect: float, sd: float, alpha: float = 0.05, power: float = 0
                  n_max: int = 10_000) -> int | None:
     """How many pairs the paired t-test needs to detect ``effect`` (differences with sd ``sd``) with
     probability ``power`` at level ``alpha``; None for a zero effect or more than ``n_max``."""
-    e, s = _num(effect), _num(sd)
+    e, s = as_finite(effect), as_finite(sd)
     if e is None or s is None or e == 0.0:
         return None
     if s == 0.0:
@@ -162,6 +163,6 @@ def paired_sd(treatment_by_seed: Mapping[Any, float | None],
               baseline_by_seed: Mapping[Any, float | None]) -> float:
     """Standard deviation (ddof 1) of the paired differences over the seeds present in both; NaN below 2."""
     diffs = [t - b for s in treatment_by_seed
-             if (t := _num(treatment_by_seed[s])) is not None
-             and (b := _num(baseline_by_seed.get(s))) is not None]
+             if (t := as_finite(treatment_by_seed[s])) is not None
+             and (b := as_finite(baseline_by_seed.get(s))) is not None]
     return float(np.std(sorted(diffs), ddof=1)) if len(diffs) >= 2 else math.nan

@@ -20,7 +20,8 @@ from typing import Any
 from harness.claims.schema import Claim, Text
 from harness.floors import Bounds, bounds
 from harness.rows import ResultRow
-from harness.stats import detectable_effect, holm, paired_diff, paired_sd, pairs_needed
+from harness.stats import as_finite, detectable_effect, holm, paired_diff, paired_sd, pairs_needed
+from harness.store import json_safe
 
 __all__ = [
     "ALPHA", "CONTRADICTED", "NOT_MEASURED", "NOT_SEPARABLE", "SUPPORTED", "UNINFORMATIVE", "VERDICTS",
@@ -119,27 +120,7 @@ class Verdict:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (NaN and infinities as null)."""
-        return _clean(asdict(self))
-
-
-def _clean(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
-
-
-def _finite(x: Any) -> float | None:
-    if x is None or isinstance(x, bool):
-        return None
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
+        return json_safe(asdict(self))
 
 
 def _newest(rows: Iterable[ResultRow], key: Any) -> list[ResultRow]:
@@ -167,7 +148,7 @@ def profile_rows(rows: Iterable[ResultRow], suite: str, task: str | None = None)
 def row_value(r: ResultRow, metric: str) -> float | None:
     """A row's final ``metric``: a metric, or else a row field or extra (``ponder_steps``)."""
     v = r.metric_value(metric) if (metric == r.metric or metric in r.metrics) else r.field_value(metric)
-    return _finite(v)
+    return as_finite(v)
 
 
 def seed_values(rows: Iterable[ResultRow], variant: str, task: str, metric: str) -> dict[Any, float]:
