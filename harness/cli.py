@@ -1,4 +1,4 @@
-"""Command line: ``harness run | report | list | profile | prune | check``.
+"""Command line: ``harness run | report | claims | list | profile | prune | check``.
 
 Only argparse is imported at start-up; torch and the models load inside the commands that need them,
 so ``harness --help`` and ``harness list`` answer at once. Exit codes: 0 all jobs ended ok, diverged
@@ -147,6 +147,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_claims(args: argparse.Namespace) -> int:
+    from harness.claims import evaluate_claims, load_claims
+    from harness.errors import HarnessError
+    from harness.report import load_rows
+    from harness.report.claims import claim_lines, verdict_tally
+
+    try:
+        claims = load_claims()
+    except HarnessError as e:
+        return _bad_input(str(e))
+    verdicts = evaluate_claims(claims, load_rows(Path(args.results_dir)))
+    if args.json:
+        print(json.dumps([v.to_json() for v in verdicts], ensure_ascii=False, indent=1, sort_keys=True))
+        return EXIT_OK
+    for v in verdicts:
+        print("\n".join(claim_lines(v, args.lang)) + "\n")
+    print(f"{len(verdicts)} claims over {len({v.claim.paper for v in verdicts})} papers: "
+          f"{verdict_tally(verdicts, args.lang)}")
+    return EXIT_OK
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
     from harness.runner import profile_one
@@ -200,6 +221,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_prune(sub: Any) -> None:
+    pn = sub.add_parser("prune",
+                        help="drop a suite's result rows whose run_id the suite no longer expands to")
+    pn.add_argument("suite", help="suite YAML file")
+    pn.add_argument("--results-dir", default="results")
+    pn.add_argument("--dry-run", action="store_true", help="print what would be dropped; change nothing")
+    pn.set_defaults(func=cmd_prune)
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="harness", description="Benchmark and ablation harness for Transformer variants.")
     from harness import __version__
@@ -236,6 +266,12 @@ def make_parser() -> argparse.ArgumentParser:
     rep.add_argument("--lang", choices=["en", "zh"], default="en")
     rep.set_defaults(func=cmd_report)
 
+    cl = sub.add_parser("claims", help="the claims ledger: each paper's claims with its computed verdict")
+    cl.add_argument("--results-dir", default="results")
+    cl.add_argument("--json", action="store_true", help="print a JSON list, one object per claim")
+    cl.add_argument("--lang", choices=["en", "zh"], default="en")
+    cl.set_defaults(func=cmd_claims)
+
     ls = sub.add_parser("list", help="list registered models, presets, tasks and suites")
     ls.add_argument("what", nargs="?", choices=["models", "tasks", "suites"])
     ls.set_defaults(func=cmd_list)
@@ -254,12 +290,7 @@ def make_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true", help="print one JSON object")
     pr.set_defaults(func=cmd_profile)
 
-    pn = sub.add_parser("prune",
-                        help="drop a suite's result rows whose run_id the suite no longer expands to")
-    pn.add_argument("suite", help="suite YAML file")
-    pn.add_argument("--results-dir", default="results")
-    pn.add_argument("--dry-run", action="store_true", help="print what would be dropped; change nothing")
-    pn.set_defaults(func=cmd_prune)
+    _add_prune(sub)
 
     ck = sub.add_parser("check",
                         help="regression gate: params, FLOPs, memory and relative speed against a baseline")

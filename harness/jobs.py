@@ -66,6 +66,9 @@ class Job:
     # memory is projected past this
     max_step_s: float | None = None
     max_mem_gib: float | None = None
+    # a budget-matched variant: what was matched and how well (harness.match); not part of the run_id,
+    # which hashes the solved config itself
+    match: dict[str, Any] | None = None
 
     def identity(self) -> dict[str, Any]:
         """Everything that determines the job's numbers: hashed into ``run_id``."""
@@ -86,9 +89,11 @@ class Job:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def config(self) -> dict[str, Any]:
+        """The resolved config stored in the row (with ``match`` for a budget-matched variant)."""
         return {
             "model": self.model_cfg, "preset": self.preset, "task": {"name": self.task, **self.task_cfg},
             "train": self.train, "seed": self.seed, "device": self.device, "kind": self.kind,
+            **({"match": self.match} if self.match is not None else {}),
         }
 
 
@@ -242,6 +247,7 @@ class Cell:
     trains: bool  # False: the cell exists only for the cost sweep
     swept: bool  # whether the variant is in the cost sweep (profile:)
     baseline: str | None = None
+    match: dict[str, Any] | None = None  # the budget match that sized cfg (harness.match), if any
 
 
 def expand_train_jobs(cells: Iterable[Cell], seeds: list[int], **common: Any) -> list[Job]:
@@ -256,7 +262,7 @@ def expand_train_jobs(cells: Iterable[Cell], seeds: list[int], **common: Any) ->
             jobs.append(Job(
                 variant=c.variant, model=c.model, preset=c.preset, model_cfg=dataclasses.asdict(seeded),
                 task_name=c.task_name, task=c.task, task_cfg=dataclasses.asdict(c.task_cfg), train=c.train,
-                seed=seed, baseline=c.baseline, **common,
+                seed=seed, baseline=c.baseline, match=c.match, **common,
             ))
     return jobs
 
@@ -277,6 +283,6 @@ def expand_profile_jobs(
                 model_cfg=at_length(model_config(c.model), dataclasses.asdict(c.cfg), n),
                 task_name=c.task_name, task=c.task, task_cfg=dataclasses.asdict(c.task_cfg), train=c.train,
                 seed=seed, kind="profile", seq_len=n, batch_size=batch_size, baseline=c.baseline,
-                max_step_s=max_step_s, max_mem_gib=max_mem_gib, **common,
+                max_step_s=max_step_s, max_mem_gib=max_mem_gib, match=c.match, **common,
             ))
     return jobs

@@ -1,4 +1,5 @@
-"""Seed statistics for the ablation tables: t intervals, paired tests, Holm correction, power-law fits.
+"""Seed statistics for the ablation tables: t intervals, paired tests, Holm correction, power-law fits,
+and the power of a paired t-test (the smallest effect n seeds detect, the seeds an effect needs).
 
 Every function drops missing values (``None`` and NaN) instead of failing, because result rows of failed
 jobs carry nulls. Inputs are sorted before any reduction so the same data always gives the same floats.
@@ -12,11 +13,15 @@ from typing import Any
 
 import numpy as np
 from scipy import stats as _st
+from scipy.optimize import brentq
 
-__all__ = ["fit_power_law", "holm", "mean_ci", "paired_diff"]
+__all__ = [
+    "as_finite", "detectable_effect", "fit_power_law", "holm", "mean_ci", "paired_diff", "paired_sd",
+    "pairs_needed",
+]
 
 
-def _num(x: Any) -> float | None:
+def as_finite(x: Any) -> float | None:
     """``x`` as a finite float, or None for missing, NaN, infinite, boolean or non-numeric values."""
     if x is None or isinstance(x, bool):
         return None
@@ -28,7 +33,7 @@ def _num(x: Any) -> float | None:
 
 
 def _finite_sorted(values: Iterable[Any]) -> np.ndarray:
-    return np.array(sorted(f for v in values if (f := _num(v)) is not None), dtype=np.float64)
+    return np.array(sorted(f for v in values if (f := as_finite(v)) is not None), dtype=np.float64)
 
 
 def mean_ci(values: Iterable[float | None], conf: float = 0.95) -> tuple[float, float, int]:
@@ -57,11 +62,11 @@ def paired_diff(
     (``scipy.stats.ttest_rel``). ``p`` is NaN when ``n < 2``. When every difference is the same number
     the test statistic is degenerate: p is 1.0 for a zero difference and 0.0 otherwise.
     """
-    seeds = sorted((s for s in treatment_by_seed
-                    if _num(treatment_by_seed[s]) is not None and _num(baseline_by_seed.get(s)) is not None),
+    seeds = sorted((s for s in treatment_by_seed if as_finite(treatment_by_seed[s]) is not None
+                    and as_finite(baseline_by_seed.get(s)) is not None),
                    key=lambda s: (str(type(s)), s))
-    t = np.array([_num(treatment_by_seed[s]) for s in seeds], dtype=np.float64)
-    b = np.array([_num(baseline_by_seed[s]) for s in seeds], dtype=np.float64)
+    t = np.array([as_finite(treatment_by_seed[s]) for s in seeds], dtype=np.float64)
+    b = np.array([as_finite(baseline_by_seed[s]) for s in seeds], dtype=np.float64)
     n = len(seeds)
     if n == 0:
         return math.nan, math.nan, math.nan, 0
@@ -81,7 +86,7 @@ def holm(pvalues: Sequence[float | None]) -> list[float]:
     are monotone in the raw p values and capped at 1.
     """
     out = [math.nan] * len(pvalues)
-    valid = sorted((p, i) for i, raw in enumerate(pvalues) if (p := _num(raw)) is not None)
+    valid = sorted((p, i) for i, raw in enumerate(pvalues) if (p := as_finite(raw)) is not None)
     m = len(valid)
     running = 0.0
     for rank, (p, i) in enumerate(valid):
@@ -97,8 +102,67 @@ def fit_power_law(xs: Sequence[float | None], ys: Sequence[float | None]) -> tup
     Pairs with a missing or non-positive coordinate are skipped; fewer than two distinct x give NaNs.
     """
     pts = sorted((x, y) for x0, y0 in zip(xs, ys)
-                 if (x := _num(x0)) is not None and (y := _num(y0)) is not None and x > 0 and y > 0)
+                 if (x := as_finite(x0)) is not None and (y := as_finite(y0)) is not None and x > 0 and y > 0)
     if len({x for x, _ in pts}) < 2:
         return math.nan, math.nan
     slope, intercept = np.polyfit(np.log([x for x, _ in pts]), np.log([y for _, y in pts]), 1)
     return float(slope), math.exp(float(intercept))
+
+
+def _paired_power(effect: float, sd: float, n: int, alpha: float) -> float:
+    """Power of the two-sided paired t-test with ``n`` pairs for a true mean difference ``effect``."""
+    if n < 2 or sd <= 0:
+        return math.nan
+    df = n - 1
+    crit = float(_st.t.ppf(1.0 - alpha / 2.0, df))
+    nc = abs(effect) * math.sqrt(n) / sd
+    return float(_st.nct.sf(crit, df, nc) + _st.nct.cdf(-crit, df, nc))
+
+
+def detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest mean difference a two-sided paired t-test at level ``alpha`` detects with probability
+    ``power``, given ``n`` pairs whose differences have standard deviation ``sd``.
+
+    NaN for fewer than two pairs or a missing sd; 0.0 when the differences do not vary at all.
+    """
+    sd_ = as_finite(sd)
+    if n < 2 or sd_ is None:
+        return math.nan
+    if sd_ == 0.0:
+        return 0.0
+    hi = sd_
+    while _paired_power(hi, sd_, n, alpha) < power:
+        hi *= 2.0
+    return float(brentq(lambda d: _paired_power(d, sd_, n, alpha) - power, 0.0, hi, xtol=1e-12 * hi))
+
+
+def pairs_needed(effect: float, sd: float, alpha: float = 0.05, power: float = 0.8,
+                 n_max: int = 10_000) -> int | None:
+    """How many pairs the paired t-test needs to detect ``effect`` (differences with sd ``sd``) with
+    probability ``power`` at level ``alpha``; None for a zero effect or more than ``n_max``."""
+    e, s = as_finite(effect), as_finite(sd)
+    if e is None or s is None or e == 0.0:
+        return None
+    if s == 0.0:
+        return 2
+    lo, hi = 2, 2
+    while _paired_power(e, s, hi, alpha) < power:
+        if hi >= n_max:
+            return None
+        lo, hi = hi, min(2 * hi, n_max)
+    while lo < hi:  # power grows with n: the smallest n that reaches it
+        mid = (lo + hi) // 2
+        if _paired_power(e, s, mid, alpha) >= power:
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
+def paired_sd(treatment_by_seed: Mapping[Any, float | None],
+              baseline_by_seed: Mapping[Any, float | None]) -> float:
+    """Standard deviation (ddof 1) of the paired differences over the seeds present in both; NaN below 2."""
+    diffs = [t - b for s in treatment_by_seed
+             if (t := as_finite(treatment_by_seed[s])) is not None
+             and (b := as_finite(baseline_by_seed.get(s))) is not None]
+    return float(np.std(sorted(diffs), ddof=1)) if len(diffs) >= 2 else math.nan

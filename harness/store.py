@@ -24,14 +24,14 @@ from typing import Any
 from harness.rows import ResultRow, migrate
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON has no NaN/inf: write them as null so every line is strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -49,7 +49,7 @@ class ResultStore:
     def append(self, row: ResultRow | Mapping[str, Any]) -> None:
         """Append one row (a :class:`ResultRow` or its dict form) as one line of sorted-key JSON."""
         data = row.to_dict() if isinstance(row, ResultRow) else dict(row)
-        line = (json.dumps(_clean(data), sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
+        line = (json.dumps(json_safe(data), sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = _open_locked(self.path)
         try:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import build
-from harness.errors import InputError
+from harness.errors import HarnessError, InputError
 from harness.jobs import (
     LATER_TRAIN_KEYS,
     NUMERICS_KEYS,
@@ -37,6 +37,7 @@ from harness.suite_source import Source, apply_override, load_with_includes
 from harness.suite_spec import (
     TOP_KEYS,
     VARIANT_KEYS,
+    MatchSpec,
     MatrixSpec,
     ProfileConfig,
     ProfileSpec,
@@ -48,7 +49,8 @@ from harness.suite_spec import (
 )
 
 __all__ = [
-    "LATER_TRAIN_KEYS", "NUMERICS_KEYS", "TOP_KEYS", "VARIANT_KEYS", "Job", "MatrixSpec", "ProfileConfig",
+    "LATER_TRAIN_KEYS", "NUMERICS_KEYS", "TOP_KEYS", "VARIANT_KEYS", "Job", "MatchSpec", "MatrixSpec",
+    "ProfileConfig",
     "ProfileSpec", "ReportSpec", "Suite", "SuiteSpec", "TaskSpec", "TrainConfig", "VariantSpec",
     "apply_override", "eval_mode_configs", "load_suite", "resolve_variant_config",
 ]
@@ -72,6 +74,7 @@ def load_suite(
     variants = build_variants(spec.variants, src)
     names = [name for v in variants for name, _ in v.expand()]
     check_unique_variants(variants, src)
+    check_matches(variants, names, src)
     check_model_defaults(spec.model or {}, variants, src)
     baselines = resolve_baselines(spec.baseline, [t.label for t in tasks], names, src)
     report_spec = build_report(spec.report, tasks, names, train, src)
@@ -128,6 +131,8 @@ def build_variants(entries: list[dict[str, Any]], src: Source) -> list[VariantSp
         own = {k: x for k, x in v.items() if k in spec_keys}
         spec = build(VariantSpec, own, f"variants[{i}]", src.locate)
         spec.keys = {k: x for k, x in v.items() if k not in spec_keys}
+        if spec.match is not None:
+            spec.matched = build(MatchSpec, spec.match, f"variants[{i}].match", src.locate)
         out.append(spec)
     return out
 
@@ -140,6 +145,25 @@ def check_unique_variants(variants: list[VariantSpec], src: Source) -> None:
                 kp = f"variants[{i}].name"
                 raise InputError(src.locate(kp), kp, f"duplicate variant name '{name}'")
             seen.add(name)
+
+
+def check_matches(variants: list[VariantSpec], names: list[str], src: Source) -> None:
+    """A ``match:`` names another variant that is not itself matched, and keys of the variant's model."""
+    matched = {v.name for v in variants if v.matched is not None}
+    for i, v in enumerate(variants):
+        m = v.matched
+        if m is None:
+            continue
+        kp = f"variants[{i}].match"
+        _refer(src, f"{kp}.to", "variant", m.to, [n for n in names if n != v.name])
+        if m.to in matched:
+            raise InputError(src.locate(f"{kp}.to"), f"{kp}.to",
+                             f"variant '{m.to}' is matched itself; match to a variant of fixed size")
+        accepted = sorted(model_keys(resolve_model(v.model)[0].config))
+        for where, k in [("key", m.key), *((f"scale[{j}]", k) for j, k in enumerate(m.scale))]:
+            if k not in accepted:
+                raise InputError(src.locate(f"{kp}.{where}"), f"{kp}.{where}",
+                                 unknown_message(f"key of model {v.model}", k, accepted))
 
 
 def check_model_defaults(defaults: dict[str, Any], variants: list[VariantSpec], src: Source) -> None:
@@ -292,7 +316,58 @@ def resolve_cells(
                 preset = v.model if v.model != entry.name else None
                 cells.append(Cell(vname, entry.name, preset, cfg, t.label, t.task, t.cfg, vtrain, trains,
                                   v.profile and profile is not None, baselines.get(t.label)))
+    for i, v in enumerate(variants):
+        if v.matched is not None:
+            for c in cells:
+                if c.variant == v.name:
+                    solve_match(c, cells, v, i, spec.model or {}, tasks, task_objs, src)
     return cells
+
+
+def solve_match(
+    cell: Cell, cells: list[Cell], v: VariantSpec, i: int, defaults: dict[str, Any], tasks: list[TaskSpec],
+    task_objs: dict[str, Any], src: Source,
+) -> None:
+    """Size the matched variant's ``cell`` to its target's budget on the same task (harness.match): set
+    the solved config and the match record, or refuse the suite when no value is within the tolerance."""
+    from harness.match import count_budget, scaled_keys, solve, start_value
+
+    m = v.matched
+    assert m is not None
+    kp = f"variants[{i}].match"
+    target = next((c for c in cells if c.variant == m.to and c.task_name == cell.task_name), None)
+    if target is None:
+        why = f"variant '{m.to}' does not run on task '{cell.task_name}', which '{v.name}' runs on"
+        raise InputError(src.locate(f"{kp}.to"), f"{kp}.to", why)
+    task = next(t for t in tasks if t.label == cell.task_name)
+    task_obj = task_objs[cell.task_name]
+    task_id = f"{task.task}:{dataclasses.asdict(task.cfg)}"
+    start_cfg = dataclasses.asdict(cell.cfg)
+
+    def count(c: Cell, cfg: Any) -> int:
+        entry = MODELS.get(c.model)
+        return count_budget(entry, cfg, task_obj, task_id, int(c.train["batch_size"]), m.budget)
+
+    def config_at(value: int) -> Any:
+        keys = {**v.keys, **scaled_keys(start_cfg, m.key, m.scale, value)}
+        try:
+            return resolve_variant_config(v, i, keys, defaults, task, task_obj, src)
+        except InputError as e:
+            why = f"{m.key}={value} is refused ({e.message}); set {kp}.step to a multiple the model accepts"
+            raise InputError(src.locate(f"{kp}.key"), f"{kp}.key", why) from None
+
+    try:
+        solved = solve(config_at, lambda cfg: count(cell, cfg), count(target, target.cfg),
+                       start_value(start_cfg[m.key]), m.step)
+    except HarnessError as e:
+        raise InputError(src.locate(f"{kp}.key"), f"{kp}.key", str(e)) from None
+    record = {"to": m.to, "budget": m.budget, "key": m.key, "value": solved.value, "target": solved.target,
+              "achieved": solved.achieved, "rel": round(solved.rel, 6), "tolerance": m.tolerance}
+    if abs(solved.rel) > m.tolerance:
+        why = (f"no {m.key} matches '{m.to}' on {m.budget} within {m.tolerance:g}: the closest, "
+               f"{solved.value}, gives {solved.achieved:,} against {solved.target:,} ({solved.rel:+.1%})")
+        raise InputError(src.locate(kp), kp, why)
+    cell.cfg, cell.match = solved.cfg, record
 
 
 def check_eval_modes_apply(train: TrainConfig, cells: list[Cell], src: Source) -> None:

@@ -20,8 +20,8 @@ TOP_KEYS = (
     "variants", "profile", "report",
 )
 # variant keys that are not model keys: which of the suite's tasks it runs on, whether the cost sweep
-# (profile:) includes it, and train keys that differ from the suite's for this variant
-VARIANT_KEYS = ("tasks", "profile", "train")
+# (profile:) includes it, train keys that differ from the suite's for this variant, and a budget match
+VARIANT_KEYS = ("tasks", "profile", "train", "match")
 
 
 @dataclass
@@ -129,7 +129,9 @@ class VariantSpec:
     tasks: list[str] | None = None  # the suite's task labels it trains on (default all; []: sweep only)
     profile: bool = True  # whether the cost sweep (profile:) includes it
     train: dict[str, Any] | None = None  # train keys that differ from the suite's for this variant
+    match: dict[str, Any] | None = None  # MatchSpec: size this variant to another's budget
     keys: dict[str, Any] = field(default_factory=dict, init=False)  # the model keys
+    matched: MatchSpec | None = field(default=None, init=False)  # ``match`` built
 
     def check(self) -> list[tuple[str, str]]:
         if not self.name:
@@ -152,6 +154,8 @@ class VariantSpec:
                 return [("train", "must be a mapping of train keys that differ for this variant")]
             if "eval_modes" in self.train:
                 return [("train.eval_modes", "eval modes are set for the whole suite")]
+        if self.match is not None and self.sweep is not None:
+            return [("match", "a matched variant cannot have a sweep: give each size its own variant")]
         return []
 
     def name_fields(self) -> set[str]:
@@ -171,6 +175,29 @@ class VariantSpec:
                 vname = self.name + "".join(f"-{k}{x}" for k, x in point.items())
             out.append((vname, {**self.keys, **point}))
         return out
+
+
+@dataclass
+class MatchSpec:
+    """A variant's ``match:``: solve the model key ``key`` (an integer width, or a list of widths scaled
+    through its first entry) so that this variant's ``budget`` is the one of variant ``to`` on the same
+    task, within ``tolerance`` (relative: LRA's rule is 0.1). ``step``: search multiples of it (4 when 4
+    heads must divide d_model); ``scale``: keys kept in proportion to the solved one (d_ff). See
+    :mod:`harness.match`."""
+
+    to: str
+    key: str
+    budget: Literal["params", "params_applied", "flops_fwd"] = "params"
+    tolerance: float = bounded(0.1, lo=0.0, hi=1.0)
+    step: int = positive(1)
+    scale: list[str] = field(default_factory=list)
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.tolerance <= 0:
+            return [("tolerance", f"must be > 0 (a relative tolerance such as 0.1), got {self.tolerance}")]
+        if self.key in self.scale:
+            return [("scale", f"lists the solved key '{self.key}' itself")]
+        return []
 
 
 @dataclass

@@ -197,11 +197,13 @@ def test_shipped_corpus_is_large_deterministic_and_quick() -> None:
     assert t.corpus == "synthetic" and len(t.split("train")) == SYNTHETIC_BYTES - 2 * (SYNTHETIC_BYTES // 20)
 
 
+# the train mapping is one YAML line (the tests name line numbers), written in two pieces here
+TRAIN = "{{steps: 20, batch_size: 8, lr: 1.0e-2, eval_every: 20, eval_batch_size: 16, " + \
+    "profile_steps: 1, profile_warmup: 0}}"
 SUITE = """\
 name: lm
 seeds: [0]
-train: {{steps: 20, batch_size: 8, lr: 1.0e-2, eval_every: 20, eval_batch_size: 16,
-        profile_steps: 1, profile_warmup: 0}}
+train: """ + TRAIN + """
 model: {{d_model: 16, n_heads: 2, d_ff: 32, n_layers: 1, dropout: 0.0}}
 tasks:
   - {{task: char_lm, seq_len: 32, eval_tokens: 2048{task_extra}}}

@@ -176,7 +176,8 @@ def test_report_is_byte_identical(results: Path, tmp_path: Path) -> None:
     tables = write_report(results, out)
     first = {p.name: p.read_bytes() for p in sorted((out / "figures").glob("*.png"))}
     first_md = tables.read_bytes()
-    assert len(first) == 4  # strip plots for copy, reverse and charlm, and one cost figure
+    # strip plots for copy, reverse and charlm, their accuracy-against-cost figures, and one cost figure
+    assert len(first) == 7
     assert tables == write_report(results, out)
     assert tables.read_bytes() == first_md
     assert {p.name: p.read_bytes() for p in sorted((out / "figures").glob("*.png"))} == first
@@ -215,10 +216,13 @@ def test_every_notes_paper_has_a_row(report_en: str) -> None:
 def test_measured_columns(report_en: str) -> None:
     md = report_en
     headers = _table_row(md, "Year")
-    assert len(headers) == 15
+    assert len(headers) == 16  # the notes' 8 columns, 7 measured columns, the claims' verdict tally
+    assert headers[15] == "Claims: verdicts (measured)"
     # a paper without results: every measured cell is a dash
-    assert _paper_row(md, "Reordering their Sublayers")[8:] == ["—"] * 7
-    assert _paper_row(md, "LambdaNetworks")[8:] == ["—"] * 7
+    assert _paper_row(md, "Reordering their Sublayers")[8:15] == ["—"] * 7
+    assert _paper_row(md, "LambdaNetworks")[8:15] == ["—"] * 7
+    # its claims are not measured either (the synthetic rows test none of them)
+    assert "not measured" in _paper_row(md, "LambdaNetworks")[15]
     # the vanilla row is fed by suite quick and states its scale
     aiayn = _paper_row(md, "Attention Is All You Need")
     assert "quick/copy" in aiayn[8] and "L=32" in aiayn[8] and "300 steps" in aiayn[8]
@@ -235,9 +239,9 @@ def test_measured_columns(report_en: str) -> None:
 def test_measured_suite_without_results_shows_dash(tmp_path: Path) -> None:
     only_lm = [r for r in synthetic_rows() if r["suite"] == "lm"]
     md = write_report(write_results(tmp_path / "res", only_lm), tmp_path / "r").read_text(encoding="utf-8")
-    assert _paper_row(md, "Attention Is All You Need")[8:] == ["—"] * 7
+    assert _paper_row(md, "Attention Is All You Need")[8:15] == ["—"] * 7
     empty = write_report(tmp_path / "does-not-exist", tmp_path / "r2").read_text(encoding="utf-8")
-    assert _paper_row(empty, "Attention Is All You Need")[8:] == ["—"] * 7
+    assert _paper_row(empty, "Attention Is All You Need")[8:15] == ["—"] * 7
     assert "No result rows found" in empty
 
 
@@ -260,8 +264,11 @@ def test_holm_verdicts(report_en: str) -> None:
     assert _table_row(lm, "sandwich-k10")[6] == "worse beyond seed noise"
     assert _table_row(lm, "sandwich-k3")[1] == "0/1 ok (1 error)"
     assert "ValueError: order string has 7 's' but 8 'f'" in lm and "Traceback" not in lm
-    # natural order: baseline first, then k2 before k3 before k10
-    order = [ln.split("|")[1].strip() for ln in lm.splitlines() if ln.startswith("| ") and "sandwich" in ln
+    # natural order: baseline first, then k2 before k3 before k10 (in the ablation table, which comes
+    # before the accuracy-against-cost table)
+    ablation_part = lm.split("Accuracy against cost")[0]
+    order = [ln.split("|")[1].strip() for ln in ablation_part.splitlines()
+             if ln.startswith("| ") and "sandwich" in ln
              or ln.startswith("| interleaved")]
     assert order == ["interleaved", "sandwich-k2", "sandwich-k3", "sandwich-k10"]
 
@@ -295,7 +302,8 @@ def test_chinese_report(report_zh: str, results: Path, tmp_path: Path) -> None:
     assert "## 实验套件：quick" in md and "## 来源信息" in md
     assert "机器翻译，时序模型，长时模型" in md  # the notes' own text
     assert "优于基线（超出种子噪声）" in md
-    assert _paper_row(md, "Reordering their Sublayers")[8:] == ["—"] * 7
+    assert _paper_row(md, "Reordering their Sublayers")[8:15] == ["—"] * 7
+    assert "## 论断" in md and "未测量" in _paper_row(md, "Reordering their Sublayers")[15]
     with pytest.raises(ValueError):
         write_report(results, tmp_path / "x", lang="fr")
 

@@ -12,12 +12,13 @@ from harness.models.base import ModelOutput
 from harness.suite import TrainConfig, load_suite
 from harness.train import lr_at, train
 
+TRAIN = "{steps: 30, batch_size: 8, lr: 3.0e-3, warmup_steps: 5, eval_every: 10, eval_batches: 1, " + \
+    "eval_batch_size: 16, profile_steps: 2, profile_warmup: 1}"
 SUITE = """\
 name: tiny
 seeds: [0]
 baseline: a
-train: {steps: 30, batch_size: 8, lr: 3.0e-3, warmup_steps: 5, eval_every: 10, eval_batches: 1,
-        eval_batch_size: 16, profile_steps: 2, profile_warmup: 1}
+train: """ + TRAIN + """
 model: {d_model: 16, n_heads: 2, d_ff: 32, n_layers: 1, dropout: 0.1}
 tasks:
   - {task: copy, seq_len: 4, test_len: 6, vocab: 4}

@@ -1,7 +1,8 @@
 """Turn result rows into report/tables.md and report/figures/*.png.
 
-The report has three parts (docs: "The report"): the notes' two literature tables with "measured here"
-columns, one ablation section per suite, and provenance. Paper numbers come from
+The report has four parts (docs: "The report"): the notes' two literature tables with "measured here"
+columns and a verdict tally, the claims ledger (one row per claim of ``literature.yaml`` with its
+computed verdict), one ablation section per suite, and provenance. Paper numbers come from
 ``harness/literature.yaml``; measurements come only from result rows, and the two never share a cell.
 
 The same result files always give byte-identical output: every collection is sorted before use, floats
@@ -10,8 +11,8 @@ fixed size and dpi, and PNG metadata carries no software version. No torch impor
 
 Modules: ``load`` (rows through the store), ``layout`` (a suite's ``report:`` key), ``analysis``
 (ablations, cost fits, overtake lengths), ``markdown`` (tables as text), ``figures``, ``literature``
-(the notes' tables), ``sections`` (one suite's section), ``text`` (every word, en and zh), ``fmt``
-(number formats and orders).
+(the notes' tables), ``claims`` (the Claims section), ``sections`` (one suite's section), ``text``
+(every word, en and zh), ``fmt`` (number formats and orders).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from harness.claims import evaluate_claims, load_claims
 from harness.report.analysis import TaskSummary, VariantSummary, ablation, cost_references, overtake_length
+from harness.report.claims import claims_section
 from harness.report.fmt import fmt_bytes, fmt_count, fmt_gflops, fmt_rate, natural_key
 from harness.report.literature import LITERATURE_PATH, Summaries, literature_table, load_literature
 from harness.report.load import load, load_rows
@@ -80,10 +83,13 @@ def write_report(results_dir: Path, report_dir: Path, lang: str = "en") -> Path:
     figures: list[str] = []
     cache: Summaries = {}
     papers = load_literature()
+    verdicts = evaluate_claims(load_claims(), rows)
 
     out = [t(lang, "title"), "", t(lang, "intro"), ""]
     for series in ("transformer", "cv"):
-        out += [t(lang, f"series_{series}"), "", literature_table(papers, series, rows, lang, cache), ""]
+        out += [t(lang, f"series_{series}"), "",
+                literature_table(papers, series, rows, lang, cache, verdicts), ""]
+    out += claims_section(verdicts, lang)
     suites = sorted({str(r.suite) for r in rows if r.suite is not None}, key=natural_key)
     if not suites:
         out += [t(lang, "no_results", path=results_dir.as_posix()), ""]

@@ -1,7 +1,9 @@
 """What the report computes from rows: per-task ablations, cost-sweep fits, overtake lengths.
 
 An ablation compares every variant of a suite's task with the suite's baseline, paired by seed, with
-Holm-corrected p values over the table's comparisons (harness.stats). A cost sweep fits
+Holm-corrected p values over the table's comparisons (harness.stats); a comparison within noise whose
+values all sit at the metric's floor (zero or chance) or all at its ceiling is marked as such
+(harness.floors). A cost sweep fits
 ``cost ∝ seq_len^k`` per variant and quantity and finds the length from which a variant stays cheaper
 than a reference. Nothing here formats text.
 """
@@ -14,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.floors import Bounds, at_bound, bounds
 from harness.report.fmt import finite, median, mode, natural_key, scalar_key, uniq
 from harness.report.layout import ReportLayout
 from harness.report.load import as_rows, latest, row_order
@@ -47,7 +50,8 @@ class VariantSummary:
     p: float = math.nan
     p_holm: float = math.nan
     n_pairs: int = 0
-    verdict: str = "na"  # better | worse | same | baseline | na
+    verdict: str = "na"  # better | worse | same | floor | ceiling | baseline | na
+    bound: Bounds | None = None  # floor, ceiling: the metric's bounds on this task
     cost: dict[str, float | None] = field(default_factory=dict)
     mem_kinds: tuple[str, ...] = ()
 
@@ -100,6 +104,19 @@ def _judge(summaries: list[VariantSummary], higher_is_better: bool) -> None:
                 s.verdict = "same"
 
 
+def _mark_bounds(summaries: list[VariantSummary], base_vals: dict[Any, float], b: Bounds | None) -> None:
+    """A comparison within seed noise whose values (variant and baseline) all sit at the metric's floor
+    or all at its ceiling compared nothing: its verdict becomes ``floor`` or ``ceiling``."""
+    for s in summaries:
+        if s.verdict == "same" and (where := at_bound(b, [*s.values.values(), *base_vals.values()])):
+            s.verdict, s.bound = where, b
+
+
+def _task_bounds(rows: list[ResultRow], metric: str | None) -> Bounds | None:
+    cfg = next((r.config.get("task") for r in rows if isinstance(r.config.get("task"), Mapping)), None)
+    return bounds(cfg.get("name"), metric, cfg) if cfg else None
+
+
 def _scale(rows: list[ResultRow]) -> dict[str, list[Any]]:
     """The sizes the rows ran at, for the table's *Scale* line."""
     return {"seq_len": uniq(r.task_len for r in rows), "tokens": uniq(r.seq_len for r in rows),
@@ -137,6 +154,7 @@ def ablation(rows: Iterable[Any], suite: str, task: str, metric: str | None = No
             s.diff, s.diff_half_width, s.p, s.n_pairs = paired_diff(s.values, base_vals)
         summaries.append(s)
     _judge(summaries, hib)
+    _mark_bounds(summaries, base_vals, _task_bounds(rows_, metric))
     return TaskSummary(suite=suite, task=task, metric=metric, higher_is_better=hib,
                        baseline=baseline if baseline in by_variant else None, variants=summaries,
                        failures=sorted((r for r in rows_ if r.status != "ok"), key=row_order),

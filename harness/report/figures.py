@@ -1,4 +1,5 @@
-"""The report's figures: per-seed metrics of an ablation, and cost against length on log-log axes.
+"""The report's figures: per-seed metrics of an ablation, cost against length on log-log axes, and
+accuracy against cost (the Pareto front of :mod:`harness.report.pareto`).
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no global backend), in the default
 style at a fixed size and dpi, and saved without a software version, so the same rows give the same
@@ -14,7 +15,7 @@ from typing import Any
 from harness.report.analysis import PROFILE_QUANTITIES, ProfileSeries, TaskSummary
 from harness.report.fmt import finite, sig
 
-__all__ = ["cost_figure", "metric_figure"]
+__all__ = ["cost_figure", "metric_figure", "pareto_figure"]
 
 _RC: Any = {"figure.dpi": 100, "savefig.dpi": 100, "font.family": "DejaVu Sans", "font.size": 9,
             "axes.titlesize": 10}
@@ -122,4 +123,40 @@ def cost_figure(series: list[ProfileSeries], suite: str, task: str, path: Path) 
             ax.grid(alpha=0.3)
         fig.suptitle(f"{suite} / {task}: cost against sequence length (log-log)")
         fig.subplots_adjust(left=0.05, right=0.99, bottom=0.13, top=0.86, wspace=0.25)
+        _save(fig, path)
+
+
+_AXIS_LABELS = {"step_ms": "median step time (ms)", "mem_bytes": "peak memory of a step (MiB)"}
+_AXIS_SCALE = {"step_ms": 1.0, "mem_bytes": 1.0 / 2**20}
+
+
+def pareto_figure(ts: TaskSummary, points: dict[str, list[Any]], path: Path) -> None:
+    """The metric (mean, 95% CI bars) against each cost axis in ``points`` (axis -> ParetoPoints);
+    filled markers are the front of that axis, hollow ones are dominated; every point is labelled."""
+    import matplotlib
+    import matplotlib.style
+
+    colors = _colors()
+    order = {s.variant: i for i, s in enumerate(ts.variants)}
+    with matplotlib.style.context("default"), matplotlib.rc_context(_RC):
+        fig = _new_figure(11.0, 4.2)
+        for j, (axis, pts) in enumerate(sorted(points.items(), key=lambda kv: kv[0] != "step_ms")):
+            ax = fig.add_subplot(1, len(points), j + 1)
+            for p in pts:
+                color = colors[order.get(p.variant, 0) % len(colors)]
+                x = p.cost * _AXIS_SCALE.get(axis, 1.0)
+                err = [[p.half_width], [p.half_width]] if finite(p.half_width) else None
+                ax.errorbar([x], [p.mean], yerr=err, fmt="o", ms=7, capsize=3, color=color,
+                            mfc=color if p.on_front else "white", mew=1.5, zorder=3)
+                ax.annotate(p.variant, (x, p.mean), textcoords="offset points", xytext=(5, 4), fontsize=7)
+            ax.margins(x=0.2, y=0.1)  # room for the labels
+            if not pts:
+                ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xlabel(_AXIS_LABELS.get(axis, axis))
+            ax.set_ylabel(ts.metric or "value")
+            ax.grid(alpha=0.3)
+        better = "higher" if ts.higher_is_better else "lower"
+        fig.suptitle(f"{ts.suite} / {ts.task}: {ts.metric} ({better} is better) against cost; "
+                     "filled: on the front")
+        fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.88, wspace=0.25)
         _save(fig, path)

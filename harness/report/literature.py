@@ -7,13 +7,15 @@ measured cell.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from harness.claims import Verdict
 from harness.report.analysis import TaskSummary, ablation
+from harness.report.claims import verdict_tally
 from harness.report.fmt import (
     DASH,
     finite,
@@ -128,8 +130,9 @@ def _with_notes(p: Mapping[str, Any], key: str, lang: str) -> str:
 
 
 def literature_table(papers: list[dict[str, Any]], series: str, rows: list[ResultRow], lang: str,
-                     cache: Summaries) -> str:
-    """The notes' table of one series (``transformer`` or ``cv``) with the measured columns."""
+                     cache: Summaries, verdicts: Sequence[Verdict] = ()) -> str:
+    """The notes' table of one series (``transformer`` or ``cv``) with the measured columns and, last,
+    the tally of the computed verdicts of each paper's claims (the Claims section has them one by one)."""
     body = []
     for p in papers:
         if p.get("series") != series:
@@ -139,5 +142,6 @@ def literature_table(papers: list[dict[str, Any]], series: str, rows: list[Resul
             title = f"[{title}](https://arxiv.org/abs/{p['arxiv']})"
         body.append([_with_notes(p, "year", lang), _with_notes(p, "venue", lang), title,
                      *(_text(p, k, lang) for k in ("problem", "method", "result", "training", "other")),
-                     *measured_cells(p, rows, lang, cache)])
+                     *measured_cells(p, rows, lang, cache),
+                     verdict_tally([v for v in verdicts if v.claim.paper == p.get("id")], lang)])
     return md_table(LIT_HEADERS[lang], body)

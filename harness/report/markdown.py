@@ -27,7 +27,7 @@ from harness.report.load import as_rows
 from harness.report.text import ABL_HEADERS, t
 from harness.rows import ResultRow
 
-__all__ = ["ablation_table", "cell", "failure_lines", "md_table", "scale_text", "suite_table"]
+__all__ = ["ablation_table", "cell", "failure_lines", "md_table", "scale_text", "suite_table", "verdict_text"]
 
 
 def cell(text: Any) -> str:
@@ -67,6 +67,16 @@ def _cost_cells(s: VariantSummary, mixed_mem: bool) -> dict[str, str]:
     }
 
 
+def verdict_text(s: VariantSummary, lang: str) -> str:
+    """A comparison's verdict; at a floor or ceiling it says so, with the bound ("chance 0.125")."""
+    if s.verdict in ("floor", "ceiling") and s.bound is not None:
+        value = s.bound.worst if s.verdict == "floor" else s.bound.best
+        chance = s.bound.chance and s.verdict == "floor"
+        x = f"{value:.3g}"
+        return t(lang, s.verdict, bound=t(lang, "chance", x=x) if chance else x)
+    return t(lang, s.verdict)
+
+
 def ablation_table(ts: TaskSummary, lang: str) -> tuple[list[str], list[list[str]]]:
     """Headers and cells of an ablation table: seeds, comparison with the baseline, cost."""
     h = ABL_HEADERS[lang]
@@ -83,7 +93,7 @@ def ablation_table(ts: TaskSummary, lang: str) -> tuple[list[str], list[list[str
         cost = _cost_cells(s, mixed_mem)
         diff = t(lang, "ref") if s.is_baseline else fmt_diff(s.diff, s.diff_half_width)
         out.append([s.variant, _runs_cell(s), fmt_mean(s.mean, s.half_width, s.n), str(s.n), diff,
-                    DASH if s.is_baseline else fmt_p(s.p_holm), t(lang, s.verdict),
+                    DASH if s.is_baseline else fmt_p(s.p_holm), verdict_text(s, lang),
                     *(cost[k] for k in cost_keys)])
     return headers, out
 

@@ -15,12 +15,14 @@ from harness.report.analysis import (
     overtake_length,
     profile_series,
 )
+from harness.report.budget import budget_lines
 from harness.report.figures import cost_figure, metric_figure
 from harness.report.fmt import DASH, finite, fmt_mean, mode, natural_key, slug, uniq
 from harness.report.layout import MatrixLayout, ReportLayout, suite_layout
 from harness.report.literature import paper_table
 from harness.report.load import latest
 from harness.report.markdown import ablation_table, failure_lines, md_table, scale_text
+from harness.report.pareto import pareto_section
 from harness.report.text import t
 from harness.rows import ResultRow
 from harness.stats import mean_ci
@@ -131,7 +133,8 @@ def overtake_section(series: list[ProfileSeries], prows: list[ResultRow], refs: 
 
 def _task_section(rows: list[ResultRow], suite: str, task: str, lang: str, fig_dir: Path,
                   figures: list[str]) -> list[str]:
-    """One task's ablation table, its strip plot and its failed jobs."""
+    """One task's ablation table with its budget lines, its strip plot, accuracy against cost and its
+    failed jobs."""
     ts = ablation(rows, suite, task)
     headers, body = ablation_table(ts, lang)
     k = sum(1 for s in ts.variants if not s.is_baseline and finite(s.p))
@@ -139,6 +142,7 @@ def _task_section(rows: list[ResultRow], suite: str, task: str, lang: str, fig_d
            md_table(headers, body), "",
            t(lang, "direction", metric=ts.metric, alpha=ALPHA, k=k,
              direction=t(lang, "higher" if ts.higher_is_better else "lower")), ""]
+    out += budget_lines(ts, rows, lang)  # which budget each comparison holds; budget-matched pairs
     if ts.superseded:
         out += [t(lang, "superseded", n=ts.superseded), ""]
     if any(s.values for s in ts.variants):
@@ -147,6 +151,7 @@ def _task_section(rows: list[ResultRow], suite: str, task: str, lang: str, fig_d
         figures.append(name)
         out += [f"![{suite} {task} {ts.metric}](figures/{name})", "",
                 t(lang, "fig_metric", metric=ts.metric), ""]
+        out += pareto_section(ts, lang, fig_dir, figures)  # accuracy against step time and memory
     if ts.failures:
         out += [t(lang, "failed"), "", *failure_lines(ts.failures), ""]
     return out
@@ -195,7 +200,10 @@ def suite_section(rows: list[ResultRow], suite: str, lang: str, fig_dir: Path,
     """The whole section of one suite; the figures it draws are added to ``figures``."""
     srows = [r for r in rows if r.suite == suite]
     out = [t(lang, "suite", suite=suite), ""]
-    desc = mode(r.suite_description for r in srows)
+    # the description of the suite's most recent run, like its layout (an edited suite file's text
+    # shows once a job of it has run again)
+    newest = max(srows, key=lambda r: (str(r.finished_at or ""), str(r.run_id)), default=None)
+    desc = newest.suite_description if newest is not None else None
     if desc:
         out += [str(desc).strip(), ""]
     baseline = mode(r.baseline for r in srows)
