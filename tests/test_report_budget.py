@@ -120,3 +120,31 @@ def test_report_has_budget_line_pareto_table_and_figure(tmp_path: Path) -> None:
         line = next(x for x in md.splitlines() if x.startswith("| `base`") and "front" not in x
                     and "前沿" not in x)
         assert "`cheap-good`" in line
+
+
+def _floor_row(variant: str, seed: int) -> dict[str, Any]:
+    """A copy task on 8 symbols where nothing was learned: seq_acc 0 for every variant and seed."""
+    row = _row(variant, seed, metric="seq_acc", value=0.0, metrics={"seq_acc": 0.0, "tok_acc": 0.125})
+    row["config"] = {"train": {"steps": 10, "batch_size": 4},
+                     "task": {"name": "copy", "seq_len": 8, "vocab": 8}}
+    return row
+
+
+def test_a_table_with_every_variant_at_the_floor_compares_costs_only(tmp_path: Path) -> None:
+    rows = [ResultRow.from_dict(_floor_row(v, s)) for v in VARIANTS for s in range(3)]
+    ts = ablation(rows, "s", "t")
+    assert ts.all_at == "floor" and ts.bound is not None and ts.bound.worst == 0.0
+    assert all(s.verdict == "floor" for s in ts.variants if not s.is_baseline)
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "s.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in rows))
+    write_report(results, tmp_path / "report")
+    text = (tmp_path / "report" / "tables.md").read_text()
+    assert "Uninformative at this scale: every variant's seq_acc sits at the metric's floor (0)" in text
+    figures = {p.name for p in (tmp_path / "report" / "figures").glob("*.png")}
+    assert not any(name.startswith("s-t-") for name in figures), figures  # no metric or pareto figure
+    # one variant above the floor: the table compares again
+    learned = {**_floor_row("base", 0), "value": 0.5, "metrics": {"seq_acc": 0.5}}
+    rows[0] = ResultRow.from_dict(learned)
+    again = ablation(rows, "s", "t")
+    assert again.bound is not None and again.all_at is None

@@ -69,6 +69,9 @@ class TaskSummary:
     failures: list[ResultRow]
     superseded: int
     scale: dict[str, list[Any]]
+    # ``floor`` or ``ceiling`` when every value of every variant sits there: the table compares nothing
+    all_at: str | None = None
+    bound: Bounds | None = None
 
     def get(self, variant: str) -> VariantSummary | None:
         return next((v for v in self.variants if v.variant == variant), None)
@@ -154,11 +157,13 @@ def ablation(rows: Iterable[Any], suite: str, task: str, metric: str | None = No
             s.diff, s.diff_half_width, s.p, s.n_pairs = paired_diff(s.values, base_vals)
         summaries.append(s)
     _judge(summaries, hib)
-    _mark_bounds(summaries, base_vals, _task_bounds(rows_, metric))
+    b = _task_bounds(rows_, metric)
+    _mark_bounds(summaries, base_vals, b)
     return TaskSummary(suite=suite, task=task, metric=metric, higher_is_better=hib,
                        baseline=baseline if baseline in by_variant else None, variants=summaries,
                        failures=sorted((r for r in rows_ if r.status != "ok"), key=row_order),
-                       superseded=superseded, scale=_scale(rows_))
+                       superseded=superseded, scale=_scale(rows_),
+                       all_at=at_bound(b, [v for s in summaries for v in s.values.values()]), bound=b)
 
 
 # --------------------------------------------------------------------------------------- cost sweeps

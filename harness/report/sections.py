@@ -145,7 +145,10 @@ def _task_section(rows: list[ResultRow], suite: str, task: str, lang: str, fig_d
     out += budget_lines(ts, rows, lang)  # which budget each comparison holds; budget-matched pairs
     if ts.superseded:
         out += [t(lang, "superseded", n=ts.superseded), ""]
-    if any(s.values for s in ts.variants):
+    if ts.all_at and ts.bound is not None:  # nothing was learned (or everything): say so, draw nothing
+        value = ts.bound.worst if ts.all_at == "floor" else ts.bound.best
+        out += [t(lang, f"all_{ts.all_at}", metric=ts.metric, x=f"{value:.3g}"), ""]
+    elif any(s.values for s in ts.variants):
         name = slug(suite, task, "metric") + ".png"
         metric_figure(ts, fig_dir / name)
         figures.append(name)

@@ -95,6 +95,12 @@ TEXT: dict[str, dict[str, str]] = {
         "fig_pareto": ("{metric} (mean ± 95% CI) against step time and against peak memory; "
                        "filled markers are on the front of that axis."),
         "floor": "uninformative: all at floor ({bound})",
+        "all_floor": ("Uninformative at this scale: every variant's {metric} sits at the metric's floor "
+                      "({x}), so this table compares costs only (no metric figure, no accuracy against "
+                      "cost)."),
+        "all_ceiling": ("Uninformative at this scale: every variant's {metric} sits at the metric's ceiling "
+                        "({x}), so this table compares costs only (no metric figure, no accuracy against "
+                        "cost)."),
         "ceiling": "uninformative: all at ceiling ({bound})",
         "chance": "chance {x}",
         "claims": "## Claims",
@@ -219,6 +225,10 @@ TEXT: dict[str, dict[str, str]] = {
         "fig_pareto": ("{metric}（均值 ± 95% 置信区间）对步时与峰值内存；"
                        "实心点为该坐标轴上的前沿。"),
         "floor": "无信息：全部处于下限（{bound}）",
+        "all_floor": ("在此规模下无信息：所有变体的 {metric} 都处于指标下限（{x}），"
+                      "本表只比较开销（不画指标图与精度-开销图）。"),
+        "all_ceiling": ("在此规模下无信息：所有变体的 {metric} 都处于指标上限（{x}），"
+                        "本表只比较开销（不画指标图与精度-开销图）。"),
         "ceiling": "无信息：全部处于上限（{bound}）",
         "chance": "随机水平 {x}",
         "claims": "## 论断",
