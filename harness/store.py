@@ -98,11 +98,8 @@ def prune_rows(path: str | Path, keep: set[str], *, dry_run: bool = False) -> li
             for raw in f:
                 if not raw.strip():
                     continue
-                try:
-                    row = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    row = None
-                if not isinstance(row, dict):
+                row = _parse_line(raw)
+                if row is None:
                     dropped.append({})
                 elif isinstance(row.get("run_id"), str) and row["run_id"] not in keep:
                     dropped.append(row)
@@ -146,14 +143,17 @@ def _parsed_lines(path: Path) -> Iterator[dict[str, Any] | None]:
         return
     with path.open("rb") as f:
         for raw in f:
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                yield None
-                continue
-            yield row if isinstance(row, dict) else None
+            if raw.strip():
+                yield _parse_line(raw)
+
+
+def _parse_line(raw: bytes) -> dict[str, Any] | None:
+    """One line of a results file as a dict, or None where it does not parse as one (a torn tail)."""
+    try:
+        row = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return row if isinstance(row, dict) else None
 
 
 def read_rows(path: str | Path) -> Iterator[dict[str, Any]]:
