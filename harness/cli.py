@@ -79,7 +79,6 @@ def _dry_run(suite: Any) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
-    from harness.suite import load_suite
 
     if args.ray_address and args.executor != "ray":
         return _bad_input("--ray-address needs --executor ray")
@@ -92,13 +91,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         if importlib.util.find_spec("ray") is None:
             return _bad_input("--executor ray needs Ray, which is not installed: pip install -e '.[ray]'")
-    overrides = list(args.overrides)
-    if args.precision is not None:
-        overrides.append(f"train.precision={args.precision}")
-    if args.compile:
-        overrides.append("train.compile=true")
     try:
-        suite = load_suite(args.suite, overrides, device=args.device)
+        suite = _suite_from_args(args)
     except HarnessError as e:
         return _bad_input(str(e))
     if args.dry_run:
@@ -201,17 +195,21 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
-    from harness.store import prune_rows
-    from harness.suite import load_suite
+    from harness.store import prune_rows, read_rows
 
     try:
-        suite = load_suite(args.suite)
+        suite = _suite_from_args(args)
     except HarnessError as e:
         return _bad_input(str(e))
     path = Path(args.results_dir) / f"{suite.name}.jsonl"
-    dropped = prune_rows(path, {job.run_id for job in suite.jobs}, dry_run=args.dry_run)
+    # a row run on another device or with other numerics is not this expansion's to judge: keep it
+    numerics = {_numerics({"config": job.config()}) for job in suite.jobs}
+    keep = {job.run_id for job in suite.jobs} | {
+        r["run_id"] for r in read_rows(path)
+        if "run_id" in r and (n := _numerics(r)) is not None and n not in numerics}
+    dropped = prune_rows(path, keep, dry_run=args.dry_run)
     for row in dropped:
-        kind = row.get("kind", "train")
+        kind = row.get("job", "train")
         where = f"seed={row.get('seed')}" if kind == "train" else f"n={row.get('seq_len')}"
         print(f"{row.get('run_id')}  {row.get('variant')}  {row.get('task')}  {kind}  {where}  "
               f"{row.get('status')}" if row else "(unreadable line)")
@@ -221,10 +219,43 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _numerics(row: dict) -> tuple[Any, str, bool] | None:
+    """A stored row's (device, precision, compile), as its job's config recorded them (None: no config)."""
+    config = row.get("config")
+    if not isinstance(config, dict):
+        return None
+    train = config.get("train") or {}
+    return config.get("device"), train.get("precision", "fp32"), bool(train.get("compile"))
+
+
+def _add_suite_args(p: argparse.ArgumentParser) -> None:
+    """The arguments that decide a suite's jobs (and so their run_ids), for run and prune alike."""
+    p.add_argument("suite", help="suite YAML file")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override a suite field by dotted path")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                   help="default: the suite's, else cpu")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
+                   help="shorthand for train.precision=...: autocast dtype (fp16 adds loss scaling)")
+    p.add_argument("--compile", action="store_true", help="shorthand for train.compile=true (torch.compile)")
+
+
+def _suite_from_args(args: argparse.Namespace) -> Any:
+    """The suite as ``_add_suite_args``'s arguments resolve it; raises HarnessError on bad input."""
+    from harness.suite import load_suite
+
+    overrides = list(args.overrides)
+    if args.precision is not None:
+        overrides.append(f"train.precision={args.precision}")
+    if args.compile:
+        overrides.append("train.compile=true")
+    return load_suite(args.suite, overrides, device=args.device)
+
+
 def _add_prune(sub: Any) -> None:
     pn = sub.add_parser("prune",
-                        help="drop a suite's result rows whose run_id the suite no longer expands to")
-    pn.add_argument("suite", help="suite YAML file")
+                        help="drop a suite's result rows whose run_id the suite no longer expands to "
+                             "(rows of another device or precision than the one given are kept)")
+    _add_suite_args(pn)
     pn.add_argument("--results-dir", default="results")
     pn.add_argument("--dry-run", action="store_true", help="print what would be dropped; change nothing")
     pn.set_defaults(func=cmd_prune)
@@ -238,10 +269,7 @@ def make_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     r = sub.add_parser("run", help="run a suite: train, profile, store results, write the report")
-    r.add_argument("suite", help="suite YAML file")
-    r.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override a suite field by dotted path")
-    r.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
-                   help="default: the suite's, else cpu")
+    _add_suite_args(r)
     r.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="where jobs run: local (this machine) or ray (a Ray instance or cluster; "
                         "pip install -e '.[ray]')")
@@ -250,9 +278,6 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="local executor: run N training jobs at once in worker processes "
                         "(profile jobs run alone)")
-    r.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
-                   help="shorthand for train.precision=...: autocast dtype (fp16 adds loss scaling)")
-    r.add_argument("--compile", action="store_true", help="shorthand for train.compile=true (torch.compile)")
     r.add_argument("--force", action="store_true", help="rerun jobs already in the results file")
     r.add_argument("--dry-run", action="store_true", help="validate and print the job grid; train nothing")
     r.add_argument("--no-report", action="store_true", help="do not regenerate the report")

@@ -101,3 +101,20 @@ def test_task_metric_is_the_rows_headline(tmp_path: Path) -> None:
     assert main(["run", str(path), "seeds=[0]", "--results-dir", str(res), "--no-report"]) == 0
     (row,) = read_rows(res / "tiny.jsonl")
     assert row["metric"] == "tok_acc" and row["value"] == row["metrics"]["tok_acc"]
+
+
+def test_prune_keeps_rows_of_another_device_or_precision(tmp_path: Path) -> None:
+    """A results file may hold a suite's CPU rows and its CUDA or bf16 rows (other run_ids): pruning with
+    the default device judges only the CPU fp32 rows; `--device cuda` judges the CUDA ones."""
+    path = _suite(tmp_path)
+    res = tmp_path / "res"
+    store = ResultStore(res / "tiny.jsonl")
+    for device, extra in (("cpu", []), ("cuda", []), ("cpu", ["train.precision=bf16"])):
+        for job in load_suite(path, extra, device=device).jobs:
+            store.append({"run_id": job.run_id, "variant": job.variant, "config": job.config()})
+    store.append({"run_id": "stale-cuda", "variant": "gone", "config": {"device": "cuda", "train": {}}})
+    assert main(["prune", str(path), "--results-dir", str(res)]) == 0
+    assert len(list(read_rows(res / "tiny.jsonl"))) == 7  # nothing of this expansion is stale
+    assert main(["prune", str(path), "--device", "cuda", "--results-dir", str(res)]) == 0
+    ids = [r["run_id"] for r in read_rows(res / "tiny.jsonl")]
+    assert len(ids) == 6 and "stale-cuda" not in ids

@@ -47,6 +47,9 @@ CASES = {
         GOOD.replace("n_heads: 2", "n_heads: 3"),
         [], ["bad.yaml:5:", "n_heads", "must divide d_model (16)"]),
     "empty_file": ("", [], ["bad.yaml:1:", "empty"]),
+    "image_model_on_token_task": (
+        GOOD.replace("model: vanilla, norm: pre", "model: resnet"),
+        [], ["bad.yaml:10:", "variants[1].model", "its io is 'image'"]),
     "null_name": (GOOD.replace("name: t", "name: null"), [], ["bad.yaml:1:", "name", "expected str"]),
     "unsafe_name": (GOOD.replace("name: t", "name: a/b"), [], ["bad.yaml:1:", "name", "file-name-safe"]),
     "missing_include": ("include: nowhere.yaml\n" + GOOD, [], ["bad.yaml:1:", "include", "not found"]),

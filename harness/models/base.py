@@ -60,10 +60,10 @@ class ConfigIO:
         return self.config.io
 
 
-def model_io(model_cls: type, cfg: Any) -> IOFormat:
-    """The io of ``model_cls`` built from ``cfg``, read without building it."""
+def model_io(model_cls: type, cfg: Any) -> IOFormat | None:
+    """The io of ``model_cls`` built from ``cfg``, read without building it (None: it declares none)."""
     io = getattr(model_cls, "io", None)
-    return io if isinstance(io, str) else cfg.io  # type: ignore[return-value]
+    return io if isinstance(io, str) else getattr(cfg, "io", None)  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
+from harness.models.base import model_io
+
 if TYPE_CHECKING:  # pragma: no cover
     from harness.models.base import ModelOutput
 
@@ -120,6 +122,9 @@ class TaskBase:
         return {}
 
     def check_model(self, cfg: Any, model_cls: type) -> str | None:
+        io = model_io(model_cls, cfg)
+        if io is not None and io not in self.ios:
+            return f"its io is '{io}'; the task lays batches out for {', '.join(self.ios)}"
         return None
 
     def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:

@@ -373,7 +373,7 @@ class CharLM(TaskBase):
             arch = getattr(cfg, "arch", None)
             what = f"arch '{arch}' (use arch: decoder)" if arch in _ARCHS else "causal: false"
             return f"char_lm needs a causal language model (next-token prediction); this one is {what}"
-        return None
+        return super().check_model(cfg, model_cls)
 
     def make(self, n: int, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``batch`` training windows of ``n`` inputs at uniform random offsets: (inputs, next bytes)."""

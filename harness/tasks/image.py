@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from harness.models.base import model_io
 from harness.tasks.base import IGNORE, Batch, TaskBase
 
 
@@ -45,7 +46,7 @@ class ImageTask(TaskBase):
                 "head": self.head}
 
     def check_model(self, cfg: Any, model_cls: type) -> str | None:
-        if getattr(model_cls, "io", "image") != "image" and not hasattr(cfg, "image_size"):
+        if model_io(model_cls, cfg) not in self.ios:
             return "it is not an image model"
         size = getattr(cfg, "image_size", None)
         if size is not None and size != self.image_size:
