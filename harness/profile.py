@@ -15,7 +15,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 import torch
 from torch import nn
@@ -372,12 +372,29 @@ def forward_extras(model: nn.Module, batch: Batch) -> dict[str, float]:
     was_training = model.training
     model.eval()
     try:
-        rng_devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=rng_devices), torch.no_grad():
+        with torch.random.fork_rng(devices=_rng_devices(device)):
             out = model(**batch.inputs)
     finally:
         model.train(was_training)
     return {k: float(v) for k, v in out.extras.items()}
+
+
+class ExtrasProbe:
+    """The loss function to profile with: ``loss(model(**batch.inputs), batch)``, noting whether the
+    model's outputs carry extras. :meth:`extras` then runs :func:`forward_extras`'s eval pass only for a
+    model that reports some (ACT), not for every cell of a cost sweep."""
+
+    def __init__(self, loss: Callable[[Any, Batch], torch.Tensor]) -> None:
+        self.loss = loss
+        self.seen = False
+
+    def __call__(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        out = model(**batch.inputs)
+        self.seen = self.seen or bool(out.extras)
+        return self.loss(out, batch)
+
+    def extras(self, model: nn.Module, batch: Batch) -> dict[str, float]:
+        return forward_extras(model, batch) if self.seen else {}
 
 
 # --- everything --------------------------------------------------------------------------------------

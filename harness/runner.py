@@ -123,12 +123,10 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def _oom_message(row: ResultRow, job: Job, precision: str) -> str:
-    """An out-of-memory error naming the size that failed (before the batch exists: the suite's)."""
-    n = row.seq_len if row.seq_len is not None else job.task_cfg.get("seq_len")
-    bs = row.batch_size if row.batch_size is not None else job.train["batch_size"]
-    return (f"out of memory at seq_len={n} batch_size={bs}"
-            f"{' (' + precision + ')' if precision != 'fp32' else ''}: {row.error}")[:500]
+def _oom_message(n: Any, batch_size: Any, precision: str, error: str | None) -> str:
+    """An out-of-memory error naming the size that failed."""
+    return (f"out of memory at seq_len={n} batch_size={batch_size}"
+            f"{' (' + precision + ')' if precision != 'fp32' else ''}: {error}")[:500]
 
 
 def execute(job: Job, progress: Callable[[int, int, float, float], None] | None = None) -> dict[str, Any]:
@@ -136,7 +134,7 @@ def execute(job: Job, progress: Callable[[int, int, float, float], None] | None 
     and Ray tasks as plain data); never raises for a failing job."""
     import torch
 
-    from harness.profile import forward_extras, profile_model
+    from harness.profile import ExtrasProbe, profile_model
     from harness.train import train
 
     started = time.perf_counter()
@@ -157,12 +155,13 @@ def execute(job: Job, progress: Callable[[int, int, float, float], None] | None 
         if job.kind == "train":
             row.seq_len, row.batch_size = batch.seq_len, batch.batch_size
             row.metric, row.higher_is_better = task.metric, task.higher_is_better
+        probe = ExtrasProbe(task.loss)
         row.update(profile_model(
-            model, batch, lambda m, b: task.loss(m(**b.inputs), b), device=device,
+            model, batch, probe, device=device,
             n_warmup=job.train["profile_warmup"], n_timed=job.train["profile_steps"], precision=precision,
         ))
         if job.kind == "profile":  # the model's extras (ponder_steps), as training rows carry them
-            row.update(forward_extras(model, batch))
+            row.update(probe.extras(model, batch))
             row.status = "ok"
         else:
             out = train(model, task, job.train, job.seed, device, progress, eval_builders(job))
@@ -176,7 +175,9 @@ def execute(job: Job, progress: Callable[[int, int, float, float], None] | None 
         failed = True
         row.status, row.error = ("oom" if _is_oom(e) else "error"), _one_line(e)
         if row.status == "oom":
-            row.error = _oom_message(row, job, precision)
+            n = row.seq_len if row.seq_len is not None else job.task_cfg.get("seq_len")
+            bs = row.batch_size if row.batch_size is not None else job.train["batch_size"]
+            row.error = _oom_message(n, bs, precision, row.error)
     if failed:
         # the exception (and the frames holding the model, optimizer and activations) is gone by
         # now: drop our own references and hand the memory back before the next job
@@ -404,7 +405,7 @@ def profile_one(
     import torch
 
     from harness.jobs import profile_target
-    from harness.profile import forward_extras, profile_model
+    from harness.profile import ExtrasProbe, profile_model
 
     shape, keys, where = profile_overrides(overrides)
     entry, cfg, tentry, task = profile_target(model_name, task_name, shape["seq_len"], keys, where)
@@ -419,16 +420,15 @@ def profile_one(
     fields: dict[str, Any] = {"model": model_name, "task": tentry.name, **shape, "precision": precision,
                               "status": "ok", "error": None}
     try:
+        probe = ExtrasProbe(task.loss)
         fields.update(profile_model(
-            model, batch, lambda m, b: task.loss(m(**b.inputs), b), device=dev, n_warmup=n_warmup,
-            n_timed=n_timed, precision=precision,
+            model, batch, probe, device=dev, n_warmup=n_warmup, n_timed=n_timed, precision=precision,
         ))
-        fields.update(forward_extras(model, batch))
+        fields.update(probe.extras(model, batch))
     except Exception as e:  # report it like a job would
         fields["status"], fields["error"] = ("oom" if _is_oom(e) else "error"), _one_line(e)
         if fields["status"] == "oom":
-            fields["error"] = (f"out of memory at seq_len={shape['seq_len']} "
-                               f"batch_size={shape['batch_size']}: {fields['error']}")
+            fields["error"] = _oom_message(shape["seq_len"], shape["batch_size"], precision, fields["error"])
     if fields["status"] != "ok":
         free_memory()
     fields.update({"device": dev.type, "device_name": device_name(dev.type),

@@ -28,8 +28,14 @@ import torch
 from torch import nn
 
 from harness.models.base import ARCH_IO, Arch, ConfigIO, IOFormat, ModelOutput, SublayerConfig, layout_problem
-from harness.models.blocks import TiedHead, TokenEmbedding, TransformerLayer, init_linear_xavier
-from harness.models.stack import SublayerStack, execution_plan
+from harness.models.blocks import (
+    FeedForward,
+    MultiHeadAttention,
+    Residual,
+    TiedHead,
+    TokenEmbedding,
+    init_linear_xavier,
+)
 from harness.registry import register_model, register_preset
 
 
@@ -62,11 +68,42 @@ class VanillaConfig(SublayerConfig):
         return []
 
 
-def make_layer(c: VanillaConfig, causal: bool, cross: bool = False) -> TransformerLayer:
-    """An encoder layer (self-attention, FFN) or, with ``cross``, a decoder layer (Sec. 3.1)."""
-    return TransformerLayer(
-        c.d_model, c.n_heads, c.d_ff, c.dropout, c.attn_p, c.attention, c.activation, c.norm, causal, cross
-    )
+class EncoderLayer(nn.Module):
+    """Self-attention then feed-forward, each in a residual block (Sec. 3.1, encoder).
+
+    Vanilla keeps its own layer classes: their parameter names and registration order (attn, ff,
+    res_attn, res_ff) fix the order of ``model.parameters()``, which gradient clipping sums over, so a
+    retrained vanilla job reproduces its committed row bit for bit."""
+
+    def __init__(self, c: VanillaConfig, causal: bool) -> None:
+        super().__init__()
+        self.causal = causal
+        self.attn = MultiHeadAttention(c.d_model, c.n_heads, c.attn_p, c.attention)
+        self.ff = FeedForward(c.d_model, c.d_ff, c.dropout, c.activation)
+        self.res_attn = Residual(c.d_model, c.dropout, c.norm)
+        self.res_ff = Residual(c.d_model, c.dropout, c.norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.res_attn(x, lambda h: self.attn(h, causal=self.causal))  # (B, S, D)
+        return self.res_ff(x, self.ff)
+
+
+class DecoderLayer(nn.Module):
+    """Masked self-attention, cross-attention over the encoder output, feed-forward (Sec. 3.1)."""
+
+    def __init__(self, c: VanillaConfig) -> None:
+        super().__init__()
+        self.self_attn = MultiHeadAttention(c.d_model, c.n_heads, c.attn_p, c.attention)
+        self.cross_attn = MultiHeadAttention(c.d_model, c.n_heads, c.attn_p, c.attention, cross=True)
+        self.ff = FeedForward(c.d_model, c.d_ff, c.dropout, c.activation)
+        self.res_self = Residual(c.d_model, c.dropout, c.norm)
+        self.res_cross = Residual(c.d_model, c.dropout, c.norm)
+        self.res_ff = Residual(c.d_model, c.dropout, c.norm)
+
+    def forward(self, y: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        y = self.res_self(y, lambda h: self.self_attn(h, causal=True))  # (B, T, D)
+        y = self.res_cross(y, lambda h: self.cross_attn(h, memory))
+        return self.res_ff(y, self.ff)
 
 
 @register_model("vanilla", config=VanillaConfig)
@@ -78,20 +115,20 @@ class Vanilla(ConfigIO, nn.Module):
         self.config = c
         self.embed = TokenEmbedding(c.vocab_size, c.d_model, c.max_len, c.pos, c.dropout)
         causal = c.arch == "decoder"
-        self.layers = nn.ModuleList(make_layer(c, causal) for _ in range(c.n_layers))
-        self.encoder = SublayerStack(execution_plan("l" * c.n_layers), {"l": self.layers})
+        self.layers = nn.ModuleList(EncoderLayer(c, causal) for _ in range(c.n_layers))
         self.enc_norm = nn.LayerNorm(c.d_model) if c.norm == "pre" else None
         if c.arch == "encdec":
             n_dec = c.n_dec_layers or c.n_layers
             # masked self-attention, cross-attention over the encoder output, feed-forward
-            self.dec_layers = nn.ModuleList(make_layer(c, True, cross=True) for _ in range(n_dec))
-            self.decoder = SublayerStack(execution_plan("l" * n_dec), {"l": self.dec_layers})
+            self.dec_layers = nn.ModuleList(DecoderLayer(c) for _ in range(n_dec))
             self.dec_norm = nn.LayerNorm(c.d_model) if c.norm == "pre" else None
         self.head = TiedHead(self.embed.tok)
         init_linear_xavier(self)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.encoder(self.embed(x))  # (B, S, D)
+        h = self.embed(x)  # (B, S, D)
+        for layer in self.layers:
+            h = layer(h)
         return self.enc_norm(h) if self.enc_norm is not None else h
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> ModelOutput:
@@ -99,7 +136,9 @@ class Vanilla(ConfigIO, nn.Module):
         if self.config.arch == "encdec":
             if y is None:
                 raise ValueError("encdec needs the shifted target y")
-            g = self.decoder(self.embed(y), memory=h)  # (B, T, D); the source's embedding (shared vocabulary)
+            g = self.embed(y)  # (B, T, D); the source's embedding (shared vocabulary)
+            for layer in self.dec_layers:
+                g = layer(g, h)
             h = self.dec_norm(g) if self.dec_norm is not None else g
         return ModelOutput(self.head(h))  # (B, T, V)
 
