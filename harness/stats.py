@@ -8,6 +8,7 @@ jobs carry nulls. Inputs are sorted before any reduction so the same data always
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ from scipy.optimize import brentq
 
 __all__ = [
     "as_finite", "detectable_effect", "fit_power_law", "holm", "mean_ci", "paired_diff", "paired_sd",
-    "pairs_needed",
+    "mode", "pairs_needed",
 ]
 
 
@@ -166,3 +167,12 @@ def paired_sd(treatment_by_seed: Mapping[Any, float | None],
              if (t := as_finite(treatment_by_seed[s])) is not None
              and (b := as_finite(baseline_by_seed.get(s))) is not None]
     return float(np.std(sorted(diffs), ddof=1)) if len(diffs) >= 2 else math.nan
+
+
+def mode(values: Iterable[Any]) -> Any:
+    """Most common non-null value; ties go to the smallest in sort order."""
+    counts = Counter(v for v in values if v is not None)
+    if not counts:
+        return None
+    best = max(counts.values())
+    return min((v for v, c in counts.items() if c == best), key=lambda v: (str(type(v)), str(v)))

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -37,14 +38,15 @@ from harness.claims.schema import Claim, LayoutTest, MetricTest
 from harness.claims.sweeps import cost_ratio_verdict, count_verdict, exponent_verdict
 from harness.floors import at_bound
 from harness.rows import ResultRow
-from harness.stats import holm
+from harness.stats import holm, mode
 
 __all__ = ["decide", "evaluate", "evaluate_claims"]
 
 
 def _headline(rows: Sequence[ResultRow], task: str) -> str | None:
-    names = sorted({str(r.metric) for r in rows if r.task == task and r.metric and r.status == "ok"})
-    return names[0] if names else None
+    """The task's headline metric, chosen as the report's ablation table chooses it."""
+    on_task = [r for r in rows if r.task == task]
+    return mode(r.metric for r in on_task if r.status == "ok") or mode(r.metric for r in on_task)
 
 
 def decide(expect: str, c: Comparison, margin: float = 0.0) -> str:
@@ -137,8 +139,8 @@ def layout_verdict(claim: Claim, rows: Sequence[ResultRow]) -> Verdict:
         return v
     pairs = [(f, r) for f in spec.fragile for r in spec.robust]
     raw = [compare(f"drop {f} − drop {r}", drops[f], drops[r]) for f, r in pairs]
-    comps = [compare(c.label, drops[f], drops[r], p_holm=adj, family=len(pairs))
-             for c, (f, r), adj in zip(raw, pairs, holm([c.p for c in raw]))]
+    comps = [dataclasses.replace(c, p_holm=adj if len(pairs) > 1 else c.p, family=len(pairs))
+             for c, adj in zip(raw, holm([c.p for c in raw]))]  # the same tests, Holm-adjusted
     verdicts = [decide("higher", c) for c in comps]
     if CONTRADICTED in verdicts:
         v.verdict = CONTRADICTED

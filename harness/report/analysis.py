@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.floors import Bounds, at_bound, bounds
-from harness.report.fmt import finite, median, mode, natural_key, scalar_key, uniq
+from harness.report.fmt import finite, median, natural_key, scalar_key, uniq
 from harness.report.layout import ReportLayout
 from harness.report.load import as_rows, latest, row_order
 from harness.rows import ResultRow
-from harness.stats import fit_power_law, holm, mean_ci, paired_diff
+from harness.stats import fit_power_law, holm, mean_ci, mode, paired_diff
 
 __all__ = [
     "ALPHA", "PROFILE_QUANTITIES", "ProfileSeries", "TaskSummary", "VariantSummary", "ablation",

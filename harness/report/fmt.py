@@ -8,13 +8,12 @@ from __future__ import annotations
 import math
 import re
 import statistics
-from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
     "DASH", "finite", "fmt_bytes", "fmt_count", "fmt_diff", "fmt_gflops", "fmt_mean", "fmt_mfu", "fmt_ms",
-    "fmt_p", "fmt_rate", "median", "mode", "natural_key", "scalar_key", "sig", "slug", "uniq",
+    "fmt_p", "fmt_rate", "median", "natural_key", "scalar_key", "sig", "slug", "uniq",
 ]
 
 DASH = "—"  # a measured cell without a measurement
@@ -43,15 +42,6 @@ def scalar_key(x: Any) -> tuple[int, float, str]:
     if finite(x):
         return (1, float(x), "")
     return (2, 0.0, str(x))
-
-
-def mode(values: Iterable[Any]) -> Any:
-    """Most common non-null value; ties go to the smallest in sort order."""
-    counts = Counter(v for v in values if v is not None)
-    if not counts:
-        return None
-    best = max(counts.values())
-    return min((v for v, c in counts.items() if c == best), key=lambda v: (str(type(v)), str(v)))
 
 
 def median(values: Iterable[Any]) -> float | None:

@@ -17,7 +17,7 @@ from harness.report.analysis import (
 )
 from harness.report.budget import budget_lines
 from harness.report.figures import cost_figure, metric_figure
-from harness.report.fmt import DASH, finite, fmt_mean, mode, natural_key, slug, uniq
+from harness.report.fmt import DASH, finite, fmt_mean, natural_key, slug, uniq
 from harness.report.layout import MatrixLayout, ReportLayout, suite_layout
 from harness.report.literature import paper_table
 from harness.report.load import latest
@@ -25,7 +25,7 @@ from harness.report.markdown import ablation_table, failure_lines, md_table, sca
 from harness.report.pareto import pareto_section
 from harness.report.text import t
 from harness.rows import ResultRow
-from harness.stats import mean_ci
+from harness.stats import mean_ci, mode
 
 __all__ = ["suite_section"]
 
@@ -117,8 +117,8 @@ def overtake_section(series: list[ProfileSeries], prows: list[ResultRow], refs: 
         return []
     by_name = {ps.variant: ps for ps in series}
     lengths = sorted({float(r.seq_len) for r in prows if finite(r.seq_len)})
-    failed = {v: [float(r.seq_len) for r in prows if str(r.variant) == v and r.status != "ok"
-                  and finite(r.seq_len)] for v in refs}
+    # the newest cell per length only: a reference that failed once and ran later is no win there
+    failed = {v: [float(r.seq_len) for r in by_name[v].failures if finite(r.seq_len)] for v in refs}
     pairs = [(ref, q) for ref in refs for q in CROSS_QUANTITIES]
     body = [[ps.variant, *(_overtake_cell(ps, by_name[ref], q, failed[ref], lengths, lang)
                            for ref, q in pairs)] for ps in others]
