@@ -310,3 +310,22 @@ def test_sublayer_stack_runs_the_plan() -> None:
     assert float(out) == 216.0
     with pytest.raises(ValueError, match="plan runs 2 'a' modules"):
         SublayerStack((("a", 1),), {"a": [Tag("x", 0.0)]})
+
+
+def test_vanilla_parameter_order_is_pinned() -> None:
+    """Gradient clipping sums the gradient norm in ``model.parameters()`` order, so the order (not only the
+    names) decides the last bits of every vanilla run: it must stay the one the committed rows ran with."""
+    from harness.models import build_model
+
+    m = build_model("vanilla", arch="encdec", vocab_size=11, d_model=16, n_heads=2, d_ff=32, n_layers=1,
+                    max_len=16)
+    mods = [n.rsplit(".", 1)[0] for n, _ in m.named_parameters()]
+    order = list(dict.fromkeys(mods))
+    assert order == [
+        "embed.tok", "layers.0.attn.qkv_proj", "layers.0.attn.out_proj", "layers.0.ff.fc1", "layers.0.ff.fc2",
+        "layers.0.res_attn.ln", "layers.0.res_ff.ln", "dec_layers.0.self_attn.qkv_proj",
+        "dec_layers.0.self_attn.out_proj", "dec_layers.0.cross_attn.q_proj",
+        "dec_layers.0.cross_attn.kv_proj", "dec_layers.0.cross_attn.out_proj", "dec_layers.0.ff.fc1",
+        "dec_layers.0.ff.fc2",
+        "dec_layers.0.res_self.ln", "dec_layers.0.res_cross.ln", "dec_layers.0.res_ff.ln",
+    ]

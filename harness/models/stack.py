@@ -2,8 +2,8 @@
 
 A stack is written as a string over letters, one letter per application of a module: ``s`` a
 self-attention sublayer, ``f`` a feed-forward sublayer (``blocks.AttentionSublayer`` and
-``blocks.FeedForwardSublayer``), or ``l`` a whole layer (``blocks.TransformerLayer``). The vanilla
-n-layer stack is ``(sf)^n``, or ``l^n``; Press et al.'s sandwich reorders the letters.
+``blocks.FeedForwardSublayer``), or ``l`` a whole layer (``blocks.TransformerLayer``). An n-layer
+Transformer is ``(sf)^n``, or ``l^n``; Press et al.'s sandwich reorders the letters.
 
 The *execution plan* says which weights run at each step: step i applies module ``plan[i][1]`` of the
 bank named by its letter (a ModuleList the model registers under its own names, so the stack holds no
@@ -56,10 +56,11 @@ class SublayerStack:
                 raise ValueError(f"the plan runs {need} {letter!r} modules; the bank has {have}")
         self.plan = tuple(plan)
         self.banks = dict(banks)
+        self._steps = tuple(self.banks[letter][i] for letter, i in self.plan)  # resolved once, not per call
 
     def steps(self) -> list[nn.Module]:
         """The module applied at each step, in order (shared modules repeat)."""
-        return [self.banks[letter][i] for letter, i in self.plan]
+        return list(self._steps)
 
     def __call__(
         self,
@@ -69,7 +70,7 @@ class SublayerStack:
     ) -> torch.Tensor:
         """Run the plan on h (B, T, D). ``memory``: passed to every module (cross-attention);
         ``signal(t)``: added to the input of step t = 1, 2, ... (the Universal Transformer's P^t)."""
-        for t, module in enumerate(self.steps(), start=1):
+        for t, module in enumerate(self._steps, start=1):
             if signal is not None:
                 h = h + signal(t)
             h = module(h) if memory is None else module(h, memory)

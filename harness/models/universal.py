@@ -148,8 +148,13 @@ class Recurrence(nn.Module):
         self, h: torch.Tensor, memory: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, Pondering | None]:
         b, n, d = h.shape
+        pos = sinusoid_table(n, d, h.device)  # the position part of P^t, the same at every step
+
+        def signal(t: int) -> torch.Tensor:  # P^t = coordinate_embedding(n, t, d), one table per forward
+            return pos + sinusoid_table(1, d, h.device, offset=t)
+
         if self.halt is None:  # H^t = layer(H^{t-1} + P^t), t = 1 .. T
-            return self.unrolled(h, memory, signal=lambda t: coordinate_embedding(n, t, d, h.device)), None
+            return self.unrolled(h, memory, signal=signal), None
 
         # ACT, paper App. C: halting accumulators per position (B, T)
         cum_p = h.new_zeros(b, n)  # sum of p over the steps a position ran without halting
@@ -159,7 +164,7 @@ class Recurrence(nn.Module):
         state = torch.zeros_like(h)  # S^t, the weighted output state (B, T, D)
         weights = []
         for t, layer in enumerate(self.unrolled.steps(), start=1):
-            x = h + coordinate_embedding(n, t, d, h.device)
+            x = h + signal(t)
             p = torch.sigmoid(self.halt(x)).squeeze(-1)  # (B, T)
             running = ~halted
             # a running position halts when its cumulative p would exceed the threshold, or at the cap
