@@ -22,7 +22,6 @@ count per job is the same (1 under the tests); only timings differ.
 from __future__ import annotations
 
 import collections
-import datetime as dt
 import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
@@ -71,12 +70,9 @@ def run_in_worker(fn: JobFn, job: Job, threads: int, meta: dict[str, Any]) -> di
 
 def error_row(job: Job, reason: str) -> dict[str, Any]:
     """The row (dict form) of a job whose worker died twice: status ``error``, nothing measured."""
-    from harness.runner import new_row
+    from harness.runner import ended_row
 
-    row = new_row(job)
-    row.error, row.device = reason, job.device
-    row.finished_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
-    return row.to_dict()
+    return ended_row(job, "error", reason)
 
 
 def driver_meta() -> dict[str, Any]:

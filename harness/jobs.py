@@ -4,7 +4,7 @@ Resolution order of a variant's model keys, later wins (:func:`merge_model_keys`
 dataclass defaults, the preset (if the variant names one), the suite's ``model:`` defaults (those keys
 the model accepts), the variant's own keys, then the sweep values. The task then fills the keys it
 fixes (``vocab_size``, ``max_len``, image keys: ``Task.model_keys``); a user's value may be larger,
-never smaller (:func:`task_key_problems`). A cost-sweep cell takes the training config with the
+never smaller (:func:`fill_task_keys`). A cost-sweep cell takes the training config with the
 profiled length (:func:`at_length`). ``harness profile`` and ``harness check`` use the same functions.
 """
 

@@ -311,11 +311,16 @@ class LengthLimits:
                 f"(n^{slope:.2f} through n={n1} and n={n2}), over the {budget / 2**30:.1f} GiB budget")
 
 
-def skipped_row(job: Job, reason: str) -> dict[str, Any]:
-    """The result row (dict form) of a cell not run because a shorter length already hit a limit."""
+def ended_row(job: Job, status: str, reason: str) -> dict[str, Any]:
+    """The result row (dict form) of a job that measured nothing: its status and the one-line reason."""
     row = new_row(job)
-    row.status, row.error, row.device, row.finished_at = "skipped", reason, job.device, _now()
+    row.status, row.error, row.device, row.finished_at = status, reason, job.device, _now()
     return row.to_dict()
+
+
+def skipped_row(job: Job, reason: str) -> dict[str, Any]:
+    """The row of a cell not run because a shorter length already hit a limit."""
+    return ended_row(job, "skipped", reason)
 
 
 def run_suite(

@@ -166,15 +166,20 @@ def check_matches(variants: list[VariantSpec], names: list[str], src: Source) ->
                                  unknown_message(f"key of model {v.model}", k, accepted))
 
 
-def check_model_defaults(defaults: dict[str, Any], variants: list[VariantSpec], src: Source) -> None:
-    """Each of the suite's ``model:`` defaults must be a key of at least one variant's model."""
+def _some_variant_accepts(keys: Any, prefix: str, variants: list[VariantSpec], src: Source) -> None:
+    """Each of ``keys`` (at ``prefix.key``) must be a key of at least one variant's model."""
     accepted = set().union(*(model_keys(resolve_model(v.model)[0].config) for v in variants))
-    for k in defaults:
+    for k in keys:
         if k not in accepted:
             close = difflib.get_close_matches(str(k), sorted(accepted), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            kp = f"model.{k}"
+            kp = f"{prefix}.{k}"
             raise InputError(src.locate(kp), kp, f"no variant's model accepts this key{hint}")
+
+
+def check_model_defaults(defaults: dict[str, Any], variants: list[VariantSpec], src: Source) -> None:
+    """Each of the suite's ``model:`` defaults must be a key of at least one variant's model."""
+    _some_variant_accepts(defaults, "model", variants, src)
 
 
 def resolve_baselines(
@@ -246,14 +251,8 @@ def check_variant_tasks(
 
 def check_eval_mode_keys(train: TrainConfig, variants: list[VariantSpec], src: Source) -> None:
     """Each key of each eval mode must be a key that some variant's model accepts."""
-    all_keys = set().union(*(model_keys(resolve_model(v.model)[0].config) for v in variants))
     for mode, keys in train.eval_modes.items():
-        for k in keys:
-            if k not in all_keys:
-                kp = f"train.eval_modes.{mode}.{k}"
-                close = difflib.get_close_matches(str(k), sorted(all_keys), n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                raise InputError(src.locate(kp), kp, f"no variant's model accepts this key{hint}")
+        _some_variant_accepts(keys, f"train.eval_modes.{mode}", variants, src)
 
 
 # --- model configs -------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ A *sublayer* is one attention or feed-forward network inside its residual connec
 LayerNorm (:class:`Residual`): :class:`AttentionSublayer` (``s``) and :class:`FeedForwardSublayer`
 (``f``), the units that Sandwich reorders and ALBERT shares. :class:`TransformerLayer` is the
 paper's layer, self-attention (cross-attention) feed-forward, the unit the Universal Transformer
-repeats (vanilla keeps its own layer classes, whose parameter order its committed runs depend on). ``harness.models.stack`` runs either kind in a given order.
+repeats (vanilla keeps its own layer classes, whose parameter order its committed runs depend on).
+``harness.models.stack`` runs either kind in a given order.
 
 Shape legend: B batch, T query length, S key length, D d_model, H heads, Dh = D / H, V vocabulary.
 """

@@ -53,9 +53,7 @@ class SeqTaskConfig:
 class SeqTask(TaskBase):
     """Base for source -> target tasks; subclasses implement :meth:`make`."""
 
-    metric = "seq_acc"
-    higher_is_better = True
-    ios = ("lm", "masked", "seq2seq")
+    metric = "seq_acc"  # higher is better, every token io accepted (TaskBase)
 
     def __init__(self, cfg: SeqTaskConfig) -> None:
         self.cfg = cfg
