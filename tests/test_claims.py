@@ -26,6 +26,7 @@ from harness.claims.schema import (
 )
 from harness.errors import InputError
 from harness.report.claims import claims_section, evidence_text, verdict_tally
+from harness.report.doc import markdown_lines
 from harness.rows import ResultRow
 from harness.store import load_rows
 
@@ -283,9 +284,9 @@ def test_committed_claims_cover_the_notes_papers(results_dir: Path = Path("resul
     assert len(verdicts) == len(claims) and all(v.verdict in VERDICTS for v in verdicts)
     for pid in ("image_transformer", "sagan", "detr", "deformable_detr", "ttsr", "lane_transformer"):
         assert {v.verdict for v in verdicts if v.claim.paper == pid} == {"not measured"}, pid
-    section = "\n".join(claims_section(verdicts, "en"))
+    section = "\n".join(markdown_lines([claims_section(verdicts, "en")]))
     assert section.count("\n| ") == len(claims) + 1  # header row and one row per claim
-    assert "## 论断" in "\n".join(claims_section(verdicts, "zh"))
+    assert "## 论断" in "\n".join(markdown_lines([claims_section(verdicts, "zh")]))
     json.dumps([v.to_json() for v in verdicts], allow_nan=False)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from harness.report import ablation, write_report
 from harness.report.budget import budget_lines, held_budgets, matched_pairs
+from harness.report.doc import markdown_lines
 from harness.report.pareto import ParetoPoint, beats, pareto_points
 from harness.rows import ResultRow
 
@@ -87,7 +88,7 @@ def test_held_budgets_and_budget_lines() -> None:
     base = ts.get("base")
     ratios = held_budgets(ts.get("cheap-good"), base)
     assert ratios == pytest.approx({"params": 0.95, "params_applied": 1.0, "flops_fwd": 1.05})
-    text = "\n".join(budget_lines(ts, rows, "en"))
+    text = "\n".join(markdown_lines(budget_lines(ts, rows, "en")))
     assert "Budgets held against `base` (equal within 10%" in text
     assert "`cheap-good`: params, params_applied, flops_fwd" in text
     assert "`dear-best`: none (params ×3.00" in text
@@ -95,7 +96,7 @@ def test_held_budgets_and_budget_lines() -> None:
     assert ("`matched` is matched to `dear-best` on params: d_model = 48 gives 3.1K against 3.0K (+3.3%"
             in text)
     assert "`dear-best` − `matched` (acc, paired by seed): +0.2500 ± 0.0000" in text
-    zh = "\n".join(budget_lines(ts, rows, "zh"))
+    zh = "\n".join(markdown_lines(budget_lines(ts, rows, "zh")))
     assert "相对 `base` 保持相同的预算" in zh and "`matched` 按 params 与 `dear-best` 对齐" in zh
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.report.analysis import TaskSummary, VariantSummary
+from harness.report.doc import Para
 from harness.report.fmt import fmt_count, fmt_diff, fmt_p, natural_key
 from harness.report.load import latest
 from harness.report.text import t
@@ -86,15 +87,15 @@ def _match_line(mp: MatchedPair, metric: str, lang: str) -> str:
              metric=metric, diff=fmt_diff(mp.diff, mp.half_width), p=fmt_p(mp.p), n=mp.n)
 
 
-def budget_lines(ts: TaskSummary, rows: Iterable[ResultRow], lang: str) -> list[str]:
-    """The lines under an ablation table: budgets held against the baseline, then each match."""
+def budget_lines(ts: TaskSummary, rows: Iterable[ResultRow], lang: str) -> list[Para]:
+    """The paragraphs under an ablation table: budgets held against the baseline, then each match."""
     base = ts.get(ts.baseline) if ts.baseline else None
     out = []
     others = [s for s in ts.variants if not s.is_baseline]
     if base is not None and others:
         cells = [f"`{s.variant}`: {_ratios(held_budgets(s, base), TOLERANCE, lang)}" for s in others]
-        out += [t(lang, "budget_held", baseline=base.variant, tol=f"{TOLERANCE:.0%}", cells="; ".join(cells)),
-                ""]
+        out.append(Para(t(lang, "budget_held", baseline=base.variant, tol=f"{TOLERANCE:.0%}",
+                          cells="; ".join(cells))))
     for mp in matched_pairs(ts, rows):
-        out += [_match_line(mp, str(ts.metric), lang), ""]
+        out.append(Para(_match_line(mp, str(ts.metric), lang)))
     return out

@@ -14,8 +14,8 @@ from typing import Any
 
 from harness.claims import VERDICTS, Verdict
 from harness.claims.evidence import NOT_SEPARABLE, Comparison
+from harness.report.doc import Heading, Para, Section, Table
 from harness.report.fmt import DASH, finite, fmt_bytes, fmt_count, fmt_diff, fmt_gflops, fmt_p, sig
-from harness.report.markdown import md_table
 from harness.report.text import CLAIM_HEADERS, EXPECT_WORDS, VERDICT_WORDS, t
 
 __all__ = ["anchor", "claim_lines", "claims_section", "evidence_text", "verdict_tally"]
@@ -154,19 +154,22 @@ def _source(v: Verdict, lang: str) -> str:
     return f"*{t(lang, 'by_' + v.claim.by)}*: {v.claim.source}"
 
 
-def claims_section(verdicts: Sequence[Verdict], lang: str) -> list[str]:
-    """The report's Claims section: one row per claim, with its computed verdict and evidence."""
-    out = [t(lang, "claims"), "", t(lang, "claims_intro"), ""]
+def claims_section(verdicts: Sequence[Verdict], lang: str) -> Section:
+    """The report's Claims section: one row per claim, with its computed verdict and evidence; the
+    verdict (:data:`harness.claims.VERDICTS`) is each row's filter key."""
+    sec = Section(Heading(t(lang, "claims")), "claims", [Para(t(lang, "claims_intro"))])
     if not verdicts:
-        return [*out, t(lang, "claims_none"), ""]
+        sec.blocks.append(Para(t(lang, "claims_none")))
+        return sec
     body = [[f"{v.claim.text.get(lang)} (`{v.claim.id}`)", v.claim.paper, _source(v, lang),
              f"**{VERDICT_WORDS[lang][v.verdict]}**", evidence_text(v, lang), durability_text(v, lang),
              scale_cell(v, lang)] for v in verdicts]
-    out += [t(lang, "claims_tally", tally=verdict_tally(verdicts, lang)), ""]
+    sec.blocks.append(Para(t(lang, "claims_tally", tally=verdict_tally(verdicts, lang))))
     early = [f"`{v.claim.id}`" for v in verdicts if v.durability is not None and v.durability.early]
     if early:
-        out += [t(lang, "claims_early", ids=t(lang, "sep").join(early)), ""]
-    return [*out, md_table(CLAIM_HEADERS[lang], body), ""]
+        sec.blocks.append(Para(t(lang, "claims_early", ids=t(lang, "sep").join(early))))
+    sec.blocks.append(Table.of(CLAIM_HEADERS[lang], body, keys=[v.verdict for v in verdicts]))
+    return sec
 
 
 def claim_lines(v: Verdict, lang: str = "en") -> list[str]:

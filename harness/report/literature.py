@@ -16,6 +16,7 @@ import yaml
 from harness.claims import Verdict
 from harness.report.analysis import TaskSummary, ablation
 from harness.report.claims import verdict_tally
+from harness.report.doc import Table
 from harness.report.fmt import (
     DASH,
     finite,
@@ -28,7 +29,7 @@ from harness.report.fmt import (
     fmt_rate,
     natural_key,
 )
-from harness.report.markdown import md_table, scale_text
+from harness.report.markdown import scale_text
 from harness.report.text import LIT_HEADERS, t
 from harness.rows import ResultRow
 
@@ -106,7 +107,7 @@ def measured_cells(paper: Mapping[str, Any], rows: list[ResultRow], lang: str, c
     out = []
     for j in range(7):
         parts = [cells[j] if j == 0 or cells[j] == DASH else prefix + cells[j] for prefix, cells in lines]
-        out.append("<br>".join(parts) if any(p != DASH for p in parts) else DASH)
+        out.append("\n".join(parts) if any(p != DASH for p in parts) else DASH)
     return out
 
 
@@ -130,7 +131,7 @@ def _with_notes(p: Mapping[str, Any], key: str, lang: str) -> str:
 
 
 def literature_table(papers: list[dict[str, Any]], series: str, rows: list[ResultRow], lang: str,
-                     cache: Summaries, verdicts: Sequence[Verdict] = ()) -> str:
+                     cache: Summaries, verdicts: Sequence[Verdict] = ()) -> Table:
     """The notes' table of one series (``transformer`` or ``cv``) with the measured columns and, last,
     the tally of the computed verdicts of each paper's claims (the Claims section has them one by one)."""
     body = []
@@ -144,4 +145,4 @@ def literature_table(papers: list[dict[str, Any]], series: str, rows: list[Resul
                      *(_text(p, k, lang) for k in ("problem", "method", "result", "training", "other")),
                      *measured_cells(p, rows, lang, cache),
                      verdict_tally([v for v in verdicts if v.claim.paper == p.get("id")], lang)])
-    return md_table(LIT_HEADERS[lang], body)
+    return Table.of(LIT_HEADERS[lang], body)

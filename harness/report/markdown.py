@@ -124,7 +124,7 @@ def scale_text(ts: TaskSummary, lang: str, short: bool = False) -> str:
 
 
 def failure_lines(failures: Iterable[ResultRow]) -> list[str]:
-    """One bullet per job that did not end ok: where, its status, the first line of its error."""
+    """One list item per job that did not end ok: where, its status, the first line of its error."""
     out = []
     for r in failures:
         where = [f"`{r.variant}`"]
@@ -133,7 +133,7 @@ def failure_lines(failures: Iterable[ResultRow]) -> list[str]:
         if r.is_profile:
             where.append(f"seq_len {r.seq_len}")
         err = str(r.error or "").strip().splitlines()
-        out.append(f"- {', '.join(where)}: **{r.status or 'unknown'}**" + (f" - {err[0]}" if err else ""))
+        out.append(f"{', '.join(where)}: **{r.status or 'unknown'}**" + (f" - {err[0]}" if err else ""))
     return out
 
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.report.analysis import TaskSummary, VariantSummary
+from harness.report.doc import Block, Figure, Para, Table
 from harness.report.figures import pareto_figure
 from harness.report.fmt import DASH, finite, fmt_bytes, fmt_mean, fmt_ms, slug
-from harness.report.markdown import md_table
 from harness.report.text import ABL_HEADERS, t
 
 __all__ = ["COST_AXES", "ParetoPoint", "beats", "pareto_points", "pareto_section"]
@@ -78,15 +78,16 @@ def _front_cell(p: ParetoPoint | None, lang: str) -> str:
     return t(lang, "pareto_beaten", names=names + (f" +{more}" if more > 0 else ""))
 
 
-def pareto_section(ts: TaskSummary, lang: str, fig_dir: Path, figures: list[str]) -> list[str]:
-    """The figure (two panels) and the table of one task's accuracy against cost; [] without costs."""
+def pareto_section(ts: TaskSummary, lang: str, fig_dir: Path, figures: list[str]) -> list[Block]:
+    """The figure (two panels) and the table of one task's accuracy against cost; [] without costs.
+    The figure is drawn unless ``figures`` already names it (drawn for the other language)."""
     axes = {a: {p.variant: p for p in pareto_points(ts, a)} for a in COST_AXES}
     if not any(axes.values()):
         return []
     h = ABL_HEADERS[lang]
     headers = [h["variant"], h["metric"].format(metric=ts.metric), h["step_ms"], h["mem_bytes"],
                t(lang, "pareto_vs_step"), t(lang, "pareto_vs_mem")]
-    body = []
+    body, keys = [], []
     for s in ts.variants:
         step, mem = axes["step_ms"].get(s.variant), axes["mem_bytes"].get(s.variant)
         if step is None and mem is None:
@@ -94,9 +95,11 @@ def pareto_section(ts: TaskSummary, lang: str, fig_dir: Path, figures: list[str]
         body.append([f"`{s.variant}`", fmt_mean(s.mean, s.half_width, s.n),
                      fmt_ms(s.cost.get("step_ms")), fmt_bytes(s.cost.get("mem_bytes")),
                      _front_cell(step, lang), _front_cell(mem, lang)])
+        keys.append(s.variant)
     name = slug(ts.suite, ts.task, "pareto") + ".png"
-    pareto_figure(ts, {a: list(pts.values()) for a, pts in axes.items()}, fig_dir / name)
-    figures.append(name)
-    return [t(lang, "pareto", metric=ts.metric), "", md_table(headers, body), "",
-            f"![{ts.suite} {ts.task} accuracy against cost](figures/{name})", "",
-            t(lang, "fig_pareto", metric=ts.metric), ""]
+    if name not in figures:
+        pareto_figure(ts, {a: list(pts.values()) for a, pts in axes.items()}, fig_dir / name)
+        figures.append(name)
+    return [Para(t(lang, "pareto", metric=ts.metric)), Table.of(headers, body, keys=keys),
+            Figure(name, f"{ts.suite} {ts.task} accuracy against cost"),
+            Para(t(lang, "fig_pareto", metric=ts.metric))]

@@ -1,5 +1,6 @@
 """One section of the report per suite: overview grid, train x eval matrices, per-task ablations with
-their figures, and cost sweeps (fitted exponents, overtake lengths, cost ratios)."""
+their figures, and cost sweeps (fitted exponents, overtake lengths, cost ratios), as blocks
+(:mod:`harness.report.doc`). The variant is each table row's filter key."""
 
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from harness.report.analysis import (
     profile_series,
 )
 from harness.report.budget import budget_lines
+from harness.report.doc import Block, Bullets, Figure, Heading, Para, Section, Table
 from harness.report.figures import cost_figure, metric_figure
 from harness.report.fmt import DASH, finite, fmt_mean, natural_key, slug, uniq
 from harness.report.layout import MatrixLayout, ReportLayout, suite_layout
 from harness.report.literature import paper_table
 from harness.report.load import latest
-from harness.report.markdown import ablation_table, failure_lines, md_table, scale_text
+from harness.report.markdown import ablation_table, failure_lines, scale_text
 from harness.report.pareto import pareto_section
 from harness.report.text import t
 from harness.rows import ResultRow
@@ -47,7 +49,7 @@ def _grid_cell(rows: list[ResultRow], layout: ReportLayout) -> str:
     return f"{text} (n={len(rows)})"
 
 
-def grid_section(srows: list[ResultRow], layout: ReportLayout, tasks: list[str], lang: str) -> list[str]:
+def grid_section(srows: list[ResultRow], layout: ReportLayout, tasks: list[str], lang: str) -> list[Block]:
     """A variant x task table of several metrics per cell ("tok_acc / seq_acc"), as papers lay out
     their algorithmic tables, with the layout's ``extras`` row fields (such as ponder_steps)."""
     if not layout.grid:
@@ -59,7 +61,8 @@ def grid_section(srows: list[ResultRow], layout: ReportLayout, tasks: list[str],
             cells.setdefault((str(r.variant), str(r.task)), []).append(r)
     variants = sorted({str(r.variant) for r in rows}, key=natural_key)
     body = [[v, *(_grid_cell(cells.get((v, task), []), layout) for task in tasks)] for v in variants]
-    return [t(lang, "grid", metrics=" / ".join(layout.grid)), "", md_table(["variant", *tasks], body), ""]
+    return [Heading(t(lang, "grid", metrics=" / ".join(layout.grid))),
+            Table.of(["variant", *tasks], body, keys=variants)]
 
 
 def _matrix_cell(rows: list[ResultRow], m: MatrixLayout, mode_: str, ref: Any) -> str:
@@ -73,7 +76,7 @@ def _matrix_cell(rows: list[ResultRow], m: MatrixLayout, mode_: str, ref: Any) -
     return text + (f" [{ref}]" if ref is not None else "")
 
 
-def matrix_section(srows: list[ResultRow], m: MatrixLayout, lang: str) -> list[str]:
+def matrix_section(srows: list[ResultRow], m: MatrixLayout, lang: str) -> list[Block]:
     """Rows = variants (training setting), columns = eval modes, with the paper's table beside ours."""
     rows, _ = latest((r for r in srows if not r.is_profile and str(r.task) == m.task),
                      ("variant", "task", "seed"))
@@ -86,11 +89,12 @@ def matrix_section(srows: list[ResultRow], m: MatrixLayout, lang: str) -> list[s
         body.append([f"{row_label} (`{variant}`)", *(
             _matrix_cell(ok, m, mode_, paper_row.get(col) if isinstance(paper_row, dict) else None)
             for mode_, col in m.columns.items())])
-    out = [f"### {m.title or f'{m.metric}: {m.task}'}", "", t(lang, "matrix_note", metric=m.metric), ""]
+    out: list[Block] = [Heading(f"### {m.title or f'{m.metric}: {m.task}'}"),
+                        Para(t(lang, "matrix_note", metric=m.metric))]
     cap = paper.get("caption")
     if cap:
-        out += [str(cap.get(lang) or cap.get("en")) if isinstance(cap, dict) else str(cap), ""]
-    return [*out, md_table(["train \\ eval", *m.columns.values()], body), ""]
+        out.append(Para(str(cap.get(lang) or cap.get("en")) if isinstance(cap, dict) else str(cap)))
+    return [*out, Table.of(["train \\ eval", *m.columns.values()], body, keys=list(m.rows))]
 
 
 def _overtake_cell(ps: ProfileSeries, ref: ProfileSeries, q: str, failed: list[float], lengths: list[float],
@@ -110,7 +114,7 @@ def _ratio_cell(ps: ProfileSeries, ref: ProfileSeries, q: str, at: float) -> str
 
 
 def overtake_section(series: list[ProfileSeries], prows: list[ResultRow], refs: list[str], ratio_at: Any,
-                     lang: str) -> list[str]:
+                     lang: str) -> list[Block]:
     """From which length each variant stays cheaper than each reference, and the cost ratios at one length."""
     others = [ps for ps in series if ps.variant not in refs]
     if not refs or not others:
@@ -122,45 +126,48 @@ def overtake_section(series: list[ProfileSeries], prows: list[ResultRow], refs: 
     pairs = [(ref, q) for ref in refs for q in CROSS_QUANTITIES]
     body = [[ps.variant, *(_overtake_cell(ps, by_name[ref], q, failed[ref], lengths, lang)
                            for ref, q in pairs)] for ps in others]
-    out = [t(lang, "overtake"), "", md_table(["variant", *(f"{q} < {ref}" for ref, q in pairs)], body), ""]
+    keys = [ps.variant for ps in others]
+    out: list[Block] = [Para(t(lang, "overtake")),
+                        Table.of(["variant", *(f"{q} < {ref}" for ref, q in pairs)], body, keys=keys)]
     if finite(ratio_at):
         at = float(ratio_at)
         rbody = [[ps.variant, *(_ratio_cell(ps, by_name[ref], q, at) for ref, q in pairs)] for ps in others]
         heads = ["variant", *(f"{q} / {ref}" for ref, q in pairs)]
-        out += [t(lang, "ratio", n=f"{at:.0f}"), "", md_table(heads, rbody), ""]
+        out += [Para(t(lang, "ratio", n=f"{at:.0f}")), Table.of(heads, rbody, keys=keys)]
     return out
 
 
 def _task_section(rows: list[ResultRow], suite: str, task: str, lang: str, fig_dir: Path,
-                  figures: list[str]) -> list[str]:
+                  figures: list[str]) -> list[Block]:
     """One task's ablation table with its budget lines, its strip plot, accuracy against cost and its
     failed jobs."""
     ts = ablation(rows, suite, task)
     headers, body = ablation_table(ts, lang)
     k = sum(1 for s in ts.variants if not s.is_baseline and finite(s.p))
-    out = [t(lang, "task", task=task), "", t(lang, "scale", scale=scale_text(ts, lang)), "",
-           md_table(headers, body), "",
-           t(lang, "direction", metric=ts.metric, alpha=ALPHA, k=k,
-             direction=t(lang, "higher" if ts.higher_is_better else "lower")), ""]
+    out: list[Block] = [
+        Heading(t(lang, "task", task=task)), Para(t(lang, "scale", scale=scale_text(ts, lang))),
+        Table.of(headers, body, keys=[s.variant for s in ts.variants]),
+        Para(t(lang, "direction", metric=ts.metric, alpha=ALPHA, k=k,
+               direction=t(lang, "higher" if ts.higher_is_better else "lower")))]
     out += budget_lines(ts, rows, lang)  # which budget each comparison holds; budget-matched pairs
     if ts.superseded:
-        out += [t(lang, "superseded", n=ts.superseded), ""]
+        out.append(Para(t(lang, "superseded", n=ts.superseded)))
     if ts.all_at and ts.bound is not None:  # nothing was learned (or everything): say so, draw nothing
         value = ts.bound.worst if ts.all_at == "floor" else ts.bound.best
-        out += [t(lang, f"all_{ts.all_at}", metric=ts.metric, x=f"{value:.3g}"), ""]
+        out.append(Para(t(lang, f"all_{ts.all_at}", metric=ts.metric, x=f"{value:.3g}")))
     elif any(s.values for s in ts.variants):
         name = slug(suite, task, "metric") + ".png"
-        metric_figure(ts, fig_dir / name)
-        figures.append(name)
-        out += [f"![{suite} {task} {ts.metric}](figures/{name})", "",
-                t(lang, "fig_metric", metric=ts.metric), ""]
+        if name not in figures:  # drawn once for both languages
+            metric_figure(ts, fig_dir / name)
+            figures.append(name)
+        out += [Figure(name, f"{suite} {task} {ts.metric}"), Para(t(lang, "fig_metric", metric=ts.metric))]
         out += pareto_section(ts, lang, fig_dir, figures)  # accuracy against step time and memory
     if ts.failures:
-        out += [t(lang, "failed"), "", *failure_lines(ts.failures), ""]
+        out += [Para(t(lang, "failed")), Bullets(tuple(failure_lines(ts.failures)))]
     return out
 
 
-def _exponent_table(series: list[ProfileSeries], layout: ReportLayout, lang: str) -> list[str]:
+def _exponent_table(series: list[ProfileSeries], layout: ReportLayout, lang: str) -> list[Block]:
     headers = ["variant", *(f"k({q})" for q in PROFILE_QUANTITIES), "seq_len"]
     body = []
     for ps in series:
@@ -170,11 +177,12 @@ def _exponent_table(series: list[ProfileSeries], layout: ReportLayout, lang: str
                                    for q in PROFILE_QUANTITIES), span])
     lo_hi = layout.fit_range
     rng = t(lang, "exp_range", lo=lo_hi[0], hi=lo_hi[1]) if lo_hi else ""
-    return [t(lang, "exp_table", range=rng), "", md_table(headers, body), ""]
+    return [Para(t(lang, "exp_table", range=rng)),
+            Table.of(headers, body, keys=[ps.variant for ps in series])]
 
 
 def _profile_section(rows: list[ResultRow], srows: list[ResultRow], suite: str, task: str,
-                     layout: ReportLayout, lang: str, fig_dir: Path, figures: list[str]) -> list[str]:
+                     layout: ReportLayout, lang: str, fig_dir: Path, figures: list[str]) -> list[Block]:
     """One task's cost sweep: the figure, fitted exponents, overtake lengths and failed cells."""
     series = profile_series(rows, suite, task, layout.fit_range)
     prows = [r for r in srows if r.is_profile and str(r.task) == task]
@@ -182,35 +190,37 @@ def _profile_section(rows: list[ResultRow], srows: list[ResultRow], suite: str, 
                               for f in ("seq_len", "batch_size", "device"))
     parts = (f"{suite}/{task}", f"L={lens}" if lens else "", f"batch {batches}" if batches else "", devices)
     scale = t(lang, "sep").join(p for p in parts if p)
-    out = [t(lang, "profile", task=task), "", t(lang, "scale", scale=scale), ""]
+    out: list[Block] = [Heading(t(lang, "profile", task=task)), Para(t(lang, "scale", scale=scale))]
     if any(pts for ps in series for pts in ps.points.values()):
         name = slug(suite, task, "cost") + ".png"
-        cost_figure(series, suite, task, fig_dir / name)
-        figures.append(name)
-        out += [f"![{suite} {task} cost](figures/{name})", "", t(lang, "fig_cost"), ""]
+        if name not in figures:
+            cost_figure(series, suite, task, fig_dir / name)
+            figures.append(name)
+        out += [Figure(name, f"{suite} {task} cost"), Para(t(lang, "fig_cost"))]
     out += _exponent_table(series, layout, lang)
     refs = cost_references(layout, {str(r.variant): str(r.model) for r in prows})
     refs = [v for v in refs if any(ps.variant == v for ps in series)]
     out += overtake_section(series, prows, refs, layout.ratio_at, lang)
     fails = [r for ps in series for r in ps.failures]
     if fails:
-        out += [t(lang, "failed"), "", *failure_lines(fails), ""]
+        out += [Para(t(lang, "failed")), Bullets(tuple(failure_lines(fails)))]
     return out
 
 
 def suite_section(rows: list[ResultRow], suite: str, lang: str, fig_dir: Path,
-                  figures: list[str]) -> list[str]:
-    """The whole section of one suite; the figures it draws are added to ``figures``."""
+                  figures: list[str]) -> Section:
+    """The whole section of one suite; the figures it draws are added to ``figures`` (a figure already
+    there is not drawn again)."""
     srows = [r for r in rows if r.suite == suite]
-    out = [t(lang, "suite", suite=suite), ""]
+    out: list[Block] = []
     # the description of the suite's most recent run, like its layout (an edited suite file's text
     # shows once a job of it has run again)
     newest = max(srows, key=lambda r: (str(r.finished_at or ""), str(r.run_id)), default=None)
     desc = newest.suite_description if newest is not None else None
     if desc:
-        out += [str(desc).strip(), ""]
+        out.append(Para(str(desc).strip()))
     baseline = mode(r.baseline for r in srows)
-    out += [t(lang, "baseline_is", baseline=baseline) if baseline else t(lang, "no_baseline"), ""]
+    out.append(Para(t(lang, "baseline_is", baseline=baseline) if baseline else t(lang, "no_baseline")))
     train_tasks = sorted({str(r.task) for r in srows if not r.is_profile}, key=natural_key)
     layout = suite_layout(srows)
     out += grid_section(srows, layout, train_tasks, lang)
@@ -220,4 +230,4 @@ def suite_section(rows: list[ResultRow], suite: str, lang: str, fig_dir: Path,
         out += _task_section(rows, suite, task, lang, fig_dir, figures)
     for task in sorted({str(r.task) for r in srows if r.is_profile}, key=natural_key):
         out += _profile_section(rows, srows, suite, task, layout, lang, fig_dir, figures)
-    return out
+    return Section(Heading(t(lang, "suite", suite=suite)), "suite", out, key=suite)
