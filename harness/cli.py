@@ -127,7 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(suite_table(rows, suite.name))
     if not args.no_report:
         path = write_report(results_dir, Path(args.report_dir))
-        print(f"report written to {path}")
+        print(f"report written to {path} and {path.parent / 'index.html'}")
     return EXIT_JOB_ERROR if summary.statuses.get("error") else EXIT_OK
 
 
@@ -137,7 +137,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     results_dir = Path(args.results_dir)
     if not results_dir.is_dir():
         return _bad_input(f"--results-dir {results_dir}: not a directory")
-    print(f"report written to {write_report(results_dir, Path(args.report_dir), lang=args.lang)}")
+    path = write_report(results_dir, Path(args.report_dir), lang=args.lang)
+    print(f"report written to {path} and {path.parent / 'index.html'}")
     return EXIT_OK
 
 
@@ -285,7 +286,8 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--report-dir", default="report")
     r.set_defaults(func=cmd_run)
 
-    rep = sub.add_parser("report", help="regenerate report/tables.md and figures from results")
+    rep = sub.add_parser("report",
+                         help="regenerate report/tables.md, report/index.html and figures from results")
     rep.add_argument("--results-dir", default="results")
     rep.add_argument("--report-dir", default="report")
     rep.add_argument("--lang", choices=["en", "zh"], default="en")

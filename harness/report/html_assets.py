@@ -147,7 +147,7 @@ document.querySelectorAll("table.sortable thead th").forEach(th => {
   th.addEventListener("click", () => sortTable(th.closest("table"), th.cellIndex));
 });
 document.querySelectorAll("input.filter, select.filter").forEach(el => {
-  el.addEventListener("input", () => refilter(el.closest("section")));
+  for (const ev of ["input", "change"]) el.addEventListener(ev, () => refilter(el.closest("section")));
 });
 document.querySelectorAll("[data-set-lang]").forEach(b => {
   b.addEventListener("click", () => setLang(b.dataset.setLang));
