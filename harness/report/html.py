@@ -103,7 +103,8 @@ def _cell(text: str) -> str:
     attrs = (f' data-v="{v!r}"' if v is not None else "") + (
         ' class="fold"' if fold else ' class="num"' if v is not None else "")
     if fold:
-        body = f"<details><summary>{html.escape(plain[:SUMMARY_CHARS])}…</summary>{inline(text)}</details>"
+        preview = f'<span class="pv">{html.escape(plain[:SUMMARY_CHARS])}…</span>'
+        body = f"<details><summary>{preview}</summary>{inline(text)}</details>"
     else:
         body = inline(text)
     return f"<td{attrs}>{body}</td>"
@@ -111,7 +112,7 @@ def _cell(text: str) -> str:
 
 def _table(t: Table, lang: str, filter_kind: str) -> str:
     sort = html.escape(UI[lang]["sort"], quote=True)
-    head = "".join(f'<th scope="col" title="{sort}">{inline(h)}<span class="arrow"></span></th>'
+    head = "".join(f'<th scope="col" tabindex="0" title="{sort}">{inline(h)}<span class="arrow"></span></th>'
                    for h in t.headers)
     wide = any(len(_plain(c)) > FOLD_CHARS for row in t.rows for c in row)
     cls = "sortable wide" if wide else "sortable"

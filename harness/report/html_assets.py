@@ -70,7 +70,7 @@ tr[data-key="not separable"] td:nth-child(4), tr[data-key="uninformative"] td:nt
 tr[data-key="not measured"] td:nth-child(4) { color: var(--muted); }
 details summary { cursor: pointer; color: var(--fg); }
 details summary::marker { color: var(--accent); }
-details[open] summary { color: var(--muted); }
+details[open] > summary .pv { display: none; }  /* unfolded: the whole text only, not its start twice */
 figure { margin: .6rem 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
 ul { margin: .4rem 0; padding-left: 1.4rem; }
@@ -144,7 +144,11 @@ function refilter(section) {
   else if (sel) applyFilter(section, key => sel.value === "" || key === sel.value);
 }
 document.querySelectorAll("table.sortable thead th").forEach(th => {
-  th.addEventListener("click", () => sortTable(th.closest("table"), th.cellIndex));
+  const sort = () => sortTable(th.closest("table"), th.cellIndex);
+  th.addEventListener("click", sort);
+  th.addEventListener("keydown", e => {
+    if (e.key === "Enter" || e.key === " ") { e.preventDefault(); sort(); }
+  });
 });
 document.querySelectorAll("input.filter, select.filter").forEach(el => {
   for (const ev of ["input", "change"]) el.addEventListener(ev, () => refilter(el.closest("section")));
