@@ -15,11 +15,12 @@ LR input. ``lr = F.interpolate(hr, scale_factor=1/scale, mode="bicubic", align_c
 antialias=True)`` (:func:`downsample`), an ``image_size/scale`` square. The fine texture sits above
 the LR Nyquist frequency, so it is lost in ``lr`` and can only come back from the reference.
 
-Batches: ``Batch({"lr", "ref"}, hr)``, all float [B, 1, ., .]. Training draws from the job's
-generator; evaluation is a fixed set of ``eval_images`` scenes drawn from ``eval_seed`` (the same
-for every job and seed), with references as the task's ``reference`` says (metrics ``psnr``,
-``ssim``), and the same scenes again with unrelated references (``psnr_unrel``, ``ssim_unrel``): does
-the transfer help only when the reference is relevant?
+Batches: ``Batch({"ref", "lr"}, hr)``, all float [B, 1, ., .]; rows record the reference's side as
+their size (``seq_len``), which is ``image_size`` unless ``ref_size`` says otherwise. Training draws
+from the job's generator; evaluation is a fixed set of ``eval_images`` scenes drawn from
+``eval_seed`` (the same for every job and seed), with references as the task's ``reference`` says
+(metrics ``psnr``, ``ssim``), and the same scenes again with unrelated references (``psnr_unrel``,
+``ssim_unrel``): does the transfer help only when the reference is relevant?
 
 Scoring: the output is clamped to [0, 1] and compared with the HR target per image by scikit-image
 (``peak_signal_noise_ratio`` and ``structural_similarity`` with ``data_range=1``, default 7x7
@@ -158,7 +159,8 @@ class RefSR(TaskBase):
         if self.cfg.rotate:
             turns = torch.randint(0, 4, (n,), generator=gen).tolist()
             ref = torch.stack([torch.rot90(x, k, dims=(1, 2)) for x, k in zip(ref, turns)])
-        return Batch({"lr": downsample(hr, self.cfg.scale), "ref": ref.contiguous()}, hr.contiguous())
+        # ref first: a batch's recorded size (Batch.seq_len) is its first image's side
+        return Batch({"ref": ref.contiguous(), "lr": downsample(hr, self.cfg.scale)}, hr.contiguous())
 
     @staticmethod
     def _need_sr(io: str) -> None:
