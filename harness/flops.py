@@ -249,7 +249,8 @@ ZERO_COST_OPS: tuple[str, ...] = (
     "aten::adaptive_max_pool1d", "aten::adaptive_max_pool2d", "aten::avg_pool1d", "aten::avg_pool2d",
     "aten::avg_pool3d", "aten::channel_shuffle", "aten::col2im", "aten::grid_sampler", "aten::im2col",
     "aten::max_pool1d", "aten::max_pool2d", "aten::max_pool3d", "aten::pixel_shuffle",
-    "aten::pixel_unshuffle", "aten::upsample_bicubic2d", "aten::upsample_bilinear2d",
+    "aten::pixel_unshuffle", "aten::upsample_bicubic2d", "aten::_upsample_bicubic2d_aa",
+    "aten::upsample_bilinear2d",
     "aten::upsample_linear1d", "aten::upsample_nearest1d", "aten::upsample_nearest2d",
     "aten::upsample_nearest3d",
     # creation, copies and dtype/device moves

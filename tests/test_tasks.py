@@ -27,6 +27,7 @@ SMALL: dict[str, dict] = {
     "char_lm": {"seq_len": 16, "eval_tokens": 64},
     "digits": {"image_size": 8},
     "shapes": {"image_size": 16},
+    "ref_sr": {"image_size": 16, "canvas": 20, "eval_images": 8},
 }
 CASES = [(name, io) for name in TASKS.names() for io in TASKS.get(name).obj.ios]
 
@@ -54,10 +55,13 @@ def test_task_contract(name: str, io: str) -> None:
     assert isinstance(task, Task)
     assert isinstance(task.metric, str) and isinstance(task.higher_is_better, bool)
     assert task.check_model(None, object) is None or isinstance(task.check_model(None, object), str)
-    k = _classes(task)
     a = task.train_batch(4, io, torch.Generator().manual_seed(3))
     assert _same(a, task.train_batch(4, io, torch.Generator().manual_seed(3)))
     assert not _same(a, task.train_batch(4, io, torch.Generator().manual_seed(4)))
+    if io == "sr":  # regression: the target is an image; its own tests are tests/test_ttsr.py
+        _sr_contract(task, a)
+        return
+    k = _classes(task)
     scored = a.labels[a.labels != IGNORE]
     assert a.batch_size == 4 and scored.numel() > 0 and 0 <= int(scored.min()) and int(scored.max()) < k
     longest = task.longest_batch(2, io, torch.Generator().manual_seed(0))
@@ -74,6 +78,20 @@ def test_task_contract(name: str, io: str) -> None:
     logits.scatter_(-1, batch.labels.clamp(min=0)[..., None], 50.0)
     value = task.metrics(task.score(logits, batch.labels), "")[task.metric]
     assert value == 1.0 if task.higher_is_better else value < 1e-6
+
+
+def _sr_contract(task: Task, a: Batch) -> None:
+    """Super-resolution (io 'sr'): the profile batch's size is the HR side, the evaluation sets are
+    fixed, and the exact target scores the best PSNR (inf)."""
+    assert a.batch_size == 4 and a.labels.is_floating_point()
+    for n in (8, 12):
+        p = task.profile_batch(n, 2, "sr", torch.Generator().manual_seed(0))
+        assert p.batch_size == 2 and p.seq_len == n and p.labels.shape[-1] == n
+    sets = task.eval_sets(2, 3, "sr", seed=0)
+    again = task.eval_sets(2, 3, "sr", seed=0)
+    assert "" in sets and all(_same(x, y) for x, y in zip(sets[""], again[""]))
+    batch = sets[""][0]
+    assert task.metrics(task.score(batch.labels, batch.labels), "")[task.metric] == float("inf")
 
 
 @pytest.mark.parametrize("name", SEQ_TASKS)

@@ -11,6 +11,8 @@ to lay out its batch:
 - ``"image"``: ``images`` [B, C, S, S]; logits [B, K] for a classifier, [B, S, S, K] per-pixel class
   scores for a segmenter. Which of the two is the config's ``head`` key (``classify`` or
   ``segment``), not the io.
+- ``"sr"``: super-resolution with a reference: ``lr`` [B, C, S/r, S/r] and ``ref`` [B, C, S, S];
+  the output image [B, C, S, S] goes in the ``logits`` slot (harness/tasks/ref_sr.py).
 
 A model whose io is fixed says so in a class attribute (``io: IOFormat = "image"``). Where the io
 follows the config (``causal``, ``arch``), the config has an ``io`` property and the model class
@@ -31,7 +33,7 @@ import torch
 
 from harness.config import bounded, positive
 
-IOFormat = Literal["lm", "masked", "seq2seq", "image"]
+IOFormat = Literal["lm", "masked", "seq2seq", "image", "sr"]
 Arch = Literal["decoder", "encoder", "encdec"]
 ARCH_IO: dict[str, IOFormat] = {"decoder": "lm", "encoder": "masked", "encdec": "seq2seq"}
 
