@@ -348,13 +348,14 @@ def run_suite(
     then waited for (``wait=False``: skipped). ``on_row`` sees each row once stored (``--log mlflow``).
     """
     store = ResultStore(results_dir / f"{suite.name}.jsonl")
+    # the leases' baseline is read before the jobs to do: a row stored in between is seen either way
+    claims = Claims(results_dir, suite.name, store.rows, on_finished=lambda job, row: limits.record(job, row))
     done = set() if force else store.done_ids()
     todo = [j for j in suite.jobs if j.run_id not in done]
     printer = ProgressPrinter(len(todo), io.StringIO() if quiet else sys.stderr)
     statuses: dict[str, int] = {}
     run = runner or (lambda job, p: execute(job, p))
     limits = LengthLimits(suite.jobs, [] if force else store.rows())
-    claims = Claims(results_dir, suite.name, store.rows, on_finished=limits.record)
 
     def record(job: Job, row: dict[str, Any]) -> None:
         limits.record(job, row)
