@@ -3,7 +3,8 @@
 MLflow is an optional extra (``pip install -e '.[mlflow]'``, the ``mlflow-skinny`` client). The
 tracking URI is ``MLFLOW_TRACKING_URI`` when set, else a file store ``mlruns/`` in the current
 directory (MLflow 3 keeps that store in maintenance mode and asks for ``MLFLOW_ALLOW_FILE_STORE=true``,
-which this module sets for a file store unless the environment says otherwise). One experiment per
+which this module sets for a file store unless the environment says otherwise; it also sets
+``MLFLOW_DISABLE_TELEMETRY=true`` unless set, so that logging reaches no network). One experiment per
 suite, named after it; one MLflow run per result row:
 
 - params: the row's ``config`` (model, task and train config, device, seed, ...) flattened to dotted
@@ -41,7 +42,10 @@ MAX_PARAMS, MAX_METRICS = 100, 1000  # MLflow's log_batch limits
 
 
 def import_mlflow(what: str = "--log mlflow") -> Any:
-    """``mlflow``, or HarnessError with the install command (the CLI turns it into exit 2)."""
+    """``mlflow``, or HarnessError with the install command (the CLI turns it into exit 2). MLflow's
+    usage telemetry (a download of its config and uploads of events) is switched off unless the
+    environment says otherwise: harness reaches no network by itself."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
         import mlflow
     except ImportError:
