@@ -148,13 +148,18 @@ class Claims:
             if self.try_claim(job):
                 yield job
 
-    def wait_deferred(self, kinds: Iterable[str]) -> list[Job]:
-        """Block on each deferred job of these kinds in turn; return the ones whose holder ended
-        without storing a row, now held by this process."""
+    def wait_deferred(self, kinds: Iterable[str]) -> Iterator[Job]:
+        """Block on each deferred job of these kinds in turn, in the order deferred (suite order, the
+        same in every process: no two waiters wait for each other); yield the ones whose holder ended
+        without storing a row, now held by this process. Whoever consumes it lazily must hold no other
+        lease while asking for the next job (the serial runner); a pool with jobs in flight takes the
+        whole list first."""
         kinds = set(kinds)
         waiting = [j for j in self.deferred if j.kind in kinds]
         self.deferred = [j for j in self.deferred if j.kind not in kinds]
-        return [j for j in waiting if self.try_claim(j, block=True)]
+        for job in waiting:
+            if self.try_claim(job, block=True):
+                yield job
 
     def release(self, job: Job) -> None:
         lease = self.held.pop(job.run_id, None)

@@ -371,17 +371,17 @@ def run_suite(
         reason = limits.skip_reason(job)
         record(job, skipped_row(job, reason) if reason else go(job, printer.step))
 
-    def passes(kinds: tuple[str, ...]) -> Iterable[Iterable[Job]]:
+    def passes(kinds: tuple[str, ...], lazy: bool = True) -> Iterable[Iterable[Job]]:
         yield claims.take(j for j in todo if j.kind in kinds)  # claimed one by one, as they start
-        if wait:
-            yield claims.wait_deferred(kinds)
+        if wait:  # then the jobs other processes held (lazy: blocking with no other lease held)
+            yield claims.wait_deferred(kinds) if lazy else list(claims.wait_deferred(kinds))
 
     with claims:
         if executor is None:
             for job in itertools.chain.from_iterable(passes(("train", "profile"))):
                 one(job, run)
         else:
-            for batch in passes(("train",)):
+            for batch in passes(("train",), lazy=False):
                 for job, row in executor.map_unordered(batch):
                     printer.start(job, show=False)
                     record(job, row)

@@ -84,7 +84,7 @@ def test_claims_defer_a_held_job_and_skip_one_stored_meanwhile(tmp_path: Path) -
     assert theirs.deferred == jobs[:2] and theirs.holders == {os.getpid()}
     store.append(_fast(jobs[0]))  # jobs[0] is finished, jobs[1]'s holder gives up without a row
     mine.close()
-    assert theirs.wait_deferred(["train"]) == [jobs[1]]  # now held by theirs, to be run there
+    assert list(theirs.wait_deferred(["train"])) == [jobs[1]]  # now held by theirs, to be run there
     assert jobs[1].run_id in theirs.held and theirs.deferred == []
     assert theirs.report(waited=True) == (
         f"2 job(s) taken by another process (pid {os.getpid()}): waited, 1 stored there, "
