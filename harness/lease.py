@@ -161,6 +161,15 @@ class Claims:
             if self.try_claim(job, block=True):
                 yield job
 
+    def batches(self, jobs: list[Job], kinds: tuple[str, ...], wait: bool,
+                lazy: bool = True) -> Iterator[Iterable[Job]]:
+        """The jobs of these kinds this process runs, in two batches: those it can claim now (each
+        claimed as the consumer asks for it), then, with ``wait``, the deferred ones whose holder ended
+        without a row (``lazy=False``: as a list, for a consumer with jobs in flight)."""
+        yield self.take(j for j in jobs if j.kind in kinds)
+        if wait:
+            yield self.wait_deferred(kinds) if lazy else list(self.wait_deferred(kinds))
+
     def release(self, job: Job) -> None:
         lease = self.held.pop(job.run_id, None)
         if lease is not None:

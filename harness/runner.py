@@ -348,8 +348,13 @@ def run_suite(
     then waited for (``wait=False``: skipped). ``on_row`` sees each row once stored (``--log mlflow``).
     """
     store = ResultStore(results_dir / f"{suite.name}.jsonl")
+
+    def stored_elsewhere(job: Job, row: dict[str, Any]) -> None:  # another process ran the job
+        limits.record(job, row)
+        printer.total -= 1
+
     # the leases' baseline is read before the jobs to do: a row stored in between is seen either way
-    claims = Claims(results_dir, suite.name, store.rows, on_finished=lambda job, row: limits.record(job, row))
+    claims = Claims(results_dir, suite.name, store.rows, on_finished=stored_elsewhere)
     done = set() if force else store.done_ids()
     todo = [j for j in suite.jobs if j.run_id not in done]
     printer = ProgressPrinter(len(todo), io.StringIO() if quiet else sys.stderr)
@@ -371,21 +376,16 @@ def run_suite(
         reason = limits.skip_reason(job)
         record(job, skipped_row(job, reason) if reason else go(job, printer.step))
 
-    def passes(kinds: tuple[str, ...], lazy: bool = True) -> Iterable[Iterable[Job]]:
-        yield claims.take(j for j in todo if j.kind in kinds)  # claimed one by one, as they start
-        if wait:  # then the jobs other processes held (lazy: blocking with no other lease held)
-            yield claims.wait_deferred(kinds) if lazy else list(claims.wait_deferred(kinds))
-
     with claims:
         if executor is None:
-            for job in itertools.chain.from_iterable(passes(("train", "profile"))):
+            for job in itertools.chain.from_iterable(claims.batches(todo, ("train", "profile"), wait)):
                 one(job, run)
         else:
-            for batch in passes(("train",), lazy=False):
+            for batch in claims.batches(todo, ("train",), wait, lazy=False):
                 for job, row in executor.map_unordered(batch):
                     printer.start(job, show=False)
                     record(job, row)
-            for job in itertools.chain.from_iterable(passes(("profile",))):
+            for job in itertools.chain.from_iterable(claims.batches(todo, ("profile",), wait)):
                 one(job, executor.run_alone)
     taken = claims.report(waited=wait)
     if taken:
