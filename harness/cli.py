@@ -152,7 +152,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     except HarnessError as e:
         return _bad_input(str(e))
     rows = [r for r in latest_rows(args.results).rows if r.get("run_id") and r.get("suite")]
-    logged, already = logger.export(rows)
+    try:
+        logged, already = logger.export(rows)
+    except Exception as e:  # the tracker refused (a server down, a store it cannot write)
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        sys.stderr.write(f"harness: error: MLflow at {logger.uri}: {type(e).__name__}: {first}\n")
+        return EXIT_JOB_ERROR
     print(f"{logged} run(s) logged to {logger.uri}, {already} already there")
     return EXIT_OK
 

@@ -118,7 +118,12 @@ class MlflowLogger:
         self.uri = uri or tracking_uri()
         if "://" not in self.uri or self.uri.startswith("file:"):
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        self.client = MlflowClient(tracking_uri=self.uri)
+        try:
+            self.client = MlflowClient(tracking_uri=self.uri)  # a file store is opened (made) here
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            raise HarnessError(f"{what}: MLflow tracking URI {self.uri}: "
+                               f"{type(e).__name__}: {first}") from None
         self.experiments: dict[str, str] = {}
 
     def experiment_id(self, suite: str) -> str:

@@ -135,6 +135,21 @@ def test_export_of_nothing_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture
     assert len(err) == 1 and "no results file" in err[0]
 
 
+@needs_mlflow
+def test_an_unusable_tracking_uri_exits_2_before_any_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a file where the store's folder would go
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (blocker / "mlruns").as_uri())
+    res = tmp_path / "res"
+    argv = ["run", str(_suite(tmp_path)), "--results-dir", str(res), "--no-report", "--log", "mlflow"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "MLflow tracking URI" in err[0] and "file/mlruns" in err[0], err
+    assert not res.exists()
+
+
 def test_without_mlflow_run_and_export_exit_2_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
