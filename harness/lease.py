@@ -8,9 +8,10 @@ lease to clean up. The holder writes its pid into the file, so a waiting process
 
 After taking a lease the results file is read again: a row for the job that appeared since this
 process started (another process finished it meanwhile) means the job is not run again. A lease held
-by another process defers the job: the suite goes on with the others, then waits for the deferred
-ones (in suite order, holding nothing else, so two waiting processes cannot deadlock), or with
-``wait=False`` leaves them to their holders and says so.
+by another process defers the job: the suite goes on with the others, then, with no job of its own
+in progress, waits for the deferred ones in suite order (the same order in every process, so no two
+waiting processes wait for each other), or with ``wait=False`` leaves them to their holders; either
+way it says so on the console.
 
 A lock file is unlinked by its holder before the lock is released; a process that locked a file that
 has been unlinked meanwhile opens the path again (the inode check of :func:`acquire`).
