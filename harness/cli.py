@@ -1,4 +1,4 @@
-"""Command line: ``harness run | report | claims | list | profile | prune | check``.
+"""Command line: ``harness run | report | claims | list | profile | prune | check | export``.
 
 Only argparse is imported at start-up; torch and the models load inside the commands that need them,
 so ``harness --help`` and ``harness list`` answer at once. Exit codes: 0 all jobs ended ok, diverged
@@ -30,50 +30,48 @@ def _bad_input(message: str) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from harness.listing import suite_lines
     from harness.registry import static_names, static_suites
 
-    names = static_names()
     what = args.what or "all"
+    if what not in ("all", "models", "tasks", "suites"):
+        return _list_suite(what)
+    names = static_names()
     sections: list[tuple[str, list[tuple[str, str]]]] = []
     if what in ("all", "models"):
         sections += [("models", names["models"]), ("presets", names["presets"])]
     if what in ("all", "tasks"):
         sections.append(("tasks", names["tasks"]))
-    if what in ("all", "suites"):
-        sections.append(("suites", static_suites(Path.cwd())))
     for title, rows in sections:
         print(f"{title}:")
         width = max((len(n) for n, _ in rows), default=0)
         for name, summary in rows:
             print(f"  {name:<{width}}  {summary}".rstrip())
+    if what in ("all", "suites"):
+        print("suites:", *suite_lines(static_suites(Path.cwd())), sep="\n")
+    return EXIT_OK
+
+
+def _list_suite(name: str) -> int:
+    """``harness list SUITE``: the whole description and the job grid."""
+    from harness.errors import HarnessError
+    from harness.listing import describe_suite, find_suite
+    from harness.suite import load_suite
+
+    path = find_suite(name, Path.cwd())
+    if path is None:
+        return _bad_input(f"list {name}: not models, tasks, suites, a suite under suites/ or a suite file")
+    try:
+        print(describe_suite(load_suite(str(path), [])))
+    except HarnessError as e:
+        return _bad_input(str(e))
     return EXIT_OK
 
 
 def _dry_run(suite: Any) -> int:
-    from tabulate import tabulate
+    from harness.listing import job_grid
 
-    from harness.flops import count_flops
-    from harness.profile import count_params
-    from harness.runner import build_job, job_batch
-
-    cache: dict[tuple[str, str, Any], tuple[int, int]] = {}
-    rows = []
-    for job in suite.jobs:
-        key = (job.variant, job.task_name, job.seq_len)
-        if key not in cache:
-            model, task = build_job(job)
-            batch = job_batch(job, model, task)
-            flops, _ = count_flops(model, batch)
-            cache[key] = (count_params(model), flops // batch.batch_size)
-        params, flops = cache[key]
-        seed = job.seed if job.kind == "train" else f"n={job.seq_len}"
-        rows.append([job.kind, job.variant, job.model if job.preset is None else job.preset, job.task_name,
-                     seed, f"{params:,}", f"{flops / 1e9:.4f}", job.run_id])
-    n_train = len(suite.train_jobs())
-    print(f"suite {suite.name}: {len(suite.jobs)} jobs ({n_train} training, "
-          f"{len(suite.jobs) - n_train} profiling), seeds {suite.seeds}, device {suite.device}")
-    headers = ["job", "variant", "model", "task", "seed", "params", "GFLOPs/ex", "run_id"]
-    print(tabulate(rows, headers=headers))
+    print(job_grid(suite))
     return EXIT_OK
 
 
@@ -107,13 +105,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.runner import run_suite
 
     try:
+        on_row = _row_logger(args.log)
         executor = make_executor(args.executor, jobs=args.jobs, ray_address=args.ray_address,
                                  device=suite.device)
     except HarnessError as e:
         return _bad_input(str(e))
     results_dir = Path(args.results_dir)
     try:
-        summary = run_suite(suite, results_dir, force=args.force, executor=executor)
+        summary = run_suite(suite, results_dir, force=args.force, executor=executor, wait=not args.no_wait,
+                            on_row=on_row)
     finally:
         if executor is not None:
             executor.close()
@@ -129,6 +129,37 @@ def cmd_run(args: argparse.Namespace) -> int:
         path = write_report(results_dir, Path(args.report_dir))
         print(f"report written to {path} and {path.parent / 'index.html'}")
     return EXIT_JOB_ERROR if summary.statuses.get("error") else EXIT_OK
+
+
+def _row_logger(log: str | None) -> Any:
+    """``--log mlflow``: the hook that logs each stored row (raises HarnessError without MLflow)."""
+    if log is None:
+        return None
+    from harness.tracking import MlflowLogger
+
+    return MlflowLogger().hook
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from harness.errors import HarnessError
+    from harness.store import latest_rows, result_files
+    from harness.tracking import MlflowLogger
+
+    if not result_files(args.results):
+        return _bad_input(f"export {args.results}: no results file (.jsonl) there")
+    try:
+        logger = MlflowLogger(what="harness export mlflow")
+    except HarnessError as e:
+        return _bad_input(str(e))
+    rows = [r for r in latest_rows(args.results).rows if r.get("run_id") and r.get("suite")]
+    try:
+        logged, already = logger.export(rows)
+    except Exception as e:  # the tracker refused (a server down, a store it cannot write)
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        sys.stderr.write(f"harness: error: MLflow at {logger.uri}: {type(e).__name__}: {first}\n")
+        return EXIT_JOB_ERROR
+    print(f"{logged} run(s) logged to {logger.uri}, {already} already there")
+    return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -262,6 +293,13 @@ def _add_prune(sub: Any) -> None:
     pn.set_defaults(func=cmd_prune)
 
 
+def _add_export(sub: Any) -> None:
+    ex = sub.add_parser("export", help="log stored result rows to an experiment tracker (MLflow)")
+    ex.add_argument("target", choices=["mlflow"])
+    ex.add_argument("results", help="a results .jsonl file or a folder of them")
+    ex.set_defaults(func=cmd_export)
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="harness", description="Benchmark and ablation harness for Transformer variants.")
     from harness import __version__
@@ -280,6 +318,10 @@ def make_parser() -> argparse.ArgumentParser:
                    help="local executor: run N training jobs at once in worker processes "
                         "(profile jobs run alone)")
     r.add_argument("--force", action="store_true", help="rerun jobs already in the results file")
+    r.add_argument("--no-wait", action="store_true",
+                   help="leave jobs another harness run holds to it instead of waiting for them")
+    r.add_argument("--log", choices=["mlflow"], default=None,
+                   help="also log each stored row as an MLflow run (pip install -e '.[mlflow]')")
     r.add_argument("--dry-run", action="store_true", help="validate and print the job grid; train nothing")
     r.add_argument("--no-report", action="store_true", help="do not regenerate the report")
     r.add_argument("--results-dir", default="results")
@@ -299,8 +341,9 @@ def make_parser() -> argparse.ArgumentParser:
     cl.add_argument("--lang", choices=["en", "zh"], default="en")
     cl.set_defaults(func=cmd_claims)
 
-    ls = sub.add_parser("list", help="list registered models, presets, tasks and suites")
-    ls.add_argument("what", nargs="?", choices=["models", "tasks", "suites"])
+    ls = sub.add_parser("list", help="list registered models, presets, tasks and suites, or one suite whole")
+    ls.add_argument("what", nargs="?", metavar="models|tasks|suites|SUITE",
+                    help="one section, or a suite (name under suites/ or path): its description and job grid")
     ls.set_defaults(func=cmd_list)
 
     pr = sub.add_parser("profile", help="profile one model on a random batch, without training")
@@ -318,6 +361,7 @@ def make_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_profile)
 
     _add_prune(sub)
+    _add_export(sub)
 
     ck = sub.add_parser("check",
                         help="regression gate: params, FLOPs, memory and relative speed against a baseline")

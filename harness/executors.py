@@ -27,7 +27,7 @@ import multiprocessing.connection as mpc
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,7 +87,8 @@ class Executor:
 
     name = "executor"
 
-    def map_unordered(self, jobs: list[Job]) -> Iterator[tuple[Job, dict[str, Any]]]:
+    def map_unordered(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, dict[str, Any]]]:
+        """Run training jobs in parallel, yielding (job, row) as each ends; ``jobs`` is read lazily."""
         raise NotImplementedError
 
     def run_alone(self, job: Job, progress: Callable[..., None] | None = None) -> dict[str, Any]:
@@ -187,24 +188,43 @@ class LocalPool(Executor):
         child.close()
         return _Worker(proc, parent)
 
-    def map_unordered(self, jobs: list[Job]) -> Iterator[tuple[Job, dict[str, Any]]]:
-        pending = collections.deque(range(len(jobs)))
+    def map_unordered(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, dict[str, Any]]]:
+        """Rows in completion order. ``jobs`` is read lazily, one job each time a worker is free (the
+        runner claims a job's lease when it hands the job over)."""
+        source, seen = iter(jobs), []  # seen: every job read from source, by index
+        pending: collections.deque[int] = collections.deque()  # retries of jobs whose worker died
         deaths: dict[int, int] = {}
+        more = True
+
+        def next_index() -> int | None:
+            nonlocal more
+            if pending:
+                return pending.popleft()
+            job = next(source, None) if more else None
+            if job is None:
+                more = False
+                return None
+            seen.append(job)
+            return len(seen) - 1
+
         try:
-            while pending or any(w.busy is not None for w in self._workers):
+            while True:
                 for slot in range(self.n_jobs):  # hand out work, (re)starting workers as needed
-                    if not pending:
+                    if slot < len(self._workers) and self._workers[slot].busy is not None:
+                        continue
+                    index = next_index()
+                    if index is None:
                         break
                     if slot >= len(self._workers):
                         self._workers.append(self._start(slot))
                     w = self._workers[slot]
-                    if w.busy is not None:
-                        continue
                     if not w.process.is_alive():
                         w.conn.close()
                         w = self._workers[slot] = self._start(slot)
-                    w.busy = pending.popleft()
-                    w.conn.send((w.busy, jobs[w.busy]))
+                    w.busy = index
+                    w.conn.send((index, seen[index]))
+                if not any(w.busy is not None for w in self._workers):
+                    break
                 busy = [w for w in self._workers if w.busy is not None]
                 mpc.wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
                 for slot, w in enumerate(self._workers):
@@ -221,7 +241,7 @@ class LocalPool(Executor):
                             row = None
                     if row is not None:
                         w.busy = None
-                        yield jobs[index], row
+                        yield seen[index], row
                         continue
                     if w.process.is_alive():
                         continue  # still working
@@ -232,8 +252,8 @@ class LocalPool(Executor):
                     if deaths[index] <= self.retries:
                         pending.appendleft(index)
                     else:
-                        yield jobs[index], error_row(
-                            jobs[index], f"{reason}; it died again when retried, the job was given up")
+                        yield seen[index], error_row(
+                            seen[index], f"{reason}; it died again when retried, the job was given up")
         finally:
             self._stop_workers()
 
@@ -356,10 +376,19 @@ class RayExecutor(Executor):
             tries = "after a retry" if self.retries else "with no retry"
             return error_row(job, f"Ray task failed {tries}: {detail}")
 
-    def map_unordered(self, jobs: list[Job]) -> Iterator[tuple[Job, dict[str, Any]]]:
-        refs = {self._submit(job, self.cpus_per_job): job for job in jobs}
+    def map_unordered(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, dict[str, Any]]]:
+        """Rows in completion order; ``jobs`` is read lazily, keeping as many tasks in flight as the
+        cluster's CPUs hold (so the runner claims a job's lease about when it starts)."""
+        source = iter(jobs)
+        cpus = self.ray.cluster_resources().get("CPU", 1)
+        room = max(1, int(cpus // self.cpus_per_job))
+        refs: dict[Any, Job] = {}
         try:
-            while refs:
+            while True:
+                while len(refs) < room and (job := next(source, None)) is not None:
+                    refs[self._submit(job, self.cpus_per_job)] = job
+                if not refs:
+                    break
                 ready, _ = self.ray.wait(list(refs), num_returns=1)
                 job = refs.pop(ready[0])
                 yield job, self._result(job, ready[0])

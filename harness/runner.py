@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import functools
 import io
+import itertools
 import math
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from harness.device import (  # re-exported: older code imports them from the ru
     use_deterministic,
     use_tf32,
 )
+from harness.lease import Claims
 from harness.rows import ResultRow
 from harness.store import ResultStore
 from harness.suite import Job, Suite
@@ -196,6 +198,7 @@ class RunSummary:
     ran: int
     statuses: dict[str, int]
     results_path: Path
+    taken: int = 0  # jobs left to another process that held them (stored there, or --no-wait)
 
 
 class ProgressPrinter:
@@ -331,6 +334,8 @@ def run_suite(
     quiet: bool = False,
     runner: Callable[[Job, Any], dict[str, Any]] | None = None,
     executor: Any = None,
+    wait: bool = True,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunSummary:
     """Run the suite's jobs not yet in its results file, appending each row as it arrives.
 
@@ -338,9 +343,18 @@ def run_suite(
     :func:`execute`, for tests). With an :class:`harness.executors.Executor` (``--jobs N``, Ray): the
     training jobs run in parallel and their rows are appended in completion order, then the profile
     jobs run one at a time, alone (see harness/executors.py). Either way this process alone writes
-    the results file, and cost sweeps stop at a variant's first out-of-memory or over-budget length.
+    the rows of its jobs, and cost sweeps stop at a variant's first out-of-memory or over-budget length.
+    Each job runs under a lease (harness/lease.py): a job another live process holds is left to it,
+    then waited for (``wait=False``: skipped). ``on_row`` sees each row once stored (``--log mlflow``).
     """
     store = ResultStore(results_dir / f"{suite.name}.jsonl")
+
+    def stored_elsewhere(job: Job, row: dict[str, Any]) -> None:  # another process ran the job
+        limits.record(job, row)
+        printer.total -= 1
+
+    # the leases' baseline is read before the jobs to do: a row stored in between is seen either way
+    claims = Claims(results_dir, suite.name, store.rows, on_finished=stored_elsewhere)
     done = set() if force else store.done_ids()
     todo = [j for j in suite.jobs if j.run_id not in done]
     printer = ProgressPrinter(len(todo), io.StringIO() if quiet else sys.stderr)
@@ -351,23 +365,34 @@ def run_suite(
     def record(job: Job, row: dict[str, Any]) -> None:
         limits.record(job, row)
         store.append(row)
+        claims.release(job)
         statuses[row["status"]] = statuses.get(row["status"], 0) + 1
         printer.finish(row)
+        if on_row is not None:
+            on_row(row)
 
-    if executor is None:
-        for job in todo:
-            printer.start(job)
-            reason = limits.skip_reason(job)
-            record(job, skipped_row(job, reason) if reason else run(job, printer.step))
-    else:
-        for job, row in executor.map_unordered([j for j in todo if j.kind != "profile"]):
-            printer.start(job, show=False)
-            record(job, row)
-        for job in (j for j in todo if j.kind == "profile"):
-            printer.start(job)
-            reason = limits.skip_reason(job)
-            record(job, skipped_row(job, reason) if reason else executor.run_alone(job, printer.step))
-    return RunSummary(len(suite.jobs), len(suite.jobs) - len(todo), len(todo), statuses, store.path)
+    def one(job: Job, go: Callable[[Job, Any], dict[str, Any]]) -> None:
+        printer.start(job)
+        reason = limits.skip_reason(job)
+        record(job, skipped_row(job, reason) if reason else go(job, printer.step))
+
+    with claims:
+        if executor is None:
+            for job in itertools.chain.from_iterable(claims.batches(todo, ("train", "profile"), wait)):
+                one(job, run)
+        else:
+            for batch in claims.batches(todo, ("train",), wait, lazy=False):
+                for job, row in executor.map_unordered(batch):
+                    printer.start(job, show=False)
+                    record(job, row)
+            for job in itertools.chain.from_iterable(claims.batches(todo, ("profile",), wait)):
+                one(job, executor.run_alone)
+    taken = claims.report(waited=wait)
+    if taken:
+        printer.stream.write(taken + "\n")
+    ran = sum(statuses.values())
+    return RunSummary(len(suite.jobs), len(suite.jobs) - len(todo), ran, statuses, store.path,
+                      taken=len(todo) - ran)
 
 
 PROFILE_SHAPE = {"seq_len": 128, "batch_size": 8, "seed": 0}  # harness profile's defaults
