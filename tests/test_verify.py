@@ -41,13 +41,18 @@ N_JOBS = 6  # 2 variants x 2 seeds, and 2 profile cells
 
 
 @pytest.fixture(scope="module")
-def committed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(suite file, results folder) of a tiny suite the harness trained: the 'committed' rows."""
-    tmp = tmp_path_factory.mktemp("committed")
-    suite = tmp / "vtiny.yaml"
+def suite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    suite = tmp_path_factory.mktemp("suite") / "vtiny.yaml"
     suite.write_text(SUITE)
-    assert main(["run", str(suite), "--results-dir", str(tmp / "res"), "--no-report"]) == 0
-    return suite, tmp / "res"
+    return suite
+
+
+@pytest.fixture(scope="module")
+def committed(suite_file: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(suite file, results folder) of a tiny suite the harness trained: the 'committed' rows."""
+    res = tmp_path_factory.mktemp("committed") / "res"
+    assert main(["run", str(suite_file), "--results-dir", str(res), "--no-report"]) == 0
+    return suite_file, res
 
 
 def _copy(committed: tuple[Path, Path], tmp_path: Path) -> Path:
@@ -65,6 +70,7 @@ def _rewrite(path: Path, change: Any) -> dict[str, Any]:
     return target
 
 
+@pytest.mark.slow
 def test_unchanged_rows_verify_bit_for_bit(committed: tuple[Path, Path], capsys: Any) -> None:
     suite, res = committed
     before = (res / "vtiny.jsonl").read_bytes()
@@ -78,6 +84,7 @@ def test_unchanged_rows_verify_bit_for_bit(committed: tuple[Path, Path], capsys:
     assert sorted(p.name for p in res.iterdir()) == ["vtiny.jsonl"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("field", ["metrics.tok_acc", "params"])
 def test_a_planted_change_exits_1_naming_row_and_field(
     committed: tuple[Path, Path], tmp_path: Path, capsys: Any, field: str,
@@ -102,8 +109,8 @@ def test_a_planted_change_exits_1_naming_row_and_field(
     assert len(bad) == 1 and field in bad[0]
 
 
-def test_the_sample_is_seeded_and_prefers_cheap_jobs(committed: tuple[Path, Path]) -> None:
-    suite = load_suite(committed[0], ["seeds=[0,1,2,3,4,5,6,7,8,9]"])
+def test_the_sample_is_seeded_and_prefers_cheap_jobs(suite_file: Path) -> None:
+    suite = load_suite(suite_file, ["seeds=[0,1,2,3,4,5,6,7,8,9]"])
     rows = [ResultRow(run_id=j.run_id, job=j.kind, status="ok", train_s=float(i), step_ms=1.0 + i,
                       config={"train": j.train}) for i, j in enumerate(suite.jobs)]
     rows[1].status = "error"  # never sampled
@@ -118,6 +125,7 @@ def test_the_sample_is_seeded_and_prefers_cheap_jobs(committed: tuple[Path, Path
     assert len(draws) > 1  # the seed changes the draw
 
 
+@pytest.mark.slow
 def test_threads_are_recorded_and_stay_out_of_the_run_id(committed: tuple[Path, Path]) -> None:
     rows = list(read_rows(committed[1] / "vtiny.jsonl"))
     assert {r["threads"] for r in rows} == {1}
@@ -130,6 +138,7 @@ def test_threads_are_recorded_and_stay_out_of_the_run_id(committed: tuple[Path, 
     assert all("threads" not in (j.identity()["train"] or {}) for j in one.jobs)
 
 
+@pytest.mark.slow
 def test_threads_are_honoured_by_the_runner_and_workers(committed: tuple[Path, Path], tmp_path: Path) -> None:
     import torch
 
@@ -148,6 +157,7 @@ def test_threads_are_honoured_by_the_runner_and_workers(committed: tuple[Path, P
     assert seen["threads"] == 3  # a worker runs the job at the job's count, not at its share
 
 
+@pytest.mark.slow
 def test_rerun_at_other_threads_compares_within_tolerance(committed: tuple[Path, Path], capsys: Any) -> None:
     suite, res = committed
     code = main(["verify", str(suite), "--results-dir", str(res), "--sample", "1", "--threads", "2"])
@@ -162,9 +172,8 @@ def test_older_rows_take_threads_from_the_device_name() -> None:
     assert migrate({"device_name": "NVIDIA H100 80GB HBM3"}).threads is None
 
 
-def test_verify_refuses_a_suite_without_results(committed: tuple[Path, Path], tmp_path: Path,
-                                                capsys: Any) -> None:
-    assert main(["verify", str(committed[0]), "--results-dir", str(tmp_path)]) == 2
+def test_verify_refuses_a_suite_without_results(suite_file: Path, tmp_path: Path, capsys: Any) -> None:
+    assert main(["verify", str(suite_file), "--results-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no committed results for suite vtiny" in err[0]
-    assert main(["verify", str(committed[0]), "--sample", "0"]) == 2
+    assert main(["verify", str(suite_file), "--sample", "0"]) == 2
