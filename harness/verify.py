@@ -103,7 +103,8 @@ def runnable_here(device: str) -> bool:
 def job_cost(row: ResultRow) -> float:
     """Seconds the job took when committed (a profile cell: its timed and warm-up steps)."""
     if row.is_profile:
-        steps = (row.steps or 0) + 10  # warm-up, timed steps and the extras pass, roughly
+        train = row.config.get("train") or {}
+        steps = train.get("profile_warmup", 2) + train.get("profile_steps", 5) + 1  # and the extras pass
         return (row.step_ms or math.inf) * steps / 1000
     return row.train_s if row.train_s is not None else math.inf
 
@@ -213,7 +214,7 @@ def compare(s: Sampled, now: ResultRow) -> tuple[list[Check], bool]:
     """Every check of one sampled job, and whether its metrics were held to the last bit."""
     bitwise = now.threads == s.row.threads and machine(now.device_name) == machine(s.row.device_name)
     checks = compare_exact(s, now)
-    if not s.job.kind == "profile":
+    if s.job.kind == "train":
         checks += compare_metrics(s, now, bitwise)
     return checks + compare_timings(s, now), bitwise
 
