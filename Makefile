@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUITE  ?= suites/quick.yaml
+# jobs `make run` retrains to check that this machine reproduces the committed rows (harness verify)
+VERIFY_SAMPLE ?= 6
 # extra pytest-benchmark flags for `make bench`, e.g. BENCH_ARGS="--benchmark-compare"
 BENCH_ARGS ?=
 
@@ -17,8 +19,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,ray,mlflow]"
 	touch $(STAMP)
 
+# the committed results and report (nothing new to train), then a sample of them retrained from
+# scratch in a temporary folder and compared with the committed rows: exit 1 if they do not reproduce
 run: $(STAMP)
 	$(BIN)/harness run $(SUITE)
+	$(BIN)/harness verify $(SUITE) --sample $(VERIFY_SAMPLE)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

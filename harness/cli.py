@@ -1,4 +1,4 @@
-"""Command line: ``harness run | report | claims | list | profile | prune | check | export``.
+"""Command line: ``harness run | report | claims | list | profile | prune | verify | check | export``.
 
 Only argparse is imported at start-up; torch and the models load inside the commands that need them,
 so ``harness --help`` and ``harness list`` answer at once. Exit codes: 0 all jobs ended ok, diverged
@@ -251,13 +251,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _numerics(row: dict) -> tuple[Any, str, bool] | None:
-    """A stored row's (device, precision, compile), as its job's config recorded them (None: no config)."""
+def _numerics(row: dict) -> tuple[Any, str, bool, int] | None:
+    """A stored row's (device, precision, compile, threads), as its job's config recorded them (None: no
+    config; rows from before ``train.threads`` count as its default, as their run_ids do)."""
     config = row.get("config")
     if not isinstance(config, dict):
         return None
     train = config.get("train") or {}
-    return config.get("device"), train.get("precision", "fp32"), bool(train.get("compile"))
+    return (config.get("device"), train.get("precision", "fp32"), bool(train.get("compile")),
+            int(train.get("threads") or 1))
 
 
 def _add_suite_args(p: argparse.ArgumentParser) -> None:
@@ -269,6 +271,9 @@ def _add_suite_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
                    help="shorthand for train.precision=...: autocast dtype (fp16 adds loss scaling)")
     p.add_argument("--compile", action="store_true", help="shorthand for train.compile=true (torch.compile)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="shorthand for train.threads=N: torch threads of every job (default 1; a job at "
+                        "another count has another run_id)")
 
 
 def _suite_from_args(args: argparse.Namespace) -> Any:
@@ -280,7 +285,42 @@ def _suite_from_args(args: argparse.Namespace) -> Any:
         overrides.append(f"train.precision={args.precision}")
     if args.compile:
         overrides.append("train.compile=true")
+    if args.threads is not None:
+        overrides.append(f"train.threads={args.threads}")
     return load_suite(args.suite, overrides, device=args.device)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from harness.errors import HarnessError
+    from harness.suite import load_suite
+    from harness.verify import table, verdict_line, verify_suite
+
+    if args.sample < 1 or (args.threads is not None and args.threads < 1):
+        return _bad_input("--sample and --threads must be >= 1")
+    try:
+        suite = load_suite(args.suite)
+        out = verify_suite(suite, Path(args.results_dir), sample=args.sample, seed=args.seed,
+                           threads=args.threads)
+    except HarnessError as e:
+        return _bad_input(str(e))
+    print(table(out))
+    for note in out.notes:
+        print(note)
+    print(verdict_line(out))
+    return EXIT_JOB_ERROR if out.failed else EXIT_OK
+
+
+def _add_verify(sub: Any) -> None:
+    v = sub.add_parser("verify", help="retrain a sample of a suite's committed jobs in a scratch folder and "
+                                      "compare them with the committed rows (exit 1 on a mismatch)")
+    v.add_argument("suite", help="suite YAML file")
+    v.add_argument("--sample", type=int, default=6, metavar="N", help="jobs to rerun (default 6)")
+    v.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the sample's draw (default 0)")
+    v.add_argument("--results-dir", default="results", help="where the committed rows are (only read)")
+    v.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="rerun at N torch threads instead of each row's recorded count (metrics are then "
+                        "compared within a tolerance)")
+    v.set_defaults(func=cmd_verify)
 
 
 def _add_prune(sub: Any) -> None:
@@ -362,6 +402,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     _add_prune(sub)
     _add_export(sub)
+    _add_verify(sub)
 
     ck = sub.add_parser("check",
                         help="regression gate: params, FLOPs, memory and relative speed against a baseline")

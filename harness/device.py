@@ -1,5 +1,5 @@
 """Where jobs run and under which numerics: the device, its name in result rows, deterministic kernels,
-TF32 on CUDA, the thread count while timing, and the machine's memory."""
+TF32 on CUDA, the thread count of a job and while timing, and the machine's memory."""
 
 from __future__ import annotations
 
@@ -96,3 +96,25 @@ def cpu_threads(device: Any, n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+DEFAULT_THREADS = 1  # TrainConfig.threads' default: a job's torch threads unless its suite says otherwise
+
+
+def job_threads(train: dict[str, Any]) -> int:
+    """The torch thread count a job runs at: its train settings' ``threads`` (see TrainConfig)."""
+    return max(1, int(train.get("threads") or DEFAULT_THREADS))
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch threads on any device (the count before is restored): a job's
+    numbers on the CPU depend on it, so every job runs at its recorded setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

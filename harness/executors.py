@@ -5,9 +5,10 @@ The serial path (``--executor local``, one job at a time in the ``harness`` proc
 
 - The driver (the ``harness run`` process) alone writes the results file: workers return rows, the
   driver appends each one as it arrives (completion order).
-- Training jobs run in parallel, each with a fixed share of the machine: ``torch.set_num_threads`` is
-  set to the CPUs given to the job, so parallel jobs do not oversubscribe the cores; on CUDA each
-  training job has a GPU of its own.
+- Training jobs run in parallel, each at its own recorded thread count (``train.threads``, default 1:
+  :func:`harness.runner.execute` sets ``torch.set_num_threads``), so a row does not depend on how many
+  jobs ran beside it; a Ray task reserves at least that many CPUs. On CUDA each training job has a GPU
+  of its own.
 - Profile jobs (speed and memory) run afterwards, one at a time and alone: in the driver for the
   local executor, as a Ray task reserving a whole node (all its CPUs, and a GPU on CUDA) for Ray.
   Their numbers are therefore never measured beside another job of the suite.
@@ -54,11 +55,13 @@ def _execute(job: Job) -> dict[str, Any]:
 
 
 def run_in_worker(fn: JobFn, job: Job, threads: int, meta: dict[str, Any]) -> dict[str, Any]:
-    """A worker's side of one job: pin the thread count, run it, stamp the driver's provenance."""
+    """A worker's side of one job: pin the thread count (the job's own ``train.threads``, which
+    :func:`harness.runner.execute` sets again; ``threads``, the worker's share, when the job has
+    none), run it, stamp the driver's provenance."""
     from harness.heap import pin_heap
 
     pin_heap()  # the same heap policy as the driver (a no-op after the first job of a reused worker)
-    threads = max(1, threads)
+    threads = max(1, int(job.train.get("threads") or threads))
     if "torch" in sys.modules:  # a reused worker: torch's pool is already sized, resize it
         sys.modules["torch"].set_num_threads(threads)
     else:  # torch reads these when it is first imported
@@ -142,7 +145,8 @@ class _Worker:
 
 
 class LocalPool(Executor):
-    """``--jobs N``: N spawned worker processes on this machine, each with cores // N threads.
+    """``--jobs N``: N spawned worker processes on this machine; each job runs at its ``train.threads``
+    (a worker starts with cores // N threads).
 
     Hand-rolled rather than ``concurrent.futures.ProcessPoolExecutor`` so that a worker's death is
     pinned on the one job it was running (a broken ProcessPoolExecutor fails every pending job).
@@ -360,6 +364,7 @@ class RayExecutor(Executor):
         self._remote = ray.remote(_ray_entry)
 
     def _submit(self, job: Job, cpus: int) -> Any:
+        cpus = min(max(cpus, int(job.train.get("threads") or 1)), self.node_cpus)  # what its threads use
         return self._remote.options(
             num_cpus=cpus, num_gpus=1 if self.gpu else 0, max_retries=self.retries, retry_exceptions=False,
             name=f"harness:{job.variant}:{job.task_name}:{job.seed if job.kind == 'train' else job.seq_len}",

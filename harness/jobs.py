@@ -24,9 +24,10 @@ from harness.suite_spec import TrainConfig
 
 # Train keys added after results were first committed, with the value that reproduces the older
 # behaviour: at that value they are left out of the run_id, so existing results stay valid.
-LATER_TRAIN_KEYS: dict[str, Any] = {"eval_modes": {}, "precision": "fp32", "compile": False}
+# ``threads`` joined at 1, the committed default: a job at another thread count has another run_id.
+LATER_TRAIN_KEYS: dict[str, Any] = {"eval_modes": {}, "precision": "fp32", "compile": False, "threads": 1}
 # Of those, the ones that change a profile job's numbers too (a profile job's identity has no train dict).
-NUMERICS_KEYS = ("precision", "compile")
+NUMERICS_KEYS = ("precision", "compile", "threads")
 # Task config keys added later, likewise left out of the run_id at their old value.
 LATER_TASK_KEYS: dict[str, Any] = {"metric": None}
 

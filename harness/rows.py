@@ -12,7 +12,8 @@ Schema versions:
   the current one; the report has also always accepted a flat ``config`` (``config.seq_len``,
   ``config.steps``, ``config.batch_size`` instead of ``config.task.seq_len``, ``config.train.steps``,
   ``config.train.batch_size``) and rows without ``seq_len`` or ``batch_size`` fields.
-- 2: rows carry ``schema_version: 2``; fields as in version 1.
+- 2: rows carry ``schema_version: 2``; fields as in version 1. Rows written before the ``threads``
+  field existed take it from the count their CPU ``device_name`` ends with ("... (2 threads)").
 
 :func:`migrate` turns any of these into a current :class:`ResultRow`; nothing else guesses layouts.
 """
@@ -20,11 +21,12 @@ Schema versions:
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "ResultRow", "migrate"]
+__all__ = ["SCHEMA_VERSION", "ResultRow", "migrate", "threads_in_name"]
 
 SCHEMA_VERSION = 2
 
@@ -66,6 +68,7 @@ class ResultRow:
     report_spec: dict[str, Any] | None = None  # the suite's ``report:`` layout, as written
     device: str | None = None
     device_name: str | None = None
+    threads: int | None = None  # torch threads the job ran at (train.threads; older rows: device_name's)
     torch_version: str | None = None
     harness_version: str | None = None
     git_commit: str | None = None
@@ -127,6 +130,13 @@ class ResultRow:
 
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(ResultRow))
+_THREADS_IN_NAME = re.compile(r"\((\d+) threads?\)$")
+
+
+def threads_in_name(name: Any) -> int | None:
+    """The thread count a CPU row's ``device_name`` ends with ("... (2 threads)"); None for a GPU's."""
+    m = _THREADS_IN_NAME.search(name) if isinstance(name, str) else None
+    return int(m.group(1)) if m else None
 
 
 def _nested(config: dict[str, Any], section: str, key: str) -> dict[str, Any]:
@@ -141,7 +151,8 @@ def migrate(data: Mapping[str, Any]) -> ResultRow:
     """Any stored row (see the module docstring for the versions) as a current :class:`ResultRow`.
 
     Fields keep their stored values; only what is missing is filled: a flat legacy ``config`` gets its
-    nested keys, ``seq_len`` and ``batch_size`` come from the config when the row has none, and a null
+    nested keys, ``seq_len`` and ``batch_size`` come from the config when the row has none, ``threads``
+    from the device name, and a null
     ``metrics``/``curve``/``config`` becomes empty. Unknown fields become extras.
     """
     values = {k: v for k, v in data.items() if k != "schema_version"}
@@ -153,6 +164,8 @@ def migrate(data: Mapping[str, Any]) -> ResultRow:
     for key, section in (("seq_len", "task"), ("batch_size", "train")):
         if values.get(key) is None and isinstance(config.get(section), Mapping):
             values[key] = config[section].get(key)
+    if values.get("threads") is None:
+        values["threads"] = threads_in_name(values.get("device_name"))
     for key, empty in (("metrics", {}), ("curve", [])):
         if not isinstance(values.get(key), type(empty)):
             values[key] = type(empty)()

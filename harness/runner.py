@@ -24,8 +24,10 @@ from harness import __version__
 from harness.device import (  # re-exported: older code imports them from the runner
     device_name,
     free_memory,
+    job_threads,
     physical_memory_bytes,
     resolve_device,
+    torch_threads,
     use_deterministic,
     use_tf32,
 )
@@ -133,7 +135,16 @@ def _oom_message(n: Any, batch_size: Any, precision: str, error: str | None) -> 
 
 def execute(job: Job, progress: Callable[[int, int, float, float], None] | None = None) -> dict[str, Any]:
     """Run one job and return its result row, in its dict form (rows travel from worker processes
-    and Ray tasks as plain data); never raises for a failing job."""
+    and Ray tasks as plain data); never raises for a failing job. The job runs at its ``train.threads``
+    torch threads, wherever it runs (this process, a worker, a Ray task), and the row records them."""
+    with torch_threads(job_threads(job.train)):
+        return execute_here(job, progress)
+
+
+def execute_here(
+    job: Job, progress: Callable[[int, int, float, float], None] | None = None,
+) -> dict[str, Any]:
+    """:func:`execute` at the thread count torch has now."""
     import torch
 
     from harness.profile import ExtrasProbe, profile_model
@@ -147,6 +158,7 @@ def execute(job: Job, progress: Callable[[int, int, float, float], None] | None 
     try:
         device = resolve_device(job.device)
         row.device, row.device_name = device.type, device_name(device.type)
+        row.threads = torch.get_num_threads()
         use_deterministic()
         if device.type == "cuda":
             use_tf32()

@@ -84,6 +84,10 @@ class TrainConfig:
     # (fp16 with dynamic loss scaling); compile: torch.compile the model for the training loop.
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     compile: bool = False
+    # torch threads of every job (torch.set_num_threads, in worker processes and Ray tasks too). On the
+    # CPU the reduction order, and so the last bits of every metric, depends on it: results meant to be
+    # committed run at the default, 1, which any machine can reproduce; each row records its count.
+    threads: int = positive(1)
 
     def check(self) -> list[tuple[str, str]]:
         if self.warmup_steps > self.steps:

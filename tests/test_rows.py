@@ -26,7 +26,9 @@ def test_every_committed_row_loads_and_round_trips() -> None:
         out = row.to_dict()
         # every stored field comes back with its value; only fields the row lacked are added
         assert {k: out[k] for k in stored} == stored, stored["run_id"]
-        assert set(out) - set(stored) <= {"schema_version", "report_spec"}
+        assert set(out) - set(stored) <= {"schema_version", "report_spec", "threads"}
+        if "threads" not in stored and out["threads"] is not None:  # read from the device name
+            assert f"({out['threads']} thread" in stored["device_name"]
         assert out["schema_version"] == SCHEMA_VERSION
         assert migrate(out) == row  # a migrated row is current: migrating again changes nothing
 
