@@ -205,3 +205,28 @@ def test_bad_settings_are_refused_at_load(refused_suite, text: str, fragments: l
     line = refused_suite(text)
     for frag in fragments:
         assert frag in line, line
+
+
+def test_attention_flops_match_the_hand_count() -> None:
+    """Per image, N positions, C channels: 1x1 convs f, g (N C C/8 each), h (N C C/2), v (N C/2 C),
+    energies N N C/8, weighted values C/2 N N multiply-adds; 2 FLOPs each. Spectral norm adds, once per
+    forward (not per image), sigma = u^T (W v) for each weight W (out x in): out*in + out."""
+    from harness.flops import count_flops
+    from harness.models.base import ModelOutput
+    from harness.models.sagan import SelfAttention2d
+    from harness.tasks.base import Batch
+
+    class Probe(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block = SelfAttention2d(16)
+
+        def forward(self, images: torch.Tensor) -> ModelOutput:
+            return ModelOutput(self.block(images))
+
+    b, c, n = 2, 16, 16
+    images = torch.randn(b, c, 4, 4)
+    flops, unsupported = count_flops(Probe(), Batch({"images": images}, torch.zeros(b)))
+    macs = 2 * n * c * c // 8 + n * c * c // 2 + n * c // 2 * c + n * n * c // 8 + c // 2 * n * n
+    sigma = sum(o * i + o for o, i in ((c // 8, c), (c // 8, c), (c // 2, c), (c, c // 2)))
+    assert unsupported == [] and flops == 2 * (b * macs + sigma)

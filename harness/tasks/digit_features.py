@@ -14,9 +14,9 @@ the image size, the split and the torch version), and retrained when the file is
 RNG and thread count are left as they were.
 
 Formulas. Frechet distance between Gaussians fitted to two feature sets:
-``|mu_1 - mu_2|^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2))`` (the trace of the square root from eigenvalues, see :func:`frechet_distance`; checked against
-``scipy.linalg.sqrtm`` in the tests). Inception
-Score with one split: ``exp(E_x[sum_y p(y|x) log p(y|x)] - sum_y p(y) log p(y))``, p(y) the mean of
+``|mu_1 - mu_2|^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2))``, the trace of the square root from
+eigenvalues (see :func:`frechet_distance`; checked against ``scipy.linalg.sqrtm`` in the tests).
+Inception Score with one split: ``exp(E_x[sum_y p(y|x) log p(y|x)] - sum_y p(y) log p(y))``, p(y) the mean of
 p(y|x) over the generated images (= exp of the mean KL(p(y|x) || p(y))).
 """
 
