@@ -230,3 +230,12 @@ def test_attention_flops_match_the_hand_count() -> None:
     macs = 2 * n * c * c // 8 + n * c * c // 2 + n * c // 2 * c + n * n * c // 8 + c // 2 * n * n
     sigma = sum(o * i + o for o, i in ((c // 8, c), (c // 8, c), (c // 2, c), (c, c // 2)))
     assert unsupported == [] and flops == 2 * (b * macs + sigma)
+
+
+def test_unconditional_gan_has_plain_bn_and_no_projection() -> None:
+    model = small(conditional=False)
+    assert model.disc.embed is None and model.gen.blocks[0].bn1.bn.affine
+    batch = task().train_batch(4, "gan", torch.Generator().manual_seed(0))
+    d, g = model.optim_phases()
+    gen = torch.Generator().manual_seed(0)
+    assert torch.isfinite(d.loss(batch, gen)) and torch.isfinite(g.loss(batch, gen))

@@ -9,9 +9,11 @@ What is the paper's:
   s_ij = f(x_i)^T g(x_j), attention beta = softmax over the positions i attended to, values
   h = W_h x, output o = W_v (sum_i beta_ji h_i) (1x1 conv back to C channels), y = gamma * o + x with a
   learnable scalar gamma initialised at 0 (so the block starts as the identity);
-- the block in BOTH networks; spectral normalisation of every conv, linear and embedding layer in both
-  networks (``torch.nn.utils.parametrizations.spectral_norm``, one power iteration per training
-  forward, as in the official code);
+- the block in BOTH networks; spectral normalisation of every conv and linear layer of both networks
+  and of D's class embedding (``torch.nn.utils.parametrizations.spectral_norm``, one power iteration
+  per training forward, as in the official code; the conditional-BN gains and biases are plain
+  embeddings there too). SN normalises each weight reshaped to (out, in * k * k), so a conv's operator
+  norm is bounded by, not equal to, 1;
 - hinge loss: L_D = E[relu(1 - D(x, y))] + E[relu(1 + D(G(z, y), y))], L_G = -E[D(G(z, y), y)];
 - two time-scale update rule with Adam betas (0, 0.9) and a 1:1 D:G step ratio (``n_critic``);
   the learning rates are the train config's ``lr`` for G and ``lr`` x ``d_lr_mult`` for D (the paper's
