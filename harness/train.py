@@ -5,6 +5,17 @@ the runner before building), training batches from a generator seeded with the j
 evaluation batches from a separate fixed stream, so the same suite and seed give identical numbers.
 A non-finite loss ends the job as ``diverged`` at that step.
 
+Alternating optimisers. A model that defines ``optim_phases()`` (a list of
+:class:`harness.models.base.OptimPhase`, e.g. a GAN's discriminator then generator) trains through
+:func:`train_phases` instead of the single-optimiser loop: at each step every phase in turn draws its
+own batch(es) and steps its own AdamW over its own parameters on its own loss, at the train config's
+``lr`` times its ``lr_mult`` (so the train ``lr`` is the base rate and the phases keep their ratio,
+e.g. SAGAN's two time-scale 1e-4 / 4e-4 is ``lr: 1e-4`` and a discriminator ``lr_mult`` of 4), with
+the config's schedule, betas, weight decay and clipping. Evaluation every ``eval_every`` steps, the
+curve and divergence (any phase's loss non-finite) work as in the ordinary loop; the curve's ``loss``
+is the sum of the phases' mean losses since the last point, and ``loss_<phase>`` each one. Phase
+training does not take ``compile: true``. Models without phases train exactly as before.
+
 Numerics (``precision``, ``compile`` in the train config): ``fp32`` runs in float32 (the runner turns
 TF32 matmuls on for CUDA); ``bf16`` and ``fp16`` run forward and loss under ``torch.autocast`` to that
 dtype, weights and optimizer state staying float32; ``fp16`` also scales the loss with a dynamic
@@ -24,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from harness.models.base import OptimPhase
 from harness.tasks.base import Batch, Task
 
 Progress = Callable[[int, int, float, float], None]  # step, total, loss, tokens/s
@@ -99,7 +111,10 @@ def train(
 ) -> TrainOutcome:
     """Train ``model`` on ``task``; ``eval_models`` maps an eval mode to a builder of the same
     architecture under other keys, which receives the trained weights for one more evaluation
-    (its metrics are suffixed ``@mode``)."""
+    (its metrics are suffixed ``@mode``). A model with ``optim_phases()`` trains through
+    :func:`train_phases`."""
+    if hasattr(model, "optim_phases"):
+        return train_phases(model, task, cfg, seed, device, progress, eval_models)
     io = model.io
     gen = torch.Generator().manual_seed(seed)
     eval_sets = task.eval_sets(cfg["eval_batches"], cfg["eval_batch_size"], io, seed)
@@ -149,10 +164,96 @@ def train(
             metrics, extras = evaluate(model, task, eval_sets, device, precision)
             curve.append({"step": done, "loss": running / n_running, **metrics})
             running, n_running = 0.0, 0
+    metrics.update(eval_other_modes(model, task, eval_sets, device, eval_models))
+    return TrainOutcome("ok", None, metrics, curve, time.perf_counter() - t0, steps, extras)
+
+
+def eval_other_modes(
+    model: nn.Module, task: Task, eval_sets: dict[str, list[Batch]], device: torch.device,
+    eval_models: dict[str, Callable[[], nn.Module]] | None,
+) -> dict[str, float]:
+    """The trained weights evaluated once more under each eval mode's config (metrics ``name@mode``)."""
+    metrics: dict[str, float] = {}
     for mode, make in (eval_models or {}).items():
         other = make().to(device)
         other.load_state_dict(model.state_dict())
         head_only = {"": eval_sets[""]}
         mode_metrics, _ = evaluate(other, task, head_only, device)
         metrics.update({f"{k}@{mode}": v for k, v in mode_metrics.items()})
+    return metrics
+
+
+def phase_step(
+    phase: OptimPhase, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, task: Task,
+    cfg: dict[str, Any], io: str, gen: torch.Generator, device: torch.device,
+) -> tuple[float, int]:
+    """``phase.repeats`` updates of one phase; returns (its last loss, images seen). A non-finite loss
+    returns at once, before any update from it."""
+    precision = cfg.get("precision", "fp32")
+    value, seen = 0.0, 0
+    for _ in range(phase.repeats):
+        batch = task.train_batch(cfg["batch_size"], io, gen).to(device)
+        with autocast(device, precision):
+            loss = phase.loss(batch, gen)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            return value, seen
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if cfg["grad_clip"] > 0:
+            scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(phase.params, cfg["grad_clip"])
+        scaler.step(opt)
+        scaler.update()
+        seen += batch.batch_size * batch.n_tokens
+    return value, seen
+
+
+def train_phases(
+    model: nn.Module, task: Task, cfg: dict[str, Any], seed: int, device: torch.device,
+    progress: Progress | None = None, eval_models: dict[str, Callable[[], nn.Module]] | None = None,
+) -> TrainOutcome:
+    """:func:`train` for a model with ``optim_phases()``: one AdamW per phase, phases in turn."""
+    if cfg.get("compile", False):
+        raise ValueError("compile: true is not supported for models trained in optimiser phases")
+    io = model.io
+    gen = torch.Generator().manual_seed(seed)
+    eval_sets = task.eval_sets(cfg["eval_batches"], cfg["eval_batch_size"], io, seed)
+    phases: list[OptimPhase] = model.optim_phases()
+    opts = [torch.optim.AdamW(p.params, lr=cfg["lr"] * p.lr_mult, betas=tuple(cfg["betas"]),
+                              weight_decay=cfg["weight_decay"]) for p in phases]
+    fp16 = cfg.get("precision", "fp32") == "fp16"
+    scalers = [torch.amp.GradScaler(device.type, enabled=fp16) for _ in phases]
+    steps = cfg["steps"]
+    curve: list[dict[str, Any]] = []
+    model.train()
+    t0 = time.perf_counter()
+    running = {p.name: 0.0 for p in phases}
+    n_running = 0
+    metrics: dict[str, float] = {}
+    extras: dict[str, float] = {}
+    tokens, t_last = 0, time.perf_counter()
+    for step in range(steps):
+        lr = lr_at(step, lr=cfg["lr"], steps=steps, warmup=cfg["warmup_steps"], min_ratio=cfg["min_lr_ratio"])
+        for phase, opt, scaler in zip(phases, opts, scalers):
+            for group in opt.param_groups:
+                group["lr"] = lr * phase.lr_mult
+            value, seen = phase_step(phase, opt, scaler, task, cfg, io, gen, device)
+            if not math.isfinite(value):
+                return TrainOutcome("diverged", f"{phase.name} loss became {value} at step {step}", {}, curve,
+                                    time.perf_counter() - t0, step)
+            running[phase.name] += value
+            tokens += seen
+        n_running += 1
+        done = step + 1
+        if progress is not None and (done % 10 == 0 or done == steps):
+            now = time.perf_counter()
+            progress(done, steps, sum(running.values()) / n_running, tokens / max(now - t_last, 1e-9))
+            tokens, t_last = 0, now
+        if done % cfg["eval_every"] == 0 or done == steps:
+            metrics, extras = evaluate(model, task, eval_sets, device, cfg.get("precision", "fp32"))
+            means = {f"loss_{k}": v / n_running for k, v in running.items()}
+            curve.append({"step": done, "loss": sum(means.values()), **means, **metrics})
+            running, n_running = {p.name: 0.0 for p in phases}, 0
+    metrics.update(eval_other_modes(model, task, eval_sets, device, eval_models))
     return TrainOutcome("ok", None, metrics, curve, time.perf_counter() - t0, steps, extras)

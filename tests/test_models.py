@@ -35,7 +35,8 @@ CONFIGS = small_configs()
 
 
 # the task each model io is exercised on, at a tiny size
-TEST_TASKS = {"image": ("digits", {"image_size": 8}), "sr": ("ref_sr", {"image_size": 16, "canvas": 20})}
+TEST_TASKS = {"image": ("digits", {"image_size": 8}), "sr": ("ref_sr", {"image_size": 16, "canvas": 20}),
+              "gan": ("gan_digits", {"image_size": 8})}
 
 
 def batch_for(model: torch.nn.Module, task: str | None = None):
@@ -63,7 +64,7 @@ def test_forward_backward_finite(label: str, cfg: dict) -> None:
         assert out.logits.shape == batch.labels.shape
     else:
         assert out.logits.shape[:-1] == batch.labels.shape
-    if model.io not in ("image", "sr"):
+    if model.io not in ("image", "sr", "gan"):
         assert out.logits.shape[-1] == 10
     loss = task.loss(out, batch)
     loss.backward()

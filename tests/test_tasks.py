@@ -68,12 +68,16 @@ def test_task_contract(name: str, io: str) -> None:
     assert longest.batch_size == 2
     for n in (8, 12):
         p = task.profile_batch(n, 2, io, torch.Generator().manual_seed(0))
-        assert p.batch_size == 2 and p.seq_len == (n if io == "image" else len(p.inputs) * n)
-        assert all(t.shape[-1] == n for t in p.inputs.values())  # each input is n long (images: n wide)
+        assert p.batch_size == 2 and p.seq_len == (n if io in ("image", "gan") else len(p.inputs) * n)
+        # each input is n long (images: n wide; a GAN's class labels are one per image)
+        assert all(t.shape[-1] == n for t in p.inputs.values() if io != "gan" or t.dim() == 4)
     sets = task.eval_sets(2, 3, io, seed=0)
     again = task.eval_sets(2, 3, io, seed=0)
     assert "" in sets and sets[""] and all(_same(x, y) for x, y in zip(sets[""], again[""]))
     batch = sets[""][0]
+    if io == "gan":  # evaluation labels are the real images: generating exactly them is perfect
+        assert abs(task.metrics(task.score(batch.labels, batch.labels), "")[task.metric]) < 1e-3
+        return
     logits = torch.zeros(*batch.labels.shape, k)
     logits.scatter_(-1, batch.labels.clamp(min=0)[..., None], 50.0)
     value = task.metrics(task.score(logits, batch.labels), "")[task.metric]

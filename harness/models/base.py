@@ -13,6 +13,10 @@ to lay out its batch:
   ``segment``), not the io.
 - ``"sr"``: super-resolution with a reference: ``lr`` [B, C, S/r, S/r] and ``ref`` [B, C, S, S];
   the output image [B, C, S, S] goes in the ``logits`` slot (harness/tasks/ref_sr.py).
+- ``"gan"``: a generative adversarial pair (harness/models/sagan.py). Training batches hold real
+  ``images`` [B, C, S, S] and class ``labels`` [B]; evaluation batches hold ``labels`` and per-example
+  noise ``seeds`` [B] and the model returns generated images [B, C, S, S] as logits. It trains through
+  its :class:`OptimPhase` list (see :func:`harness.train.train`), not through the task's loss.
 
 A model whose io is fixed says so in a class attribute (``io: IOFormat = "image"``). Where the io
 follows the config (``causal``, ``arch``), the config has an ``io`` property and the model class
@@ -26,6 +30,7 @@ sublayers' own keys), with their shared checks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -33,7 +38,7 @@ import torch
 
 from harness.config import bounded, positive
 
-IOFormat = Literal["lm", "masked", "seq2seq", "image", "sr"]
+IOFormat = Literal["lm", "masked", "seq2seq", "image", "sr", "gan"]
 Arch = Literal["decoder", "encoder", "encdec"]
 ARCH_IO: dict[str, IOFormat] = {"decoder": "lm", "encoder": "masked", "encdec": "seq2seq"}
 
@@ -50,6 +55,25 @@ class ModelOutput:
     logits: torch.Tensor
     aux_loss: torch.Tensor | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimPhase:
+    """One optimiser of a model trained in alternating phases (a GAN's discriminator and generator).
+
+    A model that defines ``optim_phases() -> list[OptimPhase]`` is trained phase by phase: at every
+    training step each phase in turn draws its own training batch ``repeats`` times (e.g. n_critic
+    discriminator steps) and steps its own AdamW over ``params`` on ``loss(batch, gen)`` (``gen``: the
+    job's training generator, for noise). The phase's learning rate is the train config's ``lr`` times
+    ``lr_mult``, on the train config's warm-up and cosine schedule; betas, weight decay and gradient
+    clipping are the train config's.
+    """
+
+    name: str
+    params: list[torch.nn.Parameter]
+    loss: Callable[[Any, torch.Generator], torch.Tensor]
+    lr_mult: float = 1.0
+    repeats: int = 1
 
 
 class ConfigIO:
