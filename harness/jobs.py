@@ -170,13 +170,15 @@ def field_default(cfg_cls: type, key: str) -> Any:
 
 def at_length(cfg_cls: type, cfg: dict[str, Any], n: int) -> dict[str, Any]:
     """A model config profiled at length ``n``: ``max_len`` at least ``n``; an image model's
-    ``image_size`` is ``n`` (the profiled length is the image side)."""
+    ``image_size`` (or ``height`` and ``width``) is ``n`` (the profiled length is the image side)."""
     names = {f.name for f in dataclasses.fields(cfg_cls)}
     out = dict(cfg)
     if "max_len" in names:
         out["max_len"] = max(int(cfg.get("max_len", field_default(cfg_cls, "max_len"))), n)
     if "image_size" in names:
         out["image_size"] = n
+    if {"height", "width"} <= names:  # a model of H x W images (image_transformer): n x n
+        out["height"] = out["width"] = n
     return out
 
 
