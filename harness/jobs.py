@@ -192,8 +192,10 @@ def profile_target(
     from harness.registry import TASKS, resolve_model
 
     entry, preset = resolve_model(model_name)
-    image_model = "image_size" in {f.name for f in dataclasses.fields(entry.config)}
-    tentry = TASKS.get(task_name or ("digits" if image_model else "copy"))
+    names = {f.name for f in dataclasses.fields(entry.config)}
+    grid_model = {"height", "width", "levels"} <= names  # an autoregressive pixel model
+    image_model = "image_size" in names or grid_model
+    tentry = TASKS.get(task_name or ("pixels" if grid_model else "digits" if image_model else "copy"))
     task = tentry.obj(tentry.config(**({"image_size": n} if image_model else {})))
     merged, origin = merge_model_keys([(preset, lambda _k: model_name), (keys, lambda k: where[k])])
     fixed = task.model_keys()

@@ -47,7 +47,7 @@ LUMA = (0.299, 0.587, 0.114)
 @dataclass
 class PixelsConfig:
     source: Literal["digits", "shapes"] = "digits"
-    image_size: int = bounded(8, lo=4, hi=64)  # digits: resized from 8x8; shapes: 16..32
+    image_size: int = bounded(8, lo=4, hi=128)  # digits: resized from 8x8; shapes: 16..32
     levels: int = bounded(16, lo=2, hi=256)  # intensity values after quantisation
     test_fraction: float = bounded(0.2, lo=0.01, hi=0.99)  # digits: per class, as the digits task
     split_seed: int = bounded(0, lo=0)  # digits: the fixed split
