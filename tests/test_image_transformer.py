@@ -224,3 +224,13 @@ def test_the_image_size_is_filled_from_the_task(tmp_path) -> None:  # noqa: ANN0
     jobs = load_suite(path, []).jobs
     keys = {(j.model_cfg["height"], j.model_cfg["width"], j.model_cfg["levels"]) for j in jobs}
     assert keys == {(16, 16, 32)}
+
+
+def test_the_cost_sweep_sizes_the_image_to_each_profiled_side(tmp_path) -> None:  # noqa: ANN001
+    from harness.suite import load_suite
+
+    path = tmp_path / "ok.yaml"
+    path.write_text(SUITE + "profile: {image_sizes: [16, 32], batch_size: 1, task: px}\n")
+    prof = [j for j in load_suite(path, []).jobs if j.kind == "profile"]
+    assert {(j.variant, j.seq_len, j.model_cfg["height"], j.model_cfg["width"]) for j in prof} == {
+        (v, n, n, n) for v in ("a", "b") for n in (16, 32)}

@@ -104,3 +104,26 @@ def test_a_suite_run_stores_samples_and_the_report_draws_them(tmp_path: Path) ->
     first = (report / "figures" / "gen-px-samples.png").read_bytes()
     assert main(["report", "--results-dir", str(results), "--report-dir", str(report)]) == 0
     assert (report / "figures" / "gen-px-samples.png").read_bytes() == first  # same rows, same bytes
+
+
+def test_the_figure_takes_grey_and_rgb_panels_of_different_sizes(tmp_path: Path) -> None:
+    from harness.report.figures import samples_figure
+
+    small = [[[10, 20], [30, 40]]]
+    big = [[[[v, v, v] for v in range(4)] for _ in range(4)]]
+    rows = [("a (seed 0)", {"lr": small, "hr": big}), ("b (seed 1)", {"hr": big})]
+    samples_figure(rows, "t", tmp_path / "x.png")
+    data = (tmp_path / "x.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    samples_figure(rows, "t", tmp_path / "y.png")
+    assert (tmp_path / "y.png").read_bytes() == data  # deterministic bytes
+
+
+def test_the_mosaic_tiles_images_in_rows_of_eight() -> None:
+    from harness.report.figures import GUTTER, SAMPLE_COLS, mosaic
+
+    images = [[[i, i], [i, i]] for i in range(10)]
+    out = mosaic(images)
+    assert SAMPLE_COLS == 8 and out.shape == (2 * 3 - 1, 8 * 3 - 1, 3)
+    assert out[0, 0].tolist() == [0, 0, 0] and out[3, 3].tolist() == [9, 9, 9]  # second row, second tile
+    assert out[2, 0].tolist() == list(GUTTER) and out[3, 6].tolist() == list(GUTTER)  # gutter; empty tile

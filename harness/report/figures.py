@@ -15,7 +15,7 @@ from typing import Any
 from harness.report.analysis import PROFILE_QUANTITIES, ProfileSeries, TaskSummary
 from harness.report.fmt import finite, sig
 
-__all__ = ["cost_figure", "metric_figure", "pareto_figure", "samples_figure"]
+__all__ = ["cost_figure", "metric_figure", "mosaic", "pareto_figure", "samples_figure"]
 
 _RC: Any = {"figure.dpi": 100, "savefig.dpi": 100, "font.family": "DejaVu Sans", "font.size": 9,
             "axes.titlesize": 10}
@@ -166,7 +166,7 @@ SAMPLE_COLS = 8  # images per mosaic row in a samples figure
 GUTTER = (70, 130, 200)  # the colour between tiles
 
 
-def _mosaic(images: list[Any]) -> Any:
+def mosaic(images: list[Any]) -> Any:
     """Images (nested lists H x W or H x W x 3, ints 0..255) tiled SAMPLE_COLS to a row, RGB uint8, with
     a one-pixel blue gutter (no grey level); smaller images sit in the top-left corner of their tile."""
     import numpy as np
@@ -177,7 +177,7 @@ def _mosaic(images: list[Any]) -> Any:
     cols = min(SAMPLE_COLS, len(arrs))
     nrows = -(-len(arrs) // cols)
     out = np.empty((nrows * (h + 1) - 1, cols * (w + 1) - 1, 3), dtype=np.uint8)
-    out[...] = GUTTER
+    out[...] = GUTTER  # also fills the tiles after the last image
     for i, a in enumerate(arrs):
         y, x = (i // cols) * (h + 1), (i % cols) * (w + 1)
         out[y : y + a.shape[0], x : x + a.shape[1]] = a
@@ -200,7 +200,7 @@ def samples_figure(samples: list[tuple[str, dict[str, list]]], title: str, path:
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if panel_map.get(panel):
-                    ax.imshow(_mosaic(panel_map[panel]), interpolation="nearest")
+                    ax.imshow(mosaic(panel_map[panel]), interpolation="nearest")
                 else:
                     ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes)
                 if i == 0:
