@@ -14,8 +14,9 @@ network (tensor2tensor ``common_image_attention``), then a linear layer to ``lev
 Attention (``attention``):
 
 - ``local1d``: the raster sequence is cut into query blocks of ``block`` positions; each block attends
-  to itself and to the ``memory`` positions before it (the paper's l_q and l_m, Sec. 3.2; the released
-  code fixes the memory at one previous block, here it is a key of its own), causally masked.
+  to itself and to the ``memory`` positions before it, causally masked (Sec. 3.2: the paper's l_q is
+  ``block``, its memory length l_m is ``block`` + ``memory``; the released code fixes ``memory`` at one
+  block, l_m = 2 l_q, here it is a key of its own; 0: each block sees only itself).
 - ``local2d``: query blocks of ``block_h`` x ``block_w`` pixels; each attends to a memory window of
   (``block_h`` + ``flange_h``) rows x (``flange_w`` + ``block_w`` + ``flange_w``) columns: the block, a
   band of ``flange_h`` rows above it and ``flange_w`` columns to its left and right (the paper's 2D
