@@ -193,7 +193,7 @@ def samples_figure(samples: list[tuple[str, dict[str, list]]], title: str, path:
         list(s).index(p) for _, s in samples if p in s))  # the order the tasks give them in
     n_rows, n_cols = len(samples), max(1, len(panels))
     with matplotlib.style.context("default"), matplotlib.rc_context(_RC):
-        fig = _new_figure(min(16.0, 1.0 + 3.2 * n_cols), 0.6 + 1.6 * n_rows)
+        fig = _new_figure(min(16.0, 1.0 + 3.2 * n_cols), 0.6 + 1.2 * n_rows)
         for i, (variant, panel_map) in enumerate(samples):
             for j, panel in enumerate(panels):
                 ax = fig.add_subplot(n_rows, n_cols, i * n_cols + j + 1)
