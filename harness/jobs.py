@@ -171,13 +171,15 @@ def field_default(cfg_cls: type, key: str) -> Any:
 
 def at_length(cfg_cls: type, cfg: dict[str, Any], n: int) -> dict[str, Any]:
     """A model config profiled at length ``n``: ``max_len`` at least ``n``; an image model's
-    ``image_size`` is ``n`` (the profiled length is the image side)."""
+    ``image_size`` (or ``height`` and ``width``) is ``n`` (the profiled length is the image side)."""
     names = {f.name for f in dataclasses.fields(cfg_cls)}
     out = dict(cfg)
     if "max_len" in names:
         out["max_len"] = max(int(cfg.get("max_len", field_default(cfg_cls, "max_len"))), n)
     if "image_size" in names:
         out["image_size"] = n
+    if {"height", "width"} <= names:  # a model of H x W images (image_transformer): n x n
+        out["height"] = out["width"] = n
     return out
 
 
@@ -191,8 +193,10 @@ def profile_target(
     from harness.registry import TASKS, resolve_model
 
     entry, preset = resolve_model(model_name)
-    image_model = "image_size" in {f.name for f in dataclasses.fields(entry.config)}
-    tentry = TASKS.get(task_name or ("digits" if image_model else "copy"))
+    names = {f.name for f in dataclasses.fields(entry.config)}
+    grid_model = {"height", "width", "levels"} <= names  # an autoregressive pixel model
+    image_model = "image_size" in names or grid_model
+    tentry = TASKS.get(task_name or ("pixels" if grid_model else "digits" if image_model else "copy"))
     task = tentry.obj(tentry.config(**({"image_size": n} if image_model else {})))
     merged, origin = merge_model_keys([(preset, lambda _k: model_name), (keys, lambda k: where[k])])
     fixed = task.model_keys()

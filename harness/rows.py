@@ -14,6 +14,10 @@ Schema versions:
   ``config.train.batch_size``) and rows without ``seq_len`` or ``batch_size`` fields.
 - 2: rows carry ``schema_version: 2``; fields as in version 1. Rows written before the ``threads``
   field existed take it from the count their CPU ``device_name`` ends with ("... (2 threads)").
+  A training row may also carry ``samples`` (a task's sample images: panel name -> at most 16 images,
+  each a nested list H x W or H x W x 3 of ints 0..255). The field is optional within version 2: a
+  row without samples omits it (``to_dict``), a row that lacks it or holds an empty one reads as None,
+  so rows written before it existed load unchanged and the version stays 2.
 
 :func:`migrate` turns any of these into a current :class:`ResultRow`; nothing else guesses layouts.
 """
@@ -75,12 +79,17 @@ class ResultRow:
     config: dict[str, Any] = field(default_factory=dict)  # the resolved job config
     finished_at: str | None = None  # ISO 8601, UTC
     extras: dict[str, Any] = field(default_factory=dict)  # model-specific fields (e.g. ponder_steps)
+    # a task's sample images (Task.samples): panel -> images (H x W or H x W x 3 ints 0..255); None: none
+    samples: dict[str, list] | None = None
     schema_version: int = SCHEMA_VERSION
 
     # ------------------------------------------------------------------------------ the JSON form
     def to_dict(self) -> dict[str, Any]:
-        """The row as one flat JSON object: every field, with ``extras`` at the top level."""
+        """The row as one flat JSON object: every field, with ``extras`` at the top level; ``samples``
+        only when the row has some."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extras"}
+        if not self.samples:
+            out.pop("samples")
         out.update((k, v) for k, v in self.extras.items() if k not in out)
         return out
 
@@ -152,8 +161,8 @@ def migrate(data: Mapping[str, Any]) -> ResultRow:
 
     Fields keep their stored values; only what is missing is filled: a flat legacy ``config`` gets its
     nested keys, ``seq_len`` and ``batch_size`` come from the config when the row has none, ``threads``
-    from the device name, and a null
-    ``metrics``/``curve``/``config`` becomes empty. Unknown fields become extras.
+    from the device name, and a null ``metrics``/``curve``/``config`` becomes empty, and so does an
+    empty ``samples`` (None). Unknown fields become extras.
     """
     values = {k: v for k, v in data.items() if k != "schema_version"}
     config = values.get("config")
@@ -169,6 +178,8 @@ def migrate(data: Mapping[str, Any]) -> ResultRow:
     for key, empty in (("metrics", {}), ("curve", [])):
         if not isinstance(values.get(key), type(empty)):
             values[key] = type(empty)()
+    if not isinstance(values.get("samples"), Mapping) or not values.get("samples"):
+        values["samples"] = None
     known = {k: v for k, v in values.items() if k in _FIELDS and k != "extras"}
     extras = {k: v for k, v in values.items() if k not in known}
     return ResultRow(**known, extras=extras, schema_version=SCHEMA_VERSION)

@@ -148,7 +148,7 @@ def execute_here(
     import torch
 
     from harness.profile import ExtrasProbe, profile_model
-    from harness.train import train
+    from harness.train import task_samples, train
 
     started = time.perf_counter()
     row = new_row(job)
@@ -183,6 +183,8 @@ def execute_here(
             row.status, row.error = out.status, out.error
             row.metrics, row.curve, row.train_s = out.metrics, out.curve, round(out.train_s, 3)
             row.value = out.metrics.get(task.metric)
+            if out.status == "ok":  # the task's sample images of the trained model, for the report
+                row.samples = task_samples(model, task, device, job.seed)
     except KeyboardInterrupt:
         raise
     except Exception as e:  # the suite goes on; the row says why this job failed

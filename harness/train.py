@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from harness.models.base import OptimPhase
-from harness.tasks.base import Batch, Task
+from harness.tasks.base import MAX_SAMPLES, Batch, Task
 
 Progress = Callable[[int, int, float, float], None]  # step, total, loss, tokens/s
 
@@ -257,3 +257,35 @@ def train_phases(
             running, n_running = {p.name: 0.0 for p in phases}, 0
     metrics.update(eval_other_modes(model, task, eval_sets, device, eval_models))
     return TrainOutcome("ok", None, metrics, curve, time.perf_counter() - t0, steps, extras)
+
+
+def _check_image(img: Any, where: str) -> None:
+    rows = img if isinstance(img, list) else None
+    if not rows or not all(isinstance(r, list) and len(r) == len(rows[0]) for r in rows):
+        raise ValueError(f"{where}: an image must be a non-empty nested list H x W (x 3)")
+    flat = [v for r in rows for px in r for v in (px if isinstance(px, list) else [px])]
+    if not all(isinstance(v, int) and 0 <= v <= 255 for v in flat):
+        raise ValueError(f"{where}: pixel values must be ints 0..255")
+
+
+@torch.no_grad()
+def task_samples(model: nn.Module, task: Task, device: torch.device, seed: int) -> dict[str, list] | None:
+    """The task's sample images of the trained model (``Task.samples``), checked against the shared
+    layout (panel -> at most MAX_SAMPLES images of ints 0..255); None when the task gives none."""
+    make = getattr(task, "samples", None)
+    if make is None:
+        return None
+    was_training = model.training
+    model.eval()
+    try:
+        panels = make(model, device, seed)
+    finally:
+        model.train(was_training)
+    if not panels:
+        return None
+    for name, images in panels.items():
+        if not isinstance(images, list) or not 0 < len(images) <= MAX_SAMPLES:
+            raise ValueError(f"samples panel {name!r}: 1 to {MAX_SAMPLES} images expected")
+        for i, img in enumerate(images):
+            _check_image(img, f"samples panel {name!r} image {i}")
+    return {str(k): v for k, v in panels.items()}

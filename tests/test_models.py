@@ -37,10 +37,12 @@ CONFIGS = small_configs()
 # the task each model io is exercised on, at a tiny size
 TEST_TASKS = {"image": ("digits", {"image_size": 8}), "sr": ("ref_sr", {"image_size": 16, "canvas": 20}),
               "gan": ("gan_digits", {"image_size": 8})}
+MODEL_TASKS = {"image_transformer": ("pixels", {"image_size": 8})}  # autoregressive pixels, 8x8, 16 levels
 
 
 def batch_for(model: torch.nn.Module, task: str | None = None):
-    name, keys = TEST_TASKS.get(model.io, ("copy", {"seq_len": 5, "vocab": 6}))
+    registered = next(n for n in MODELS.names() if MODELS.get(n).obj is type(model))
+    name, keys = MODEL_TASKS.get(registered) or TEST_TASKS.get(model.io, ("copy", {"seq_len": 5, "vocab": 6}))
     name = task or name
     t = TASKS.get(name).obj(TASKS.get(name).config(**keys))
     return t, t.train_batch(3, model.io, torch.Generator().manual_seed(0))

@@ -1,5 +1,5 @@
-"""The report's figures: per-seed metrics of an ablation, cost against length on log-log axes, and
-accuracy against cost (the Pareto front of :mod:`harness.report.pareto`).
+"""The report's figures: per-seed metrics of an ablation, cost against length on log-log axes,
+accuracy against cost (the Pareto front of :mod:`harness.report.pareto`) and a task's sample images.
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no global backend), in the default
 style at a fixed size and dpi, and saved without a software version, so the same rows give the same
@@ -15,7 +15,7 @@ from typing import Any
 from harness.report.analysis import PROFILE_QUANTITIES, ProfileSeries, TaskSummary
 from harness.report.fmt import finite, sig
 
-__all__ = ["cost_figure", "metric_figure", "pareto_figure"]
+__all__ = ["cost_figure", "metric_figure", "mosaic", "pareto_figure", "samples_figure"]
 
 _RC: Any = {"figure.dpi": 100, "savefig.dpi": 100, "font.family": "DejaVu Sans", "font.size": 9,
             "axes.titlesize": 10}
@@ -159,4 +159,55 @@ def pareto_figure(ts: TaskSummary, points: dict[str, list[Any]], path: Path) -> 
         fig.suptitle(f"{ts.suite} / {ts.task}: {ts.metric} ({better} is better) against cost; "
                      "filled: on the front")
         fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.88, wspace=0.25)
+        _save(fig, path)
+
+
+SAMPLE_COLS = 8  # images per mosaic row in a samples figure
+GUTTER = (70, 130, 200)  # the colour between tiles
+
+
+def mosaic(images: list[Any]) -> Any:
+    """Images (nested lists H x W or H x W x 3, ints 0..255) tiled SAMPLE_COLS to a row, RGB uint8, with
+    a one-pixel blue gutter (no grey level); smaller images sit in the top-left corner of their tile."""
+    import numpy as np
+
+    arrs = [np.asarray(im, dtype=np.uint8) for im in images]
+    arrs = [np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in arrs]
+    h, w = max(a.shape[0] for a in arrs), max(a.shape[1] for a in arrs)
+    cols = min(SAMPLE_COLS, len(arrs))
+    nrows = -(-len(arrs) // cols)
+    out = np.empty((nrows * (h + 1) - 1, cols * (w + 1) - 1, 3), dtype=np.uint8)
+    out[...] = GUTTER  # also fills the tiles after the last image
+    for i, a in enumerate(arrs):
+        y, x = (i // cols) * (h + 1), (i % cols) * (w + 1)
+        out[y : y + a.shape[0], x : x + a.shape[1]] = a
+    return out
+
+
+def samples_figure(samples: list[tuple[str, dict[str, list]]], title: str, path: Path) -> None:
+    """One row per (variant, panels), the panels side by side, each a mosaic of its images."""
+    import matplotlib
+    import matplotlib.style
+
+    panels = sorted({p for _, s in samples for p in s}, key=lambda p: min(
+        list(s).index(p) for _, s in samples if p in s))  # the order the tasks give them in
+    n_rows, n_cols = len(samples), max(1, len(panels))
+    with matplotlib.style.context("default"), matplotlib.rc_context(_RC):
+        fig = _new_figure(min(16.0, 1.0 + 3.2 * n_cols), 0.6 + 1.2 * n_rows)
+        for i, (variant, panel_map) in enumerate(samples):
+            for j, panel in enumerate(panels):
+                ax = fig.add_subplot(n_rows, n_cols, i * n_cols + j + 1)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if panel_map.get(panel):
+                    ax.imshow(mosaic(panel_map[panel]), interpolation="nearest")
+                else:
+                    ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes)
+                if i == 0:
+                    ax.set_title(panel)
+                if j == 0:
+                    ax.set_ylabel(variant, fontsize=8)
+        fig.suptitle(title)
+        fig.subplots_adjust(left=0.06, right=0.99, bottom=0.02, top=1 - 0.5 / fig.get_figheight(),
+                            wspace=0.05, hspace=0.08)
         _save(fig, path)

@@ -18,7 +18,7 @@ from harness.report.analysis import (
 )
 from harness.report.budget import budget_lines
 from harness.report.doc import Block, Bullets, Figure, Heading, Para, Section, Table
-from harness.report.figures import cost_figure, metric_figure
+from harness.report.figures import cost_figure, metric_figure, samples_figure
 from harness.report.fmt import DASH, finite, fmt_mean, natural_key, slug, uniq
 from harness.report.layout import MatrixLayout, ReportLayout, suite_layout
 from harness.report.literature import paper_table
@@ -29,7 +29,7 @@ from harness.report.text import t
 from harness.rows import ResultRow
 from harness.stats import mean_ci, mode
 
-__all__ = ["suite_section"]
+__all__ = ["samples_section", "suite_section"]
 
 CROSS_QUANTITIES = ("step_ms", "act_bytes")  # the costs compared with the references
 
@@ -162,9 +162,33 @@ def _task_section(rows: list[ResultRow], suite: str, task: str, lang: str, fig_d
             figures.append(name)
         out += [Figure(name, f"{suite} {task} {ts.metric}"), Para(t(lang, "fig_metric", metric=ts.metric))]
         out += pareto_section(ts, lang, fig_dir, figures)  # accuracy against step time and memory
+    out += samples_section(rows, suite, task, lang, fig_dir, figures)
     if ts.failures:
         out += [Para(t(lang, "failed")), Bullets(tuple(failure_lines(ts.failures)))]
     return out
+
+
+def samples_section(rows: list[ResultRow], suite: str, task: str, lang: str, fig_dir: Path,
+                    figures: list[str]) -> list[Block]:
+    """The task's sample images (rows' ``samples``, see ``Task.samples``): one figure row per variant,
+    from its lowest seed's newest ok training row; nothing when no row carries samples."""
+    trained = [r for r in rows if r.suite == suite and str(r.task) == task and not r.is_profile]
+    newest, _ = latest(trained, ("variant", "seed"))
+    chosen: dict[str, ResultRow] = {}
+    for r in newest:
+        if r.status == "ok" and r.samples:
+            old = chosen.get(str(r.variant))
+            if old is None or natural_key(str(r.seed)) < natural_key(str(old.seed)):
+                chosen[str(r.variant)] = r
+    if not chosen:
+        return []
+    order = sorted(chosen, key=natural_key)
+    name = slug(suite, task, "samples") + ".png"
+    if name not in figures:  # drawn once for both languages
+        samples_figure([(f"{v} (seed {chosen[v].seed})", dict(chosen[v].samples or {})) for v in order],
+                       f"{suite} / {task}: samples", fig_dir / name)
+        figures.append(name)
+    return [Figure(name, f"{suite} {task} samples"), Para(t(lang, "fig_samples"))]
 
 
 def _exponent_table(series: list[ProfileSeries], layout: ReportLayout, lang: str) -> list[Block]:

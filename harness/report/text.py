@@ -48,6 +48,8 @@ TEXT: dict[str, dict[str, str]] = {
         "superseded": "{n} older row(s) for the same variant, task and seed were superseded by newer ones.",
         "fig_metric": "Every seed's final {metric} per variant (dots), with mean and 95% CI (black).",
         "fig_cost": "Cost against sequence length on log-log axes; the legend gives each fitted exponent.",
+        "fig_samples": ("Samples of each variant's trained model (its lowest seed), one row per variant, "
+                        "the task's panels side by side."),
         "exp_table": "Fitted exponents k of cost ∝ seq_len^k (least squares on log-log{range}):",
         "exp_range": ", lengths {lo} to {hi}",
         "overtake": ("Length from which each variant costs less than each reference (default: the "
@@ -181,6 +183,7 @@ TEXT: dict[str, dict[str, str]] = {
         "superseded": "同一变体、任务与种子的 {n} 条旧结果已被新结果取代。",
         "fig_metric": "每个变体在各随机种子上的最终 {metric}（圆点），以及均值与 95% 置信区间（黑色）。",
         "fig_cost": "双对数坐标下开销随序列长度的变化；图例中给出拟合的指数。",
+        "fig_samples": "各变体训练后模型的样本（取其最小的随机种子），每个变体一行，任务的各面板并排。",
         "exp_table": "拟合指数 k（开销 ∝ seq_len^k，双对数最小二乘{range}）：",
         "exp_range": "，长度 {lo} 至 {hi}",
         "overtake": ("各变体从哪个长度起（且在所有更长的实测长度上）开销低于各参照模型（`vanilla`）；"

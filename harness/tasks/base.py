@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from harness.models.base import ModelOutput
 
 IGNORE = -100  # label value that the loss and the metrics skip
+MAX_SAMPLES = 16  # images per panel of Task.samples
 
 
 @dataclass
@@ -110,10 +111,18 @@ class Task(Protocol):
         """Metrics from summed counts, each name ending in ``suffix``."""
         ...
 
+    def samples(self, model: Any, device: torch.device, seed: int) -> dict[str, list]:
+        """Sample images of the trained ``model`` (in eval mode, called under ``torch.no_grad()``) for
+        the report's figure: panel name (e.g. "generated"; "lr", "ref", "sr", "hr") -> at most
+        :data:`MAX_SAMPLES` images, each a nested list H x W (grey) or H x W x 3 (RGB) of ints 0..255.
+        Deterministic for a given ``seed`` (draw from a ``torch.Generator`` seeded with it). ``{}``: no
+        samples (the default)."""
+        ...
+
 
 class TaskBase:
     """Defaults of the :class:`Task` contract: no model keys, every model accepted, the longest batch
-    is a training batch, token cross-entropy as the loss."""
+    is a training batch, token cross-entropy as the loss, no sample images."""
 
     higher_is_better: ClassVar[bool] = True
     ios: ClassVar[tuple[str, ...]] = ("lm", "masked", "seq2seq")
@@ -135,3 +144,6 @@ class TaskBase:
 
     def loss(self, out: ModelOutput, batch: Batch) -> torch.Tensor:
         return token_loss(out, batch)
+
+    def samples(self, model: Any, device: torch.device, seed: int) -> dict[str, list]:
+        return {}
