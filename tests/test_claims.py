@@ -282,8 +282,11 @@ def test_committed_claims_cover_the_notes_papers(results_dir: Path = Path("resul
     repo = Path(__file__).resolve().parent.parent
     verdicts = evaluate_claims(claims, load_rows(repo / "results"))
     assert len(verdicts) == len(claims) and all(v.verdict in VERDICTS for v in verdicts)
-    for pid in ("image_transformer", "sagan", "detr", "deformable_detr", "ttsr", "lane_transformer"):
-        assert {v.verdict for v in verdicts if v.claim.paper == pid} == {"not measured"}, pid
+    for v in verdicts:  # a claim with no test here is never given a verdict, one with a test always is
+        assert (v.verdict == "not measured") == (v.claim.test.kind == "none") or v.claim.paper in (
+            "reformer", "detr", "deformable_detr", "lane_transformer"), v.claim.id
+    for pid in ("image_transformer", "sagan", "ttsr"):  # the generation suite measures all their claims
+        assert "not measured" not in {v.verdict for v in verdicts if v.claim.paper == pid}, pid
     section = "\n".join(markdown_lines([claims_section(verdicts, "en")]))
     assert section.count("\n| ") == len(claims) + 1  # header row and one row per claim
     assert "## 论断" in "\n".join(markdown_lines([claims_section(verdicts, "zh")]))
