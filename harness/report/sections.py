@@ -17,6 +17,7 @@ from harness.report.analysis import (
     profile_series,
 )
 from harness.report.budget import budget_lines
+from harness.report.curves import curve_section
 from harness.report.doc import Block, Bullets, Figure, Heading, Para, Section, Table
 from harness.report.figures import cost_figure, metric_figure, samples_figure
 from harness.report.fmt import DASH, finite, fmt_mean, natural_key, slug, uniq
@@ -161,6 +162,7 @@ def _task_section(rows: list[ResultRow], suite: str, task: str, lang: str, fig_d
             metric_figure(ts, fig_dir / name)
             figures.append(name)
         out += [Figure(name, f"{suite} {task} {ts.metric}"), Para(t(lang, "fig_metric", metric=ts.metric))]
+        out += curve_section(rows, suite, task, ts.metric, [s.variant for s in ts.variants], lang)
         out += pareto_section(ts, lang, fig_dir, figures)  # accuracy against step time and memory
     out += samples_section(rows, suite, task, lang, fig_dir, figures)
     if ts.failures:
