@@ -188,17 +188,21 @@ def test_scenes_metrics_from_model_layout() -> None:
 
 
 # -- models ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name,extra", [("detr", {}), ("deformable_detr", {}),
-                                        ("deformable_detr", {"refine": True, "n_levels": 2})])
-def test_models_train_step_and_layout(name: str, extra: dict) -> None:
+TRANSFORMER = {"d_ff": 16, "n_heads": 2, "num_queries": 4}
+
+
+@pytest.mark.parametrize("name,extra,shape", [
+    ("detr", TRANSFORMER, (2, 2, 4, 9)), ("deformable_detr", TRANSFORMER, (2, 2, 4, 8)),
+    ("deformable_detr", {**TRANSFORMER, "refine": True, "n_levels": 2}, (2, 2, 4, 8)),
+    ("dense_detector", {"n_convs": 1}, (2, 1, 64, 8)),  # one prediction per location of the 8x8 map
+])
+def test_models_train_step_and_layout(name: str, extra: dict, shape: tuple) -> None:
     torch.manual_seed(0)
     task = Scenes(ScenesConfig(image_size=16, max_objects=3))
-    m = harness.build_model(name, image_size=16, d_model=16, n_heads=2, d_ff=16, num_queries=4,
-                            widths=[4, 8], blocks=[1, 1], stem=4, **extra)
+    m = harness.build_model(name, image_size=16, d_model=16, widths=[4, 8], blocks=[1, 1], stem=4, **extra)
     batch = task.train_batch(2, "detect", torch.Generator().manual_seed(0))
     out = m(**batch.inputs)
-    k = 4 + (1 if name == "detr" else 0)
-    assert out.logits.shape == (2, 2, 4, k + 4)
+    assert out.logits.shape == shape
     loss = task.loss(out, batch)
     loss.backward()
     assert torch.isfinite(loss) and all(p.grad is not None for p in m.parameters() if p.requires_grad)
