@@ -36,7 +36,8 @@ CONFIGS = small_configs()
 
 # the task each model io is exercised on, at a tiny size
 TEST_TASKS = {"image": ("digits", {"image_size": 8}), "sr": ("ref_sr", {"image_size": 16, "canvas": 20}),
-              "gan": ("gan_digits", {"image_size": 8})}
+              "gan": ("gan_digits", {"image_size": 8}),
+              "detect": ("scenes", {"image_size": 16, "max_objects": 3, "eval_images": 8})}
 MODEL_TASKS = {"image_transformer": ("pixels", {"image_size": 8})}  # autoregressive pixels, 8x8, 16 levels
 
 
@@ -64,9 +65,11 @@ def test_forward_backward_finite(label: str, cfg: dict) -> None:
     assert isinstance(out, ModelOutput)
     if model.io == "sr":  # an image out, the shape of the HR target
         assert out.logits.shape == batch.labels.shape
+    elif model.io == "detect":  # (B, decoder layers, queries, class scores + 4 box numbers)
+        assert out.logits.dim() == 4 and out.logits.shape[0] == batch.labels.shape[0]
     else:
         assert out.logits.shape[:-1] == batch.labels.shape
-    if model.io not in ("image", "sr", "gan"):
+    if model.io not in ("image", "sr", "gan", "detect"):
         assert out.logits.shape[-1] == 10
     loss = task.loss(out, batch)
     loss.backward()

@@ -28,6 +28,7 @@ SMALL: dict[str, dict] = {
     "digits": {"image_size": 8},
     "shapes": {"image_size": 16},
     "ref_sr": {"image_size": 16, "canvas": 20, "eval_images": 8},
+    "scenes": {"image_size": 16, "max_objects": 3, "eval_images": 8},
 }
 CASES = [(name, io) for name in TASKS.names() for io in TASKS.get(name).obj.ios]
 
@@ -61,6 +62,9 @@ def test_task_contract(name: str, io: str) -> None:
     if io == "sr":  # regression: the target is an image; its own tests are tests/test_ttsr.py
         _sr_contract(task, a)
         return
+    if io == "detect":  # boxes and classes; the perfect-prediction check is tests/test_detr.py's
+        _detect_contract(task, a)
+        return
     k = _classes(task)
     scored = a.labels[a.labels != IGNORE]
     assert a.batch_size == 4 and scored.numel() > 0 and 0 <= int(scored.min()) and int(scored.max()) < k
@@ -82,6 +86,19 @@ def test_task_contract(name: str, io: str) -> None:
     logits.scatter_(-1, batch.labels.clamp(min=0)[..., None], 50.0)
     value = task.metrics(task.score(logits, batch.labels), "")[task.metric]
     assert value == 1.0 if task.higher_is_better else value < 1e-6
+
+
+def _detect_contract(task: Task, a: Batch) -> None:
+    """Detection (io 'detect'): labels (B, M, 6) with classes in range, fixed evaluation sets, and the
+    profile batch's images have the asked side."""
+    k = _classes(task)
+    cls = a.labels[..., 1]
+    assert a.batch_size == 4 and (cls >= 0).any() and int(cls.max()) < k and int(cls.min()) >= -1
+    for n in (8, 12):
+        p = task.profile_batch(n, 2, "detect", torch.Generator().manual_seed(0))
+        assert p.batch_size == 2 and p.seq_len == n
+    sets, again = task.eval_sets(2, 3, "detect", seed=0), task.eval_sets(2, 3, "detect", seed=0)
+    assert sets[""] and all(_same(x, y) for x, y in zip(sets[""], again[""]))
 
 
 def _sr_contract(task: Task, a: Batch) -> None:

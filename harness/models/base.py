@@ -17,6 +17,10 @@ to lay out its batch:
   ``images`` [B, C, S, S] and class ``labels`` [B]; evaluation batches hold ``labels`` and per-example
   noise ``seeds`` [B] and the model returns generated images [B, C, S, S] as logits. It trains through
   its :class:`OptimPhase` list (see :func:`harness.train.train`), not through the task's loss.
+- ``"detect"``: set-prediction detection (harness/tasks/scenes.py): ``images`` [B, C, S, S]; logits
+  [B, D, Q, C' + 4], per decoder layer D (the last is the prediction, the rest feed auxiliary losses)
+  and query Q, C' class scores (K + 1 with "no object" last for softmax, K for sigmoid) then a box
+  (cx, cy, w, h) normalised to [0, 1]. The layout is detailed in harness/tasks/set_loss.py.
 
 A model whose io is fixed says so in a class attribute (``io: IOFormat = "image"``). Where the io
 follows the config (``causal``, ``arch``), the config has an ``io`` property and the model class
@@ -38,7 +42,7 @@ import torch
 
 from harness.config import bounded, positive
 
-IOFormat = Literal["lm", "masked", "seq2seq", "image", "sr", "gan"]
+IOFormat = Literal["lm", "masked", "seq2seq", "image", "sr", "gan", "detect"]
 Arch = Literal["decoder", "encoder", "encdec"]
 ARCH_IO: dict[str, IOFormat] = {"decoder": "lm", "encoder": "masked", "encdec": "seq2seq"}
 
