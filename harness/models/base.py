@@ -17,6 +17,11 @@ to lay out its batch:
   ``images`` [B, C, S, S] and class ``labels`` [B]; evaluation batches hold ``labels`` and per-example
   noise ``seeds`` [B] and the model returns generated images [B, C, S, S] as logits. It trains through
   its :class:`OptimPhase` list (see :func:`harness.train.train`), not through the task's loss.
+- ``"lanes"``: lane detection (harness/tasks/lanes.py): ``images`` [B, C, H, W] (W = ``image_size``);
+  labels [B, L, R] hold each lane's x in pixels at R fixed rows (-2: absent). The output is a set of
+  decoded lanes [B, Q, 4 + R] (no-lane and lane logits, lower and upper row bound normalised by H, x / W
+  per row); in training a model may return segmentation logits at the R label rows [B, R, W, K + 1]
+  instead (background and K lane slots), which the task trains with a per-pixel cross-entropy.
 
 A model whose io is fixed says so in a class attribute (``io: IOFormat = "image"``). Where the io
 follows the config (``causal``, ``arch``), the config has an ``io`` property and the model class
@@ -38,7 +43,7 @@ import torch
 
 from harness.config import bounded, positive
 
-IOFormat = Literal["lm", "masked", "seq2seq", "image", "sr", "gan"]
+IOFormat = Literal["lm", "masked", "seq2seq", "image", "sr", "gan", "lanes"]
 Arch = Literal["decoder", "encoder", "encdec"]
 ARCH_IO: dict[str, IOFormat] = {"decoder": "lm", "encoder": "masked", "encdec": "seq2seq"}
 
