@@ -4,7 +4,8 @@ The kind of method LSTR replaces (SCNN-style instance segmentation followed by c
 2021, Sec. 1-2): step 1 is a network, the harness's bottleneck ResNet (harness/models/resnet.py, the
 same backbone as harness/models/lstr.py) with a 1x1 conv to K + 1 classes (background and K lane
 slots, ordered left to right) bilinearly upsampled to the image. Step 2 is post-processing: at every
-label row, each slot's most probable column becomes a point when its probability is >= 0.5; a
+label row, each slot's most probable column gives a point when its probability is >= 0.5, placed at
+the probability-weighted mean column within ``WINDOW`` pixels of it (sub-pixel); a
 quadratic x(y) is fitted to the slot's points by least squares (normal equations solved by Cramer's
 rule, in torch) and evaluated between the first and the last point; a slot with fewer than 3 points
 predicts no lane.
@@ -29,6 +30,8 @@ from harness.config import bounded, positive
 from harness.models.base import IOFormat, ModelOutput
 from harness.models.lstr import backbone, backbone_problems
 from harness.registry import register_model
+
+WINDOW = 2  # pixels either side of a row's most probable column that the sub-pixel mean takes
 
 
 @dataclass
@@ -99,7 +102,10 @@ class LaneSeg(nn.Module):
         prob = seg.softmax(-1)[..., 1:].permute(0, 3, 1, 2)  # (B, K, R, W)
         best, col = prob.max(-1)  # (B, K, R)
         pts = (best >= 0.5).float()
-        x = (col.float() + 0.5) / w
+        centres = torch.arange(w, dtype=prob.dtype, device=prob.device) + 0.5
+        near = ((centres - 0.5) - col[..., None].to(prob.dtype)).abs() <= WINDOW  # (B, K, R, W)
+        mass = prob * near
+        x = (mass * centres).sum(-1) / mass.sum(-1).clamp(min=1e-6) / w  # sub-pixel: mean over the window
         fit, ok = quadratic_fit(self.y, x, pts)
         ys = self.y.expand_as(pts)
         lower = torch.where(pts > 0, ys, torch.full_like(ys, 2.0)).amin(-1)
