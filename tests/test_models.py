@@ -36,7 +36,7 @@ CONFIGS = small_configs()
 
 # the task each model io is exercised on, at a tiny size
 TEST_TASKS = {"image": ("digits", {"image_size": 8}), "sr": ("ref_sr", {"image_size": 16, "canvas": 20}),
-              "gan": ("gan_digits", {"image_size": 8}),
+              "gan": ("gan_digits", {"image_size": 8}), "lanes": ("lanes", {}),
               "detect": ("scenes", {"image_size": 16, "max_objects": 3, "eval_images": 8})}
 MODEL_TASKS = {"image_transformer": ("pixels", {"image_size": 8})}  # autoregressive pixels, 8x8, 16 levels
 
@@ -67,9 +67,11 @@ def test_forward_backward_finite(label: str, cfg: dict) -> None:
         assert out.logits.shape == batch.labels.shape
     elif model.io == "detect":  # (B, decoder layers, queries, class scores + 4 box numbers)
         assert out.logits.dim() == 4 and out.logits.shape[0] == batch.labels.shape[0]
+    elif model.io == "lanes":  # a set of lanes, or per-pixel logits at the label rows (base.py)
+        assert out.logits.shape[0] == batch.labels.shape[0] and out.logits.dim() in (3, 4)
     else:
         assert out.logits.shape[:-1] == batch.labels.shape
-    if model.io not in ("image", "sr", "gan", "detect"):
+    if model.io not in ("image", "sr", "gan", "detect", "lanes"):
         assert out.logits.shape[-1] == 10
     loss = task.loss(out, batch)
     loss.backward()

@@ -65,6 +65,9 @@ def test_task_contract(name: str, io: str) -> None:
     if io == "detect":  # boxes and classes; the perfect-prediction check is tests/test_detr.py's
         _detect_contract(task, a)
         return
+    if io == "lanes":  # lane x per row; its own tests are tests/test_lstr.py
+        _lanes_contract(task, a)
+        return
     k = _classes(task)
     scored = a.labels[a.labels != IGNORE]
     assert a.batch_size == 4 and scored.numel() > 0 and 0 <= int(scored.min()) and int(scored.max()) < k
@@ -99,6 +102,25 @@ def _detect_contract(task: Task, a: Batch) -> None:
         assert p.batch_size == 2 and p.seq_len == n
     sets, again = task.eval_sets(2, 3, "detect", seed=0), task.eval_sets(2, 3, "detect", seed=0)
     assert sets[""] and all(_same(x, y) for x, y in zip(sets[""], again[""]))
+
+
+def _lanes_contract(task: Task, a: Batch) -> None:
+    """Lanes (io 'lanes'): profile images n wide, fixed evaluation sets, and the GT lanes as set-layout
+    predictions score TuSimple accuracy 1."""
+    from harness.tasks.lane_set import gt_bounds
+
+    for n in (8, 12):
+        p = task.profile_batch(n, 2, "lanes", torch.Generator().manual_seed(0))
+        assert p.batch_size == 2 and p.seq_len == n
+    sets = task.eval_sets(2, 3, "lanes", seed=0)
+    again = task.eval_sets(2, 3, "lanes", seed=0)
+    assert "" in sets and all(_same(x, y) for x, y in zip(sets[""], again[""]))
+    lab = sets[""][0].labels
+    y = (task.rows.float() + 0.5) / task.h
+    valid, lo, up = gt_bounds(lab, y)
+    pred = torch.cat([torch.stack([-valid.any(-1).float(), valid.any(-1).float()], -1), lo[..., None],
+                      up[..., None], torch.where(valid, lab / task.w, -1.0)], -1)
+    assert task.metrics(task.score(pred, lab), "")[task.metric] == 1.0
 
 
 def _sr_contract(task: Task, a: Batch) -> None:

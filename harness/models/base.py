@@ -21,6 +21,11 @@ to lay out its batch:
   [B, D, Q, C' + 4], per decoder layer D (the last is the prediction, the rest feed auxiliary losses)
   and query Q, C' class scores (K + 1 with "no object" last for softmax, K for sigmoid) then a box
   (cx, cy, w, h) normalised to [0, 1]. The layout is detailed in harness/tasks/set_loss.py.
+- ``"lanes"``: lane detection (harness/tasks/lanes.py): ``images`` [B, C, H, W] (W = ``image_size``);
+  labels [B, L, R] hold each lane's x in pixels at R fixed rows (-2: absent). The output is a set of
+  decoded lanes [B, Q, 4 + R] (no-lane and lane logits, lower and upper row bound normalised by H, x / W
+  per row); in training a model may return segmentation logits at the R label rows [B, R, W, K + 1]
+  instead (background and K lane slots), which the task trains with a per-pixel cross-entropy.
 
 A model whose io is fixed says so in a class attribute (``io: IOFormat = "image"``). Where the io
 follows the config (``causal``, ``arch``), the config has an ``io`` property and the model class
@@ -42,7 +47,7 @@ import torch
 
 from harness.config import bounded, positive
 
-IOFormat = Literal["lm", "masked", "seq2seq", "image", "sr", "gan", "detect"]
+IOFormat = Literal["lm", "masked", "seq2seq", "image", "sr", "gan", "detect", "lanes"]
 Arch = Literal["decoder", "encoder", "encdec"]
 ARCH_IO: dict[str, IOFormat] = {"decoder": "lm", "encoder": "masked", "encdec": "seq2seq"}
 
