@@ -22,12 +22,13 @@ def _curve(values: list[float], every: int = 100) -> list[dict[str, Any]]:
     return [{"step": every * (i + 1), "loss": 1.0, "acc": v} for i, v in enumerate(values)]
 
 
-def test_steps_are_the_common_ones_thinned_with_the_last_kept() -> None:
-    curves = {"a": [{s: 0.0 for s in range(10, 210, 10)}], "b": [{s: 0.0 for s in range(20, 210, 20)}]}
+def test_steps_are_each_variants_thinned_with_the_last_kept() -> None:
+    curves = {"a": [{s: 0.0 for s in range(10, 210, 10)}] * 2, "b": [{s: 0.0 for s in range(20, 410, 20)}]}
     steps = curve_steps(curves)
-    assert len(steps) == MAX_STEPS and steps[0] == 20 and steps[-1] == 200
-    assert all(s % 20 == 0 for s in steps) and steps == sorted(set(steps))
-    assert curve_steps({"a": [{1: 0.0, 2: 0.0}], "b": [{2: 0.0, 3: 0.0}]}) == [2]
+    assert len(steps) == MAX_STEPS and 200 in steps and steps[-1] == 400 and steps[0] == 10
+    assert steps == sorted(set(steps))
+    # a step only some seeds of a variant evaluated at is not one of its steps
+    assert curve_steps({"a": [{1: 0.0, 2: 0.0}, {2: 0.0}], "b": [{2: 0.0, 3: 0.0}]}) == [2, 3]
 
 
 def test_table_holds_mean_and_interval_per_step() -> None:
@@ -41,6 +42,11 @@ def test_table_holds_mean_and_interval_per_step() -> None:
     cells = {row[0]: row[1:] for row in table.rows}
     assert list(cells) == ["base", "new"]  # the failed variant has no curve here
     assert cells["base"][0].startswith("0.2000 ± ") and cells["new"][2] == "0.7000 ± 0.0000"
+    longer = [*rows, _row("long", 0, _curve([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], every=50))]
+    table = next(b for b in curve_section(longer, "s", "t", "acc", ["base"], "en") if isinstance(b, Table))
+    cells = {row[0]: row[1:] for row in table.rows}
+    assert table.headers[1:] == tuple(f"step {s}" for s in (50, 100, 150, 200, 250, 300))
+    assert cells["base"][0] == "—" and cells["long"][0] == "0.1000 (no CI, n=1)"
 
 
 def test_nothing_for_one_variant_or_short_curves() -> None:

@@ -3,8 +3,9 @@
 The ablation table gives each variant's final value; this table gives its mean and 95% interval over
 seeds at every evaluated step (at most :data:`MAX_STEPS` columns, evenly spread, the last step always
 shown), so a reader sees whether a difference opens early and closes (a faster-converging model) or
-only appears late. It is drawn for a task when at least two variants have curves with at least
-:data:`MIN_POINTS` evaluations in common.
+only appears late. It is drawn for a task when at least two variants have curves and there are at
+least :data:`MIN_POINTS` steps; a variant trained for another budget has its own steps ("—" where it
+did not evaluate).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from harness.stats import mean_ci
 
 __all__ = ["MAX_STEPS", "MIN_POINTS", "curve_section", "curve_steps"]
 
-MAX_STEPS = 6
+MAX_STEPS = 8
 MIN_POINTS = 3
 
 
@@ -36,16 +37,17 @@ def _curves(rows: list[ResultRow], suite: str, task: str, metric: str) -> dict[s
 
 
 def curve_steps(curves: dict[str, list[dict[int, float]]]) -> list[int]:
-    """The steps every seed of every variant evaluated at, thinned to MAX_STEPS (the last kept)."""
-    common: set[int] | None = None
-    for seeds in curves.values():
-        for points in seeds:
-            common = set(points) if common is None else common & set(points)
-    steps = sorted(common or ())
+    """The steps at which every seed of some variant evaluated (variants trained for different budgets
+    each bring their own), thinned to MAX_STEPS: each variant's last step is kept, the rest evenly."""
+    per_variant = [set.intersection(*(set(p) for p in seeds)) for seeds in curves.values() if seeds]
+    steps = sorted(set().union(*per_variant))
     if len(steps) <= MAX_STEPS:
         return steps
-    picks = {round(i * (len(steps) - 1) / (MAX_STEPS - 1)) for i in range(MAX_STEPS)}
-    return [steps[i] for i in sorted(picks)]
+    keep = {max(s) for s in per_variant if s}
+    rest = [s for s in steps if s not in keep]
+    room = max(0, MAX_STEPS - len(keep))
+    picks = {rest[round(i * (len(rest) - 1) / (room - 1))] for i in range(room)} if room > 1 else set()
+    return sorted(keep | picks)
 
 
 def curve_section(rows: list[ResultRow], suite: str, task: str, metric: str | None, order: list[str],
@@ -60,7 +62,7 @@ def curve_section(rows: list[ResultRow], suite: str, task: str, metric: str | No
     names = [v for v in order if v in curves] + sorted(set(curves) - set(order), key=natural_key)
     body = []
     for v in names:
-        cells = [fmt_mean(*mean_ci(points[s] for points in curves[v])) for s in steps]
+        cells = [fmt_mean(*mean_ci(points[s] for points in curves[v] if s in points)) for s in steps]
         body.append([v, *cells])
     return [Para(t(lang, "over_training", metric=metric)),
             Table.of(["variant", *(f"step {s}" for s in steps)], body, keys=names)]

@@ -48,8 +48,8 @@ TEXT: dict[str, dict[str, str]] = {
         "superseded": "{n} older row(s) for the same variant, task and seed were superseded by newer ones.",
         "fig_metric": "Every seed's final {metric} per variant (dots), with mean and 95% CI (black).",
         "fig_cost": "Cost against sequence length on log-log axes; the legend gives each fitted exponent.",
-        "over_training": ("{metric} over training: mean ± 95% CI over seeds at each evaluated step (the "
-                          "final column is the table above):"),
+        "over_training": ("{metric} over training: mean ± 95% CI over seeds at each evaluated step (each "
+                          "variant's last value is the table above; — where it did not evaluate):"),
         "fig_samples": ("Samples of each variant's trained model (its lowest seed), one row per variant, "
                         "the task's panels side by side."),
         "exp_table": "Fitted exponents k of cost ∝ seq_len^k (least squares on log-log{range}):",
@@ -186,7 +186,7 @@ TEXT: dict[str, dict[str, str]] = {
         "fig_metric": "每个变体在各随机种子上的最终 {metric}（圆点），以及均值与 95% 置信区间（黑色）。",
         "fig_cost": "双对数坐标下开销随序列长度的变化；图例中给出拟合的指数。",
         "over_training": ("{metric} 在训练过程中的变化：各评估步上跨随机种子的均值 ± 95% 置信区间"
-                          "（最后一列即上表）："),
+                          "（各变体的最后一个值即上表；— 表示该步未评估）："),
         "fig_samples": "各变体训练后模型的样本（取其最小的随机种子），每个变体一行，任务的各面板并排。",
         "exp_table": "拟合指数 k（开销 ∝ seq_len^k，双对数最小二乘{range}）：",
         "exp_range": "，长度 {lo} 至 {hi}",
