@@ -47,7 +47,7 @@ from torch import nn
 from harness.config import bounded, positive
 from harness.models.base import IOFormat, ModelOutput
 from harness.models.detr import Attention, BoxMLP, FeedForward, sine_position_2d
-from harness.models.resnet import ResNetBody, ResNetConfig
+from harness.models.resnet import ResNetBody, ResNetConfig, backbone_config
 from harness.registry import register_model
 
 MAX_QUERIES = 300  # the paper's number of queries; detections are the top 100 (query, class) scores
@@ -76,8 +76,7 @@ class DeformableDetrConfig:
     dropout: float = bounded(0.0, lo=0.0, hi=0.99)
 
     def backbone_config(self) -> ResNetConfig:
-        return ResNetConfig(image_size=self.image_size, in_channels=self.in_channels, stem=self.stem,
-                            widths=list(self.widths), blocks=list(self.blocks), expansion=self.expansion)
+        return backbone_config(self)
 
     def check(self) -> list[tuple[str, str]]:
         problems = self.backbone_config().check()

@@ -25,7 +25,7 @@ from torch import nn
 from harness.config import positive
 from harness.models.base import IOFormat, ModelOutput
 from harness.models.deformable_detr import PRIOR_PROB, inverse_sigmoid
-from harness.models.resnet import ResNetBody, ResNetConfig, downsampled
+from harness.models.resnet import ResNetBody, ResNetConfig, backbone_config, downsampled
 from harness.registry import register_model
 
 
@@ -43,8 +43,7 @@ class DenseDetectorConfig:
     gn_groups: int = positive(8)
 
     def backbone_config(self) -> ResNetConfig:
-        return ResNetConfig(image_size=self.image_size, in_channels=self.in_channels, stem=self.stem,
-                            widths=list(self.widths), blocks=list(self.blocks), expansion=self.expansion)
+        return backbone_config(self)
 
     @property
     def num_queries(self) -> int:

@@ -39,7 +39,7 @@ from torch import nn
 
 from harness.config import bounded, positive
 from harness.models.base import IOFormat, ModelOutput
-from harness.models.resnet import ResNetBody, ResNetConfig
+from harness.models.resnet import ResNetBody, ResNetConfig, backbone_config
 from harness.registry import register_model
 
 MAX_QUERIES = 100  # COCO scores at most 100 detections per image; one per query for a softmax head
@@ -63,8 +63,7 @@ class DetrConfig:
     dropout: float = bounded(0.0, lo=0.0, hi=0.99)
 
     def backbone_config(self) -> ResNetConfig:
-        return ResNetConfig(image_size=self.image_size, in_channels=self.in_channels, stem=self.stem,
-                            widths=list(self.widths), blocks=list(self.blocks), expansion=self.expansion)
+        return backbone_config(self)
 
     def check(self) -> list[tuple[str, str]]:
         problems = self.backbone_config().check()

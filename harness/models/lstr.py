@@ -23,7 +23,6 @@ Shapes: B batch, C channels, H x W image, h x w feature map, D d_model, Q querie
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -31,7 +30,8 @@ from torch import nn
 
 from harness.config import bounded, positive
 from harness.models.base import IOFormat, ModelOutput
-from harness.models.resnet import ResNetBody, ResNetConfig
+from harness.models.detr import sine_position_2d
+from harness.models.resnet import ResNetBody, backbone_config
 from harness.registry import register_model
 
 
@@ -81,22 +81,7 @@ def backbone_problems(c: LSTRConfig | object) -> list[tuple[str, str]]:
 
 
 def backbone(c: LSTRConfig | object) -> ResNetBody:
-    rc = ResNetConfig(image_size=c.image_size, in_channels=c.in_channels, stem=c.stem, widths=list(c.widths),
-                      blocks=list(c.blocks), expansion=c.expansion)
-    return ResNetBody(rc)
-
-
-def sine_positions(h: int, w: int, d: int) -> torch.Tensor:
-    """DETR's 2-D sine encoding (normalised, scale 2 pi, temperature 10000): (h * w, d), y half first."""
-    eps, scale, half = 1e-6, 2 * math.pi, d // 2
-    ys = (torch.arange(1, h + 1, dtype=torch.float32) / (h + eps) * scale)[:, None].expand(h, w)
-    xs = (torch.arange(1, w + 1, dtype=torch.float32) / (w + eps) * scale)[None].expand(h, w)
-    dim_t = 10000 ** (2 * (torch.arange(half) // 2).float() / half)
-    out = []
-    for grid in (ys, xs):
-        p = grid[..., None] / dim_t  # (h, w, half)
-        out.append(torch.stack([p[..., 0::2].sin(), p[..., 1::2].cos()], -1).flatten(-2))
-    return torch.cat(out, -1).flatten(0, 1)
+    return ResNetBody(backbone_config(c))
 
 
 class EncoderLayer(nn.Module):
@@ -163,7 +148,7 @@ class LSTR(nn.Module):
     def forward(self, images: torch.Tensor) -> ModelOutput:  # (B, C, H, W) -> (B, Q, 4 + R)
         f = self.proj(self.body(images))  # (B, D, h, w)
         b, d, h, w = f.shape
-        pos = sine_positions(h, w, d).to(f.dtype)[None]  # (1, h*w, D)
+        pos = sine_position_2d(h, w, d).to(f.dtype)[None]  # (1, h*w, D)
         mem = f.flatten(2).transpose(1, 2)  # (B, h*w, D)
         for layer in self.encoder:
             mem = layer(mem, pos)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
@@ -60,6 +60,17 @@ class ResNetConfig:
         if any(n < 1 for n in self.blocks):
             return [("blocks", f"every stage needs >= 1 block, got {self.blocks}")]
         return []
+
+
+BACKBONE_KEYS = ("image_size", "in_channels", "stem", "widths", "blocks", "expansion")
+
+
+def backbone_config(cfg: Any) -> ResNetConfig:
+    """The ResNet body config of a model that uses this ResNet as its backbone (detr,
+    deformable_detr, dense_detector, lstr, lane_seg): its config carries :data:`BACKBONE_KEYS` under
+    the same names."""
+    keys = {k: getattr(cfg, k) for k in BACKBONE_KEYS}
+    return ResNetConfig(**{k: list(v) if isinstance(v, list) else v for k, v in keys.items()})
 
 
 class MixerFactory(Protocol):

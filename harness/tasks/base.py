@@ -136,6 +136,20 @@ class TaskBase:
             return f"its io is '{io}'; the task lays batches out for {', '.join(self.ios)}"
         return None
 
+    # what a batch of the task is for, in an error: "digits needs an image model (io 'image')"
+    needs: ClassVar[str] = "a model"
+
+    def need_io(self, io: str) -> None:
+        """Refuse to lay out a batch for an io the task does not make (a suite never gets here: the
+        loader refuses such a model through :meth:`check_model`)."""
+        if io not in self.ios:
+            ios = " or ".join(f"'{i}'" for i in self.ios)
+            raise ValueError(f"{self.task_name} needs {self.needs} (io {ios}), got io '{io}'")
+
+    @property
+    def task_name(self) -> str:
+        return type(self).__module__.rsplit(".", 1)[-1]
+
     def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
         raise NotImplementedError
 

@@ -126,17 +126,14 @@ class Digits(ImageTask):
         super().__init__(cfg)
         self.cfg: DigitsConfig = cfg
 
+    needs = "an image model"
+
     def split(self) -> Split:
         """The fixed split, read and preprocessed on first use (suite loading never touches it)."""
         return load_split(self.cfg.image_size, float(self.cfg.test_fraction), self.cfg.split_seed)
 
-    @staticmethod
-    def _need_image(io: str) -> None:
-        if io != "image":
-            raise ValueError(f"digits needs an image model (io 'image'), got io '{io}'")
-
     def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
-        self._need_image(io)
+        self.need_io(io)
         sp = self.split()
         idx = torch.randint(0, len(sp.train_labels), (batch_size,), generator=gen)
         images = sp.train_images[idx]
@@ -146,7 +143,7 @@ class Digits(ImageTask):
 
     def eval_sets(self, n_batches: int, batch_size: int, io: str, seed: int) -> dict[str, list[Batch]]:
         """The whole test split once, in order, in batches of ``batch_size``; ``n_batches`` is ignored."""
-        self._need_image(io)
+        self.need_io(io)
         sp = self.split()
         n = len(sp.test_labels)
         return {"": [Batch({"images": sp.test_images[i : i + batch_size]}, sp.test_labels[i : i + batch_size])

@@ -91,6 +91,7 @@ class GanDigits(TaskBase):
     metric = "fid_digits"
     higher_is_better = False
     ios = ("gan",)
+    needs = "a GAN"
 
     def __init__(self, cfg: GanDigitsConfig) -> None:
         self.cfg = cfg
@@ -115,20 +116,15 @@ class GanDigits(TaskBase):
         return None
 
     # -- batches -----------------------------------------------------------------------------------
-    @staticmethod
-    def _need_gan(io: str) -> None:
-        if io != "gan":
-            raise ValueError(f"gan_digits needs a GAN (io 'gan'), got io '{io}'")
-
     def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
-        self._need_gan(io)
+        self.need_io(io)
         x, y, _, _ = self.split()
         idx = torch.randint(0, len(y), (batch_size,), generator=gen)
         return Batch({"images": x[idx], "labels": y[idx]}, y[idx].clone())
 
     def eval_sets(self, n_batches: int, batch_size: int, io: str, seed: int) -> dict[str, list[Batch]]:
         """The whole test split once: inputs are classes and noise seeds, labels the real images."""
-        self._need_gan(io)
+        self.need_io(io)
         _, _, x, y = self.split()
         seeds = 1_000_000 * (seed + 1) + torch.arange(len(y))
         return {"": [Batch({"labels": y[i : i + batch_size], "seeds": seeds[i : i + batch_size]},

@@ -118,6 +118,7 @@ class RefSR(TaskBase):
     metric = "psnr"
     higher_is_better = True
     ios = ("sr",)
+    needs = "a reference super-resolution model"
 
     def __init__(self, cfg: RefSRConfig) -> None:
         self.cfg = cfg
@@ -162,20 +163,15 @@ class RefSR(TaskBase):
         # ref first: a batch's recorded size (Batch.seq_len) is its first image's side
         return Batch({"ref": ref.contiguous(), "lr": downsample(hr, self.cfg.scale)}, hr.contiguous())
 
-    @staticmethod
-    def _need_sr(io: str) -> None:
-        if io != "sr":
-            raise ValueError(f"ref_sr needs a reference super-resolution model (io 'sr'), got io '{io}'")
-
     # -- the Task contract --------------------------------------------------------------------------
     def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
-        self._need_sr(io)
+        self.need_io(io)
         return self.make(batch_size, gen, self.cfg.reference)
 
     def eval_sets(self, n_batches: int, batch_size: int, io: str, seed: int) -> dict[str, list[Batch]]:
         """``eval_images`` fixed scenes (from ``eval_seed``, not the job's seed) in batches of
         ``batch_size``, with the task's references ('') and with unrelated ones ('_unrel')."""
-        self._need_sr(io)
+        self.need_io(io)
         out = {}
         for suffix, reference in (("", self.cfg.reference), ("_unrel", "unrelated")):
             gen = torch.Generator().manual_seed(self.cfg.eval_seed)
