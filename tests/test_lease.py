@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tiny_suites import write_two_variants
 
 from harness.jobs import Job
 from harness.lease import Claims, acquire, holder_pid, lease_path
@@ -21,27 +22,10 @@ from harness.suite import load_suite
 
 EXE = str(Path(sys.executable).parent / "harness")
 ROOT = Path(__file__).resolve().parent.parent
-SUITE = """\
-name: lease
-description: Two tiny variants for the lease tests. Nothing else.
-seeds: [0, 1]
-baseline: a
-train: {steps: 6, batch_size: 4, lr: 3.0e-3, warmup_steps: 1, eval_every: 3, eval_batches: 1,
-        eval_batch_size: 8, profile_steps: 1, profile_warmup: 0}
-model: {d_model: 16, n_heads: 2, d_ff: 32, n_layers: 1}
-tasks:
-  - {task: copy, seq_len: 4, vocab: 4}
-variants:
-  - {name: a, model: vanilla}
-  - {name: b, model: vanilla, norm: pre}
-profile: {seq_lens: [8], batch_size: 2}
-"""
 
 
 def _suite(tmp_path: Path) -> Path:
-    path = tmp_path / "lease.yaml"
-    path.write_text(SUITE)
-    return path
+    return write_two_variants(tmp_path, "lease", "Two tiny variants for the lease tests. Nothing else.")
 
 
 def _fast(job: Job, progress: Any = None) -> dict[str, Any]:

@@ -10,33 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tiny_suites import write_two_variants
 
 from harness.cli import main
 from harness.store import read_rows
 
 needs_mlflow = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None,
                                   reason="MLflow is not installed (pip install -e '.[mlflow]')")
-SUITE = """\
-name: track
-description: Two tiny variants logged to MLflow.
-seeds: [0, 1]
-baseline: a
-train: {steps: 6, batch_size: 4, lr: 3.0e-3, warmup_steps: 1, eval_every: 3, eval_batches: 1,
-        eval_batch_size: 8, profile_steps: 1, profile_warmup: 0}
-model: {d_model: 16, n_heads: 2, d_ff: 32, n_layers: 1}
-tasks:
-  - {task: copy, seq_len: 4, vocab: 4}
-variants:
-  - {name: a, model: vanilla}
-  - {name: b, model: vanilla, norm: pre}
-profile: {seq_lens: [8], batch_size: 2}
-"""
 
 
 def _suite(tmp: Path) -> Path:
-    path = tmp / "track.yaml"
-    path.write_text(SUITE)
-    return path
+    return write_two_variants(tmp, "track", "Two tiny variants logged to MLflow.")
 
 
 @pytest.fixture(scope="module")
