@@ -23,13 +23,13 @@ from typing import Any
 import torch
 from tabulate import tabulate
 
-from harness.device import use_deterministic
-from harness.errors import HarnessError
-from harness.heap import pin_heap
-from harness.profile import alternate_step_ms, measure_act_bytes, train_step, unique_trainable
-from harness.report import cost_references
-from harness.runner import build_job, job_batch
-from harness.suite import Job, load_suite
+from harness.analysis.report import cost_references
+from harness.core.device import use_deterministic
+from harness.core.errors import HarnessError
+from harness.core.heap import pin_heap
+from harness.measure.costs import alternate_step_ms, measure_act_bytes, train_step, unique_trainable
+from harness.run.execute import build_job, job_batch
+from harness.suite.load import Job, load_suite
 
 
 def profile_jobs(suite_path: str, at: int, variants: list[str] | None) -> list[Job]:

@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import harness
-from harness.flops import count_flops
-from harness.heap import pin_heap
+from harness.core.heap import pin_heap
+from harness.measure.costs import alternate_step_ms, matmul_peak_flops
+from harness.measure.flops import count_flops
 from harness.models.base import ModelOutput
 from harness.models.blocks import TiedHead, TokenEmbedding
-from harness.profile import alternate_step_ms, matmul_peak_flops
 from harness.tasks.base import Batch
 
 D, H, FF, LAYERS, BATCH, LEN, VOCAB, DROP = 256, 4, 1024, 4, 8, 256, 1000, 0.1

@@ -16,8 +16,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.check import DEFAULT_TIME_TOLERANCE, Subject, compare, findings_table, measure, suite_subjects
-from harness.suite import load_suite
+from harness.cli.check import (
+    DEFAULT_TIME_TOLERANCE,
+    Subject,
+    compare,
+    findings_table,
+    measure,
+    suite_subjects,
+)
+from harness.suite.load import load_suite
 from harness.tasks.base import Batch
 
 WIDTH, ROWS, DEPTH = 256, 512, 4

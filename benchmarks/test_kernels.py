@@ -23,7 +23,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.heap import pin_heap
+from harness.core.heap import pin_heap
 from harness.models.blocks import attend
 from harness.models.lambda_net import LambdaLayer, PixelSelfAttention
 from harness.models.reformer import lsh_attention

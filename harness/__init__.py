@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from harness.core.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
@@ -24,20 +24,20 @@ def build_model(name: str, **config: Any) -> torch.nn.Module:
 
 def list_models() -> list[str]:
     """Registered model and preset names."""
-    from harness.registry import MODELS, PRESETS
+    from harness.core.registry import MODELS, PRESETS
 
     return sorted([*MODELS.names(), *PRESETS])
 
 
 def list_tasks() -> list[str]:
-    from harness.registry import TASKS
+    from harness.core.registry import TASKS
 
     return TASKS.names()
 
 
 def load_results(path_or_dir: str) -> pandas.DataFrame:
     """All result rows of one ``.jsonl`` file or of every ``*.jsonl`` in a directory, as a DataFrame."""
-    from harness.store import load_results as _load
+    from harness.results.store import load_results as _load
 
     return _load(path_or_dir)
 

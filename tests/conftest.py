@@ -22,7 +22,7 @@ def refused_suite(tmp_path, capsys):  # noqa: ANN001, ANN201
 
     The contract (docs/design.md): exit code 2, exactly one line on stderr, no traceback, nothing written.
     """
-    from harness.cli import main
+    from harness.cli.main import main
 
     def run(text: str, *overrides: str) -> str:
         suite = tmp_path / "bad.yaml"

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import harness
-from harness.cli import main
-from harness.flops import count_flops
+from harness.cli.main import main
+from harness.measure.costs import count_params, count_params_applied
+from harness.measure.flops import count_flops
 from harness.models.albert import PAPER_PARAMS
-from harness.profile import count_params, count_params_applied
 from harness.tasks.base import Batch
 
 # A small factorized config: V 50, E 8, H 16, 2 heads, F 32, L 3, 16 positions, 2 token types.

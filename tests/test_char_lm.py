@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from harness.registry import TASKS
+from harness.core.registry import TASKS
 from harness.tasks.base import IGNORE
 
 N_FILE = 200_000  # bytes of the enwik8-format file made below: 180000 train, 10000 valid, 10000 test
@@ -163,7 +163,7 @@ def test_config_check_names_the_problem(tmp_path: Path) -> None:
 
 def test_causality_is_decided_without_building() -> None:
     import harness
-    from harness.registry import MODELS
+    from harness.core.registry import MODELS
     from harness.tasks.char_lm import model_is_causal
 
     entry = MODELS.get("vanilla")
@@ -228,8 +228,8 @@ def test_non_causal_model_exits_2(refused_suite) -> None:  # noqa: ANN001
 
 
 def test_tiny_run_end_to_end(tmp_path: Path) -> None:
-    from harness.runner import execute
-    from harness.suite import load_suite
+    from harness.run.execute import execute
+    from harness.suite.load import load_suite
 
     p = tmp_path / "lm.yaml"
     p.write_text(SUITE.format(task_extra="", variant_extra=", arch: decoder"))

@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.check import (
+from harness.cli.check import (
     DEFAULT_TIME_TOLERANCE,
     Subject,
     compare,
@@ -27,8 +27,8 @@ from harness.check import (
     measure,
     suite_subjects,
 )
-from harness.cli import main
-from harness.suite import load_suite
+from harness.cli.main import main
+from harness.suite.load import load_suite
 from harness.tasks.base import Batch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,7 +114,7 @@ def test_time_ratio_verdicts_from_hand_made_numbers() -> None:
 
 def test_a_slowdown_must_show_twice(monkeypatch: pytest.MonkeyPatch) -> None:
     """A time regression is timed again and the lower of the two ratios counts."""
-    import harness.check
+    import harness.cli.check
 
     base = _timed(m=1.0, k=1.0)
     second = {"m": {"time_rel": 1.1}, "k": {"time_rel": 1.8}, "ref": {"time_rel": 1.0}}
@@ -124,7 +124,7 @@ def test_a_slowdown_must_show_twice(monkeypatch: pytest.MonkeyPatch) -> None:
         timed_again.append(sorted(s.name for s in subjects))
         return second
 
-    monkeypatch.setattr(harness.check, "measure_relative_time", again)
+    monkeypatch.setattr(harness.cli.check, "measure_relative_time", again)
     subjects = [_subject(n, Stack) for n in ("ref", "m", "k", "fine")]
     for s in subjects:
         s.reference = "ref"

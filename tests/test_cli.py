@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 
 EXE = str(Path(sys.executable).parent / "harness")
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_help_and_list_do_not_import_torch() -> None:
     code = (
-        "import sys; from harness.cli import main\n"
+        "import sys; from harness.cli.main import main\n"
         "for argv in (['list'], ['list', 'models'], ['list', 'suites']):\n"
         "    assert main(argv) == 0\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"

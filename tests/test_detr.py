@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import harness
-from harness.flops import count_flops
+from harness.measure.flops import count_flops
 from harness.models.base import ModelOutput
 from harness.models.deformable_detr import MSDeformAttn
 from harness.models.detr import Attention

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.registry import TASKS
+from harness.core.registry import TASKS
 from harness.tasks.digits import Digits, DigitsConfig, load_split, random_shift, raw_digits, stratified_split
 
 
@@ -83,7 +83,7 @@ def test_train_batches_are_seeded_and_shifts_fill_with_background() -> None:
 
 
 def test_model_keys_and_refusals() -> None:
-    from harness.registry import MODELS
+    from harness.core.registry import MODELS
 
     t = Digits(DigitsConfig(image_size=16))
     assert t.model_keys() == {"n_classes": 10, "in_channels": 1, "image_size": 16, "head": "classify"}
@@ -105,7 +105,7 @@ def test_suite_with_wrong_patch_size_is_refused(refused_suite) -> None:
 
 def test_scores_whole_split_with_a_model() -> None:
     import harness
-    from harness.train import evaluate
+    from harness.run.train import evaluate
 
     t = Digits(DigitsConfig(image_size=8))
     m = harness.build_model("resnet", image_size=8, widths=[4], blocks=[1], stem=4)

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from harness.cli import main
-from harness.store import read_rows
-from harness.suite import Job, load_suite
+from harness.cli.main import main
+from harness.results.store import read_rows
+from harness.suite.load import Job, load_suite
 
 SUITE = """\
 name: par
@@ -116,8 +116,8 @@ def test_precision_flag_enters_run_id(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_jobs_2_gives_serial_rows(tmp_path: Path, serial_rows: list[dict[str, Any]]) -> None:
-    from harness.executors import LocalPool
-    from harness.runner import run_suite
+    from harness.run.executors import LocalPool
+    from harness.run.orchestrate import run_suite
 
     suite = load_suite(_suite_file(tmp_path))
     with LocalPool(2, threads=1) as pool:
@@ -150,7 +150,7 @@ def _check_crash_rows(rows: dict[int, dict[str, Any]], expect: str) -> None:
 
 
 def test_local_worker_death_is_retried_once_then_error(tmp_path: Path) -> None:
-    from harness.executors import LocalPool
+    from harness.run.executors import LocalPool
 
     jobs = _crash_jobs(tmp_path)
     fn = functools.partial(_crashy, str(tmp_path))
@@ -185,7 +185,7 @@ def test_ray_gives_serial_rows(tmp_path: Path, serial_rows: list[dict[str, Any]]
 
 
 def test_ray_worker_death_is_retried_once_then_error(tmp_path: Path, ray_local: Any) -> None:
-    from harness.executors import RayExecutor
+    from harness.run.executors import RayExecutor
 
     jobs = _crash_jobs(tmp_path)
     ex = RayExecutor(fn=functools.partial(_crashy, str(tmp_path)), meta={})
@@ -194,8 +194,8 @@ def test_ray_worker_death_is_retried_once_then_error(tmp_path: Path, ray_local: 
 
 
 def test_error_row_has_every_result_field(tmp_path: Path) -> None:
-    from harness.executors import error_row
-    from harness.rows import SCHEMA_VERSION, ResultRow
+    from harness.results.rows import SCHEMA_VERSION, ResultRow
+    from harness.run.executors import error_row
 
     job = load_suite(_suite_file(tmp_path)).jobs[0]
     row = error_row(job, "worker process killed by SIGKILL")

@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from harness.flops import HANDLES, count_flops, register_flop_handle, zero_macs
+from harness.measure.flops import HANDLES, count_flops, register_flop_handle, zero_macs
 from harness.models.base import ModelOutput
 from harness.tasks.base import Batch
 

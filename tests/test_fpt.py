@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import harness
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from harness.models.fpt import GroundingTransformer, SelfTransformer, gt_similarity, window_mask
 
 SMALL = {"d_model": 16, "widths": [8, 16, 16, 16], "in_channels": 3}
@@ -132,7 +132,7 @@ def test_suite_with_a_missing_level_is_refused_at_load(refused_suite) -> None:
 
 
 def test_fpt_build_is_deterministic_and_counts_flops() -> None:
-    from harness.flops import count_flops
+    from harness.measure.flops import count_flops
     from harness.tasks.base import Batch
 
     torch.manual_seed(1)

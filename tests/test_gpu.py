@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import torch
 
-from harness.store import read_rows
-from harness.suite import load_suite
+from harness.results.store import read_rows
+from harness.suite.load import load_suite
 
 SUITE = """\
 name: gpu
@@ -44,7 +44,7 @@ def _job(tmp_path: Path, *overrides: str, text: str = SUITE, device: str | None 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_precision_trains_on_cpu(tmp_path: Path, precision: str) -> None:
-    from harness.runner import execute
+    from harness.run.execute import execute
 
     fp32 = execute(_job(tmp_path))
     row = execute(_job(tmp_path, f"train.precision={precision}"))
@@ -60,9 +60,9 @@ def test_precision_trains_on_cpu(tmp_path: Path, precision: str) -> None:
 @pytest.mark.parametrize("precision, scaled", [("fp32", False), ("bf16", False), ("fp16", True)])
 def test_loss_scaling_only_for_fp16(precision: str, scaled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     import harness
-    from harness.registry import TASKS
-    from harness.suite import TrainConfig
-    from harness.train import train
+    from harness.core.registry import TASKS
+    from harness.run.train import train
+    from harness.suite.load import TrainConfig
 
     made: list[Any] = []
 
@@ -88,7 +88,7 @@ def test_loss_scaling_only_for_fp16(precision: str, scaled: bool, monkeypatch: p
 
 def test_compile_flag_trains_through_torch_compile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The wiring only: compiling for real on the CPU takes minutes (the cuda test compiles for real)."""
-    from harness.runner import execute
+    from harness.run.execute import execute
 
     compiled: list[torch.nn.Module] = []
 
@@ -119,7 +119,8 @@ class _OomModel(torch.nn.Module):
 
 
 def test_oom_row_names_the_size_and_frees_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness import runner
+    from harness.run import execute as runner
+    from harness.run.orchestrate import run_suite
 
     built: list[weakref.ref] = []
     real_build = runner.build_job
@@ -136,7 +137,7 @@ def test_oom_row_names_the_size_and_frees_the_model(tmp_path: Path, monkeypatch:
                          "{name: big, model: vanilla}\n  - {name: a, model: vanilla}")
     suite_path = tmp_path / "gpu.yaml"
     suite_path.write_text(text)
-    summary = runner.run_suite(load_suite(suite_path), tmp_path / "res", quiet=True)
+    summary = run_suite(load_suite(suite_path), tmp_path / "res", quiet=True)
     rows = {r["variant"]: r for r in read_rows(summary.results_path)}
     assert rows["big"]["status"] == "oom"
     assert rows["big"]["error"].startswith("out of memory at seq_len=12 batch_size=8"), rows["big"]["error"]
@@ -153,7 +154,7 @@ def test_oom_row_names_the_size_and_frees_the_model(tmp_path: Path, monkeypatch:
 @pytest.mark.cuda
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_cuda_job_rows(tmp_path: Path, precision: str) -> None:
-    from harness.runner import execute
+    from harness.run.execute import execute
 
     row = execute(_job(tmp_path, f"train.precision={precision}", device="cuda"))
     assert row["status"] == "ok", row["error"]
@@ -166,7 +167,7 @@ def test_cuda_job_rows(tmp_path: Path, precision: str) -> None:
 @cuda
 @pytest.mark.cuda
 def test_cuda_auto_device_picks_cuda(tmp_path: Path) -> None:
-    from harness.runner import execute
+    from harness.run.execute import execute
 
     row = execute(_job(tmp_path, text=SUITE.replace("seeds: [0]", "seeds: [0]\ndevice: auto")))
     assert row["config"]["device"] == "auto"
@@ -176,7 +177,7 @@ def test_cuda_auto_device_picks_cuda(tmp_path: Path) -> None:
 @cuda
 @pytest.mark.cuda
 def test_cuda_compile(tmp_path: Path) -> None:
-    from harness.runner import execute
+    from harness.run.execute import execute
 
     row = execute(_job(tmp_path, "train.compile=true", "train.precision=bf16", device="cuda"))
     assert row["status"] == "ok", row["error"]
@@ -187,8 +188,8 @@ def test_cuda_compile(tmp_path: Path) -> None:
 @pytest.mark.cuda
 def test_cuda_peak_memory_is_reproducible() -> None:
     import harness
-    from harness.profile import profile_model
-    from harness.registry import TASKS
+    from harness.core.registry import TASKS
+    from harness.measure.costs import profile_model
 
     task = TASKS.get("copy").obj(TASKS.get("copy").config(seq_len=32, vocab=8))
     model = harness.build_model("vanilla", vocab_size=task.vocab_size, d_model=64, n_heads=4, d_ff=128,
@@ -206,7 +207,8 @@ def test_cuda_peak_memory_is_reproducible() -> None:
 @cuda
 @pytest.mark.cuda
 def test_cuda_oom_is_recorded_memory_freed_suite_goes_on(tmp_path: Path) -> None:
-    from harness.runner import execute, run_suite
+    from harness.run.execute import execute
+    from harness.run.orchestrate import run_suite
 
     # one profile cell whose 64 x 2 x 131072^2 attention matrix cannot exist on any GPU
     text = SUITE.replace("{name: a, model: vanilla}", "{name: huge, model: vanilla, attention: math}")

@@ -1,4 +1,5 @@
-"""harness.heap: the pinned glibc policy keeps freed large blocks for reuse, not faulting them back in."""
+"""harness.core.heap: the pinned glibc policy keeps freed large blocks for reuse, not faulting them back
+in."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 import pytest
 
-from harness.heap import pin_heap
+from harness.core.heap import pin_heap
 
 # Three rounds of what a training step does to the heap: hold 60 blocks of 2 MiB, then free them all.
 # Printed: the minor page faults of rounds 2 and 3. Under glibc's defaults the freed heap top goes
@@ -16,7 +17,7 @@ from harness.heap import pin_heap
 # with the heap pinned the blocks are reused.
 PROBE = """
 import resource
-from harness.heap import pin_heap
+from harness.core.heap import pin_heap
 state = pin_heap()
 import torch
 faults = []
@@ -53,7 +54,7 @@ def test_use_deterministic_keeps_fresh_tensors_unfilled() -> None:
     import torch
     import torch.utils.deterministic
 
-    from harness.runner import use_deterministic
+    from harness.core.device import use_deterministic
 
     was = (torch.are_deterministic_algorithms_enabled(),
            torch.is_deterministic_algorithms_warn_only_enabled(),

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from harness.report.html_assets import SORT_JS
-from harness.report.text import LIT_HEADERS
+from harness.analysis.report.html_assets import SORT_JS
+from harness.analysis.report.text import LIT_HEADERS
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = REPO / "report" / "index.html"

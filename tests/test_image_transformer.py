@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import harness
-from harness.registry import TASKS
+from harness.core.registry import TASKS
 
 SMALL = {"d_model": 16, "n_heads": 2, "d_ff": 32, "n_layers": 2, "dropout": 0.0, "levels": 16}
 LAYOUTS = {
@@ -98,7 +98,7 @@ def hand_flops(t: int, d: int, d_ff: int, layers: int, levels: int, keys: int, b
 @pytest.mark.parametrize(("layout", "keys"), [("local1d", 16), ("local1d-odd-memory", 21),
                                                ("local2d", 4 * 8), ("full", 64)])
 def test_flops_match_the_hand_formula(layout: str, keys: int, impl: str) -> None:
-    from harness.flops import count_flops
+    from harness.measure.flops import count_flops
 
     m = model(**LAYOUTS[layout], impl=impl)
     batch = pixels().train_batch(2, "image", torch.Generator().manual_seed(0))
@@ -163,7 +163,7 @@ def test_bpd_of_a_uniform_model_is_log2_levels(levels: int) -> None:
 
 
 def test_task_samples_have_the_shared_layout() -> None:
-    from harness.train import task_samples
+    from harness.run.train import task_samples
 
     m = model()
     panels = task_samples(m, pixels(), torch.device("cpu"), seed=0)
@@ -217,7 +217,7 @@ def test_bad_settings_are_refused_at_load(case: str, refused_suite) -> None:  # 
 
 
 def test_the_image_size_is_filled_from_the_task(tmp_path) -> None:  # noqa: ANN001
-    from harness.suite import load_suite
+    from harness.suite.load import load_suite
 
     path = tmp_path / "ok.yaml"
     path.write_text(SUITE.replace("image_size: 8}", "image_size: 16, levels: 32}"))
@@ -227,7 +227,7 @@ def test_the_image_size_is_filled_from_the_task(tmp_path) -> None:  # noqa: ANN0
 
 
 def test_the_cost_sweep_sizes_the_image_to_each_profiled_side(tmp_path) -> None:  # noqa: ANN001
-    from harness.suite import load_suite
+    from harness.suite.load import load_suite
 
     path = tmp_path / "ok.yaml"
     path.write_text(SUITE + "profile: {image_sizes: [16, 32], batch_size: 1, task: px}\n")

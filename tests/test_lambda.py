@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import harness
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from harness.models.lambda_net import LambdaLayer
 
 

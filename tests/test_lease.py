@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from tiny_suites import write_two_variants
 
-from harness.jobs import Job
-from harness.lease import Claims, acquire, holder_pid, lease_path
-from harness.store import ResultStore, read_rows
-from harness.suite import load_suite
+from harness.results.store import ResultStore, read_rows
+from harness.run.lease import Claims, acquire, holder_pid, lease_path
+from harness.suite.jobs import Job
+from harness.suite.load import load_suite
 
 EXE = str(Path(sys.executable).parent / "harness")
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +30,7 @@ def _suite(tmp_path: Path) -> Path:
 
 def _fast(job: Job, progress: Any = None) -> dict[str, Any]:
     """A stand-in for execute: the job's row, ok, nothing measured."""
-    from harness.runner import new_row
+    from harness.run.outcome import new_row
 
     row = new_row(job)
     row.status = "ok"
@@ -95,7 +95,7 @@ def test_a_row_stored_after_the_start_counts_even_with_force(tmp_path: Path) -> 
 def test_run_suite_skips_held_jobs_without_wait_and_waits_otherwise(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from harness.runner import run_suite
+    from harness.run.orchestrate import run_suite
 
     suite = load_suite(_suite(tmp_path))
     held = suite.train_jobs()[1]
@@ -115,7 +115,7 @@ def test_run_suite_skips_held_jobs_without_wait_and_waits_otherwise(
 HOLD = """\
 import sys, time
 from pathlib import Path
-from harness.lease import acquire
+from harness.run.lease import acquire
 lease = acquire(Path(sys.argv[1]), block=False)
 print("held" if lease else "busy", flush=True)
 time.sleep(600)
@@ -123,7 +123,7 @@ time.sleep(600)
 
 
 def test_a_sigkilled_holder_blocks_no_rerun(tmp_path: Path) -> None:
-    from harness.runner import run_suite
+    from harness.run.orchestrate import run_suite
 
     suite = load_suite(_suite(tmp_path))
     job = suite.train_jobs()[0]
@@ -151,8 +151,8 @@ def _fast_in_worker(job: Job) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_jobs_2_leaves_held_jobs_to_their_holder(tmp_path: Path) -> None:
-    from harness.executors import LocalPool
-    from harness.runner import run_suite
+    from harness.run.executors import LocalPool
+    from harness.run.orchestrate import run_suite
 
     suite = load_suite(_suite(tmp_path))
     held = suite.train_jobs()[2]
@@ -169,7 +169,7 @@ def test_jobs_2_leaves_held_jobs_to_their_holder(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_the_local_pool_reads_its_jobs_lazily(tmp_path: Path) -> None:
     """A job is taken from the runner (and so its lease claimed) only when a worker is free for it."""
-    from harness.executors import LocalPool
+    from harness.run.executors import LocalPool
 
     jobs = load_suite(_suite(tmp_path)).train_jobs()
     handed: list[int] = []

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.listing import ELLIPSIS, first_sentence, fit, suite_lines
+from harness.cli.listing import ELLIPSIS, first_sentence, fit, suite_lines
+from harness.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = """\

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from harness.registry import TASKS
+from harness.core.registry import TASKS
 from harness.tasks.algorithmic import BLANK, BOS, N_SPECIAL, PAD, SEP
 from harness.tasks.base import IGNORE
 from harness.tasks.long_range import (

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import harness
-from harness.cli import main
-from harness.flops import count_flops
-from harness.registry import TASKS
+from harness.cli.main import main
+from harness.core.registry import TASKS
+from harness.measure.flops import count_flops
 from harness.tasks.lane_set import gt_bounds, hungarian
 from harness.tasks.lanes import FOCAL, Road, image_params, project, tusimple_image
 

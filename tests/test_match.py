@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
-from harness.match import scaled_keys, solve, start_value
+from harness.core.errors import HarnessError
+from harness.suite.match import scaled_keys, solve, start_value
 
 # a wide variant b sized to the params of a: the same depth, so d_model (with d_ff in proportion) must
 # come back to a's 16
@@ -67,7 +67,7 @@ def test_scaled_keys_keep_proportions_and_scale_lists() -> None:
 
 
 def test_matched_variant_is_solved_at_load_and_hashes_the_solved_config(tmp_path: Path) -> None:
-    from harness.suite import load_suite
+    from harness.suite.load import load_suite
 
     p = tmp_path / "s.yaml"
     p.write_text(GOOD)
@@ -85,7 +85,7 @@ def test_matched_variant_is_solved_at_load_and_hashes_the_solved_config(tmp_path
 
 
 def test_match_on_flops_and_applied_params(tmp_path: Path) -> None:
-    from harness.suite import load_suite
+    from harness.suite.load import load_suite
 
     p = tmp_path / "s.yaml"
     for budget in ("flops_fwd", "params_applied"):

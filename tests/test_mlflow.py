@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from tiny_suites import write_two_variants
 
-from harness.cli import main
-from harness.store import read_rows
+from harness.cli.main import main
+from harness.results.store import read_rows
 
 needs_mlflow = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None,
                                   reason="MLflow is not installed (pip install -e '.[mlflow]')")
@@ -53,7 +53,7 @@ def _runs(uri: str, suite: str = "track") -> dict[str, Any]:
 def test_logged_runs_read_back_as_the_jsonl_rows(logged: tuple[Path, str]) -> None:
     from mlflow.tracking import MlflowClient
 
-    from harness.tracking import flatten
+    from harness.results.tracking import flatten
 
     path, uri = logged
     rows = list(read_rows(path))
@@ -154,7 +154,7 @@ def test_without_mlflow_run_and_export_exit_2_in_one_line(
 
 def test_params_and_metrics_of_a_row() -> None:
     """The mapping from a row to MLflow's params, metrics and tags, on a hand-made row."""
-    from harness.tracking import curve_metrics, flatten, row_metrics, row_tags
+    from harness.results.tracking import curve_metrics, flatten, row_metrics, row_tags
 
     row = {"run_id": "r1", "suite": "s", "variant": "v", "task": "t", "seed": 3, "job": "train",
            "status": "ok", "error": None, "model": "vanilla", "seq_len": 8, "batch_size": 4,

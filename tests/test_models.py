@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import harness
+from harness.core.registry import MODELS, PRESETS, TASKS, static_names
 from harness.models.base import ModelOutput
-from harness.registry import MODELS, PRESETS, TASKS, static_names
 from harness.tasks.base import IGNORE
 
 SMALL = {"d_model": 16, "n_heads": 2, "d_ff": 32, "n_layers": 2, "dropout": 0.0}
@@ -82,7 +82,7 @@ def test_forward_backward_finite(label: str, cfg: dict) -> None:
 
 @pytest.mark.parametrize("label,cfg", CONFIGS, ids=[c[0] for c in CONFIGS])
 def test_flops_have_no_unsupported_ops(label: str, cfg: dict) -> None:
-    from harness.flops import count_flops
+    from harness.measure.flops import count_flops
 
     model = build_small(label, cfg)
     _, batch = batch_for(model)
@@ -108,7 +108,7 @@ def test_static_registry_matches_live() -> None:
 
 
 def test_unknown_model_suggests() -> None:
-    from harness.errors import HarnessError
+    from harness.core.errors import HarnessError
 
     with pytest.raises(HarnessError, match="Did you mean: transformer-base"):
         harness.build_model("transformer-bse")
@@ -166,7 +166,7 @@ def test_learned_positions_reject_long_input() -> None:
 
 
 def test_bad_config_names_key() -> None:
-    from harness.errors import HarnessError
+    from harness.core.errors import HarnessError
 
     with pytest.raises(HarnessError, match="n_heads: must divide d_model"):
         harness.build_model("vanilla", d_model=30, n_heads=4)
@@ -203,7 +203,7 @@ def test_vanilla_flops_match_analytic_and_torch_counter(attention: str, arch: st
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from harness.flops import count_flops
+    from harness.measure.flops import count_flops
     from harness.tasks.base import Batch
 
     d, ff, v, n, b, s, t = 32, 64, 20, 2, 3, 7, 5
@@ -236,8 +236,8 @@ def test_vanilla_flops_match_analytic_and_torch_counter(attention: str, arch: st
 
 
 def _act_bytes(n: int, **cfg: object) -> int:
-    from harness.profile import measure_act_bytes
-    from harness.registry import TASKS
+    from harness.core.registry import TASKS
+    from harness.measure.costs import measure_act_bytes
 
     task = TASKS.get("copy").obj(TASKS.get("copy").config())
     m = harness.build_model(
@@ -282,7 +282,7 @@ def test_io_is_declared_on_the_class_or_the_config(label: str, cfg: dict) -> Non
 
 @pytest.mark.parametrize("name", ["vanilla", "sandwich", "albert", "universal", "reformer"])
 def test_attention_token_models_share_the_base_config(name: str) -> None:
-    from harness.errors import HarnessError
+    from harness.core.errors import HarnessError
     from harness.models.base import TransformerConfig
 
     assert issubclass(MODELS.get(name).config, TransformerConfig)

@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.models.base import ModelOutput
-from harness.profile import (
+from harness.measure.costs import (
     count_params,
     count_params_applied,
     matmul_peak_flops,
@@ -15,6 +14,7 @@ from harness.profile import (
     measure_step_ms,
     profile_model,
 )
+from harness.models.base import ModelOutput
 from harness.tasks.base import Batch
 
 B, D, H, V, L = 8, 32, 16, 11, 6

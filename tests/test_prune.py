@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.errors import InputError
-from harness.registry import TASKS
-from harness.store import ResultStore, prune_rows, read_rows
-from harness.suite import load_suite
+from harness.cli.main import main
+from harness.core.errors import InputError
+from harness.core.registry import TASKS
+from harness.results.store import ResultStore, prune_rows, read_rows
+from harness.suite.load import load_suite
 
 SUITE = """\
 name: tiny

@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 
 import harness
-from harness.errors import HarnessError
-from harness.flops import count_flops
+from harness.core.errors import HarnessError
+from harness.core.registry import TASKS
+from harness.measure.costs import measure_act_bytes
+from harness.measure.flops import count_flops
 from harness.models import reformer as rf
 from harness.models.lsh import full_shared_qk_attention, hash_vectors, lsh_attention
-from harness.profile import measure_act_bytes
-from harness.registry import TASKS
 from harness.tasks.base import Batch
 
 V = 12

@@ -1,4 +1,5 @@
-"""harness.report on synthetic result rows: determinism, languages, verdicts, fitted exponents, paper rows."""
+"""harness.analysis.report on synthetic result rows: determinism, languages, verdicts, fitted exponents,
+paper rows."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from harness.report import ablation, load_literature, load_rows, suite_table, write_report
+from harness.analysis.report import ablation, load_literature, load_rows, suite_table, write_report
 
 SEEDS = [0, 1, 2, 3, 4]
 NOISE = [0.010, -0.020, 0.015, -0.005, 0.000]  # per-seed shared noise, so pairing removes it
@@ -129,7 +130,7 @@ def report_en(results: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     # synthetic rows are built for, so the test does not change when a suite is renamed.
     import yaml
 
-    from harness.report import literature
+    from harness.analysis.report import literature
 
     data = yaml.safe_load(literature.LITERATURE_PATH.read_text(encoding="utf-8"))
     for paper in data["papers"]:
@@ -372,7 +373,7 @@ def test_report_does_not_import_torch(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from pathlib import Path; from harness.report import write_report; "
+    code = ("import sys; from pathlib import Path; from harness.analysis.report import write_report; "
             f"write_report(Path({str(tmp_path / 'none')!r}), Path({str(tmp_path / 'r')!r})); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -399,7 +400,7 @@ def test_grid_overview_table(tmp_path: Path) -> None:
 
 
 def test_markdown_table_cells_are_kept_as_written() -> None:
-    from harness.report.markdown import md_table
+    from harness.analysis.report.markdown import md_table
 
     text = md_table(["a|b", "n"], [["0.0100", "two\nlines"], ["", None], ["1e3", "+0.2000 ± 0.0100"]])
     lines = text.splitlines()

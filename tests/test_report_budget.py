@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from harness.report import ablation, write_report
-from harness.report.budget import budget_lines, held_budgets, matched_pairs
-from harness.report.doc import markdown_lines
-from harness.report.pareto import ParetoPoint, beats, pareto_points
-from harness.rows import ResultRow
+from harness.analysis.report import ablation, write_report
+from harness.analysis.report.budget import budget_lines, held_budgets, matched_pairs
+from harness.analysis.report.doc import markdown_lines
+from harness.analysis.report.pareto import ParetoPoint, beats, pareto_points
+from harness.results.rows import ResultRow
 
 # variant -> (metric per seed, step_ms, mem_bytes, params, params_applied, flops_fwd)
 VARIANTS: dict[str, tuple[list[float], float, int, int, int, int]] = {

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.report.curves import MAX_STEPS, curve_section, curve_steps
-from harness.report.doc import Table, markdown_lines
-from harness.rows import migrate
+from harness.analysis.report.curves import MAX_STEPS, curve_section, curve_steps
+from harness.analysis.report.doc import Table, markdown_lines
+from harness.results.rows import migrate
 
 
 def _row(variant: str, seed: int, curve: list[dict[str, Any]], status: str = "ok") -> Any:

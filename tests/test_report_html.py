@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from harness.report import write_report
-from harness.report.html import inline, sort_value
-from harness.report.html_assets import CSS, PAGE_JS, SORT_JS
-from harness.report.text import LIT_HEADERS, TEXT
+from harness.analysis.report import write_report
+from harness.analysis.report.html import inline, sort_value
+from harness.analysis.report.html_assets import CSS, PAGE_JS, SORT_JS
+from harness.analysis.report.text import LIT_HEADERS, TEXT
 
 REPO = Path(__file__).resolve().parent.parent
 EVIL = "<script>alert(1)</script> & \"quoted\""

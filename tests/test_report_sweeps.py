@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.report import overtake_length, write_report
+from harness.analysis.report import overtake_length, write_report
 
 
 def test_overtake_length() -> None:

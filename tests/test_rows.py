@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.rows import SCHEMA_VERSION, ResultRow, migrate
-from harness.store import ResultStore, load_rows, read_rows
+from harness.results.rows import SCHEMA_VERSION, ResultRow, migrate
+from harness.results.store import ResultStore, load_rows, read_rows
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 

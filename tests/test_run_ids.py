@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.store import read_rows
-from harness.suite import load_suite
+from harness.results.store import read_rows
+from harness.suite.load import load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = sorted((ROOT / "suites").glob("*.yaml"))

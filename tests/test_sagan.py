@@ -11,9 +11,9 @@ import torch
 from torch.nn.utils import parametrize
 
 import harness
-from harness.registry import TASKS
+from harness.core.registry import TASKS
+from harness.run.train import phase_step, train
 from harness.tasks.digit_features import frechet_distance, gaussian, inception_score
-from harness.train import phase_step, train
 
 ROOT = Path(__file__).resolve().parent.parent
 CFG = {"steps": 2, "batch_size": 8, "lr": 1e-3, "betas": [0.0, 0.9], "weight_decay": 0.0, "warmup_steps": 0,
@@ -167,8 +167,8 @@ def test_nan_loss_in_a_phase_is_diverged() -> None:
 def test_ordinary_training_reproduces_a_committed_quick_row() -> None:
     """The single-optimiser path is unchanged: vanilla-post on copy-longer, seed 0
     (a row rerun by the current build), bit for bit."""
-    from harness.runner import execute
-    from harness.suite import load_suite
+    from harness.run.execute import execute
+    from harness.suite.load import load_suite
 
     jobs = load_suite(ROOT / "suites" / "quick.yaml").train_jobs()
     job = next(j for j in jobs if (j.variant, j.task_name, j.seed) == ("vanilla-post", "copy-longer", 0))
@@ -211,7 +211,7 @@ def test_attention_flops_match_the_hand_count() -> None:
     """Per image, N positions, C channels: 1x1 convs f, g (N C C/8 each), h (N C C/2), v (N C/2 C),
     energies N N C/8, weighted values C/2 N N multiply-adds; 2 FLOPs each. Spectral norm adds, once per
     forward (not per image), sigma = u^T (W v) for each weight W (out x in): out*in + out."""
-    from harness.flops import count_flops
+    from harness.measure.flops import count_flops
     from harness.models.base import ModelOutput
     from harness.models.sagan import SelfAttention2d
     from harness.tasks.base import Batch

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.rows import ResultRow, migrate
-from harness.store import ResultStore, load_rows
+from harness.results.rows import ResultRow, migrate
+from harness.results.store import ResultStore, load_rows
 
 GREY = [[0, 255], [128, 7]]
 RGB = [[[0, 0, 0], [255, 0, 0]], [[0, 255, 0], [0, 0, 255]]]
@@ -46,14 +46,14 @@ class _Task:
     ({"g": [[[0, 1], [2]]]}, "nested list"),
 ])
 def test_malformed_samples_are_refused(panels: dict, why: str) -> None:
-    from harness.train import task_samples
+    from harness.run.train import task_samples
 
     with pytest.raises(ValueError, match=why):
         task_samples(torch.nn.Linear(1, 1), _Task(panels), torch.device("cpu"), 0)
 
 
 def test_samples_are_taken_in_eval_mode_and_training_mode_comes_back() -> None:
-    from harness.train import task_samples
+    from harness.run.train import task_samples
 
     model = torch.nn.Linear(1, 1).train()
     assert task_samples(model, _Task({"lr": [GREY], "sr": [RGB]}), torch.device("cpu"), 0) == {
@@ -63,7 +63,7 @@ def test_samples_are_taken_in_eval_mode_and_training_mode_comes_back() -> None:
 
 
 def test_task_base_gives_no_samples() -> None:
-    from harness.registry import TASKS
+    from harness.core.registry import TASKS
 
     digits = TASKS.get("digits").obj(TASKS.get("digits").config(image_size=8))
     assert digits.samples(torch.nn.Linear(1, 1), torch.device("cpu"), 0) == {}
@@ -86,7 +86,7 @@ variants:
 
 
 def test_a_suite_run_stores_samples_and_the_report_draws_them(tmp_path: Path) -> None:
-    from harness.cli import main
+    from harness.cli.main import main
 
     (tmp_path / "gen.yaml").write_text(SUITE)
     results, report = tmp_path / "results", tmp_path / "report"
@@ -107,7 +107,7 @@ def test_a_suite_run_stores_samples_and_the_report_draws_them(tmp_path: Path) ->
 
 
 def test_the_figure_takes_grey_and_rgb_panels_of_different_sizes(tmp_path: Path) -> None:
-    from harness.report.figures import samples_figure
+    from harness.analysis.report.figures import samples_figure
 
     small = [[[10, 20], [30, 40]]]
     big = [[[[v, v, v] for v in range(4)] for _ in range(4)]]
@@ -120,7 +120,7 @@ def test_the_figure_takes_grey_and_rgb_panels_of_different_sizes(tmp_path: Path)
 
 
 def test_the_mosaic_tiles_images_in_rows_of_eight() -> None:
-    from harness.report.figures import GUTTER, SAMPLE_COLS, mosaic
+    from harness.analysis.report.figures import GUTTER, SAMPLE_COLS, mosaic
 
     images = [[[i, i], [i, i]] for i in range(10)]
     out = mosaic(images)

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import harness
-from harness.cli import main
-from harness.errors import HarnessError
-from harness.flops import count_flops
+from harness.cli.main import main
+from harness.core.errors import HarnessError
+from harness.measure.flops import count_flops
 from harness.models.sandwich import Sandwich, SandwichConfig, parse_order, random_order, sandwich_order
 from harness.models.stack import execution_plan
 from harness.tasks.base import Batch
@@ -125,7 +125,7 @@ def test_model_accepts_random_order_directly() -> None:
 
 
 def test_suite_resolves_random_order_per_seed(tmp_path: Path) -> None:
-    from harness.suite import load_suite
+    from harness.suite.load import load_suite
 
     p = tmp_path / "s.yaml"
     p.write_text(

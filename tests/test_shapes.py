@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.config import build
-from harness.errors import InputError
-from harness.registry import TASKS
+from harness.core.config import build
+from harness.core.errors import InputError
+from harness.core.registry import TASKS
 from harness.tasks.shapes import PALETTE, Scene, Shapes, ShapesConfig, same_type_rule
 
 

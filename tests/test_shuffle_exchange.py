@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import harness
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from harness.models.shuffle_exchange import (
     CANDIDATE_SCALE,
     SwitchStack,
@@ -275,7 +275,7 @@ def test_checkpoint_does_not_change_outputs_or_gradients(extra: dict) -> None:
 
 
 def _act_bytes(n: int, **cfg: object) -> int:
-    from harness.profile import measure_act_bytes
+    from harness.measure.costs import measure_act_bytes
 
     m = build(d_model=16, d_ff=32, **cfg)
     x = tokens(1, n)
@@ -294,7 +294,7 @@ def test_checkpoint_keeps_only_block_inputs_and_logits() -> None:
 
 
 def test_flops_match_the_switch_layer_count() -> None:
-    from harness.flops import count_flops
+    from harness.measure.flops import count_flops
 
     m = build(n_blocks=2)
     x = tokens(3, 11)  # padded to 16: k = 4, 6 layers a block, 13 in all

@@ -1,4 +1,4 @@
-"""Hand-checked numbers for harness.stats."""
+"""Hand-checked numbers for harness.analysis.stats."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 from scipy import stats as st
 
-from harness.stats import fit_power_law, holm, mean_ci, paired_diff
+from harness.analysis.stats import fit_power_law, holm, mean_ci, paired_diff
 
 T_975_DF4 = 2.7764451051977987  # two-sided 95% Student-t quantile, 4 degrees of freedom (t tables)
 T_975_DF3 = 3.182446305284263

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.store import ResultStore, load_results, read_rows
+from harness.results.store import ResultStore, load_results, read_rows
 
 
 def test_append_and_read_back(tmp_path: Path) -> None:

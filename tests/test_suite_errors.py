@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 
 GOOD = """\
 name: t
@@ -124,7 +124,7 @@ def test_console_script_bad_suite_subprocess(tmp_path: Path) -> None:
 
 
 def test_include_and_override_merge(tmp_path: Path) -> None:
-    from harness.suite import load_suite
+    from harness.suite.load import load_suite
 
     (tmp_path / "base.yaml").write_text(GOOD)
     (tmp_path / "child.yaml").write_text("include: base.yaml\nname: child\nseeds: [0, 1]\n")
@@ -136,7 +136,7 @@ def test_include_and_override_merge(tmp_path: Path) -> None:
 
 
 def test_sweep_expands_names(tmp_path: Path) -> None:
-    from harness.suite import load_suite
+    from harness.suite.load import load_suite
 
     p = tmp_path / "s.yaml"
     swept = "{name: 'b-L{n_layers}', model: vanilla, sweep: {n_layers: [1, 2, 3]}}"
@@ -147,7 +147,7 @@ def test_sweep_expands_names(tmp_path: Path) -> None:
 
 
 def test_run_ids_stable_and_distinct(tmp_path: Path) -> None:
-    from harness.suite import load_suite
+    from harness.suite.load import load_suite
 
     p = tmp_path / "s.yaml"
     p.write_text(GOOD)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.runner import run_suite
-from harness.store import ResultStore
-from harness.suite import load_suite
+from harness.results.store import ResultStore
+from harness.run.orchestrate import run_suite
+from harness.suite.load import load_suite
 
 SUITE = """
 name: feat
@@ -89,7 +89,7 @@ def test_eval_modes_evaluate_trained_weights_under_other_keys(tmp_path: Path) ->
     text = SUITE.replace("eval_batch_size: 8}", "eval_batch_size: 8, eval_modes: {math: {attention: math}}}")
     suite = load_suite(_write(tmp_path, text.replace("profile: {", "#")))
     job = next(j for j in suite.jobs if j.variant == "a" and j.task_name == "rev")
-    from harness.runner import execute
+    from harness.run.execute import execute
 
     row = execute(job)
     assert row["status"] == "ok", row["error"]
@@ -172,7 +172,8 @@ def test_sweep_skips_a_length_projected_over_the_memory_budget(tmp_path: Path) -
 
 
 def test_memory_budget_defaults_to_a_quarter_of_the_ram_on_cpu(tmp_path: Path) -> None:
-    from harness.runner import mem_budget_bytes, physical_memory_bytes
+    from harness.core.device import physical_memory_bytes
+    from harness.run.limits import mem_budget_bytes
 
     job = next(j for j in load_suite(_write(tmp_path, SUITE)).jobs if j.kind == "profile")
     ram = physical_memory_bytes()
@@ -220,7 +221,7 @@ def test_model_keys_resolve_in_order(tmp_path: Path) -> None:
 
 def test_profile_command_resolves_like_a_suite() -> None:
     """harness profile: the preset, then the user's keys; the task's vocabulary; the profiled length."""
-    from harness.jobs import profile_target
+    from harness.suite.jobs import profile_target
 
     entry, cfg, tentry, _ = profile_target("transformer-base", None, 1024, {"n_layers": 1}, {"n_layers": "x"})
     assert entry.name == "vanilla" and tentry.name == "copy"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.registry import TASKS
+from harness.core.registry import TASKS
 from harness.tasks.algorithmic import BLANK, N_SPECIAL, SEP, SeqTask
 from harness.tasks.base import IGNORE, Batch, Task
 

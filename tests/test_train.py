@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from harness.measure.step import lr_at
 from harness.models.base import ModelOutput
-from harness.suite import TrainConfig, load_suite
-from harness.train import lr_at, train
+from harness.run.train import train
+from harness.suite.load import TrainConfig, load_suite
 
 TRAIN = "{steps: 30, batch_size: 8, lr: 3.0e-3, warmup_steps: 5, eval_every: 10, eval_batches: 1, " + \
     "eval_batch_size: 16, profile_steps: 2, profile_warmup: 1}"
@@ -43,7 +44,7 @@ def _job(tmp_path: Path):  # noqa: ANN202
 
 
 def test_same_seed_same_numbers(tmp_path: Path) -> None:
-    from harness.runner import execute
+    from harness.run.execute import execute
 
     job = _job(tmp_path)
     a, b = execute(job), execute(job)
@@ -55,7 +56,7 @@ def test_same_seed_same_numbers(tmp_path: Path) -> None:
 
 
 def test_row_has_every_design_field(tmp_path: Path) -> None:
-    from harness.runner import execute
+    from harness.run.execute import execute
 
     row = execute(_job(tmp_path))
     required = (
@@ -84,7 +85,7 @@ class _Exploding(torch.nn.Module):
 
 
 def test_nan_loss_is_diverged_with_step() -> None:
-    from harness.registry import TASKS
+    from harness.core.registry import TASKS
 
     task = TASKS.get("copy").obj(TASKS.get("copy").config(seq_len=3, vocab=4))
     cfg = vars(TrainConfig(steps=5, batch_size=2, eval_every=5)) | {"betas": [0.9, 0.98]}
@@ -95,7 +96,7 @@ def test_nan_loss_is_diverged_with_step() -> None:
 
 
 def test_failing_job_is_recorded_and_suite_goes_on(tmp_path: Path) -> None:
-    from harness.runner import run_suite
+    from harness.run.orchestrate import run_suite
 
     p = tmp_path / "tiny.yaml"
     big = "\n  - {name: big, model: vanilla, d_model: 1048576, n_heads: 1, d_ff: 1048576}"
@@ -103,7 +104,7 @@ def test_failing_job_is_recorded_and_suite_goes_on(tmp_path: Path) -> None:
     suite = load_suite(p, ["train.steps=2", "train.warmup_steps=0", "train.eval_every=1"])
     summary = run_suite(suite, tmp_path / "res", quiet=True)
     assert summary.ran == 2
-    from harness.store import read_rows
+    from harness.results.store import read_rows
 
     rows = {r["variant"]: r for r in read_rows(summary.results_path)}
     assert rows["a"]["status"] == "ok"

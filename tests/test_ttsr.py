@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 import harness
-from harness.flops import count_flops
+from harness.core.registry import TASKS
+from harness.measure.flops import count_flops
 from harness.models.ttsr import hard_soft, relevance, transfer
-from harness.registry import TASKS
 from harness.tasks.ref_sr import downsample, psnr_ssim
 
 
@@ -209,7 +209,7 @@ def test_bad_settings_refused(refused_suite, old: str, new: str, fragments: list
 
 
 def test_model_refuses_a_scale_that_is_not_a_power_of_two() -> None:
-    from harness.errors import HarnessError
+    from harness.core.errors import HarnessError
 
     with pytest.raises(HarnessError, match="power of two"):
         harness.build_model("ttsr", image_size=12, scale=3)

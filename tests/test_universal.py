@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import harness
-from harness.flops import count_flops
+from harness.measure.costs import count_params, count_params_applied
+from harness.measure.flops import count_flops
 from harness.models.universal import HALT_BIAS_INIT, coordinate_embedding
-from harness.profile import count_params, count_params_applied
 from harness.tasks.base import Batch
 
 V, D, FF, H = 12, 32, 64, 4
@@ -255,8 +255,8 @@ def test_bad_act_keys_refused_at_load(
 
 
 def test_runner_row_carries_ponder_steps(tmp_path: Path) -> None:
-    from harness.runner import execute
-    from harness.suite import load_suite
+    from harness.run.execute import execute
+    from harness.suite.load import load_suite
 
     path = tmp_path / "ut.yaml"
     path.write_text(SUITE.format(extra=", max_steps: 3"))
@@ -267,7 +267,7 @@ def test_runner_row_carries_ponder_steps(tmp_path: Path) -> None:
 
 
 def test_profile_cli_act(capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.cli import main
+    from harness.cli.main import main
 
     args = [
         "profile",

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from harness.cli import main
-from harness.executors import run_in_worker
-from harness.jobs import LATER_TRAIN_KEYS
-from harness.rows import ResultRow, migrate
-from harness.store import read_rows
-from harness.suite import load_suite
-from harness.verify import ABS_TOL, draw_sample, job_cost
+from harness.cli.main import main
+from harness.cli.verify import ABS_TOL, draw_sample, job_cost
+from harness.results.rows import ResultRow, migrate
+from harness.results.store import read_rows
+from harness.run.executors import run_in_worker
+from harness.suite.jobs import LATER_TRAIN_KEYS
+from harness.suite.load import load_suite
 
 SUITE = """\
 name: vtiny

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import harness
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 SMALL = dict(d_model=16, n_heads=2, d_ff=32, n_layers=2, dropout=0.0)
 

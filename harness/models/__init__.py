@@ -7,9 +7,9 @@ from typing import Any
 
 def build_model(name: str, **config: Any) -> Any:
     """Build a model or preset by name; keys override the preset's. Errors name the bad key."""
-    from harness.config import build
-    from harness.errors import HarnessError, InputError
-    from harness.registry import resolve_model
+    from harness.core.config import build
+    from harness.core.errors import HarnessError, InputError
+    from harness.core.registry import resolve_model
 
     entry, preset = resolve_model(name)
     try:

@@ -40,7 +40,7 @@ Simplifications, all deliberate:
 - ``pooler`` (off by default; the presets turn it on, as the printed counts seem to include it): BERT's
   [CLS] pooler tanh(W h_0 + b), H x H. It feeds the NSP (BERT) / SOP (ALBERT) classifier, which
   none of our tasks has, so the pooled output is returned as ``AlbertOutput.pooled`` and enters the
-  logits with weight zero: a trace (harness.flops) drops computation whose result is unused, and
+  logits with weight zero: a trace (harness.measure.flops) drops computation whose result is unused, and
   this keeps the pooler in FLOPs and ``params_applied`` alike. The logits are unchanged (tanh is
   bounded); the pooler's gradients are zero. No NSP/SOP loss, no n-gram masking, no LAMB.
 - Attention-weight dropout is ``attn_dropout`` (None: same as ``dropout``); BERT and ALBERT drop
@@ -57,11 +57,11 @@ from typing import Literal
 import torch
 from torch import nn
 
-from harness.config import positive
+from harness.core.config import positive
+from harness.core.registry import register_model, register_preset
 from harness.models.base import ConfigIO, IOFormat, ModelOutput, SublayerConfig
 from harness.models.blocks import AttentionSublayer, FeedForwardSublayer, TiedHead, init_linear_xavier
 from harness.models.stack import Step, SublayerStack, bank_sizes, execution_plan
-from harness.registry import register_model, register_preset
 
 ShareMode = Literal["none", "attention", "ffn", "all"]
 

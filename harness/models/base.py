@@ -16,7 +16,7 @@ to lay out its batch:
 - ``"gan"``: a generative adversarial pair (harness/models/sagan.py). Training batches hold real
   ``images`` [B, C, S, S] and class ``labels`` [B]; evaluation batches hold ``labels`` and per-example
   noise ``seeds`` [B] and the model returns generated images [B, C, S, S] as logits. It trains through
-  its :class:`OptimPhase` list (see :func:`harness.train.train`), not through the task's loss.
+  its :class:`OptimPhase` list (see :func:`harness.run.train.train`), not through the task's loss.
 - ``"detect"``: set-prediction detection (harness/tasks/scenes.py): ``images`` [B, C, S, S]; logits
   [B, D, Q, C' + 4], per decoder layer D (the last is the prediction, the rest feed auxiliary losses)
   and query Q, C' class scores (K + 1 with "no object" last for softmax, K for sigmoid) then a box
@@ -45,11 +45,45 @@ from typing import Any, Literal
 
 import torch
 
-from harness.config import bounded, positive
+from harness.core.config import bounded, positive
 
 IOFormat = Literal["lm", "masked", "seq2seq", "image", "sr", "gan", "detect", "lanes"]
 Arch = Literal["decoder", "encoder", "encdec"]
 ARCH_IO: dict[str, IOFormat] = {"decoder": "lm", "encoder": "masked", "encdec": "seq2seq"}
+
+
+@dataclass
+class Batch:
+    """Model inputs (passed as keyword arguments: ``model(**batch.inputs)``) and labels.
+
+    ``labels`` has the shape of the logits without their last axis; positions holding ``IGNORE``
+    are not scored. ``n_tokens`` is the number of input tokens per example, for throughput.
+    """
+
+    inputs: dict[str, torch.Tensor]
+    labels: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def n_tokens(self) -> int:
+        """Input tokens per example; for images (float [B, C, H, W] inputs), pixels per example."""
+        return sum(
+            int(t.shape[-2] * t.shape[-1]) if t.is_floating_point() and t.dim() == 4 else int(t.shape[1])
+            for t in self.inputs.values()
+            if t.dim() >= 2
+        )
+
+    @property
+    def seq_len(self) -> int:
+        """The size a result row records: tokens per example, or an image's side in pixels."""
+        images = [t for t in self.inputs.values() if t.is_floating_point() and t.dim() == 4]
+        return int(images[0].shape[-1]) if images else self.n_tokens
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch({k: v.to(device) for k, v in self.inputs.items()}, self.labels.to(device))
 
 
 @dataclass

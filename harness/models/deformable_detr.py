@@ -44,11 +44,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.config import bounded, positive
+from harness.core.config import bounded, positive
+from harness.core.registry import register_model
 from harness.models.base import IOFormat, ModelOutput
 from harness.models.detr import Attention, BoxMLP, FeedForward, sine_position_2d
 from harness.models.resnet import ResNetBody, ResNetConfig, backbone_config
-from harness.registry import register_model
 
 MAX_QUERIES = 300  # the paper's number of queries; detections are the top 100 (query, class) scores
 PRIOR_PROB = 0.01

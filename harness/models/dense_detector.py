@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from harness.config import positive
+from harness.core.config import positive
+from harness.core.registry import register_model
 from harness.models.base import IOFormat, ModelOutput
 from harness.models.deformable_detr import PRIOR_PROB, inverse_sigmoid
 from harness.models.resnet import ResNetBody, ResNetConfig, backbone_config, downsampled
-from harness.registry import register_model
 
 
 @dataclass

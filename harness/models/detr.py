@@ -37,10 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.config import bounded, positive
+from harness.core.config import bounded, positive
+from harness.core.registry import register_model
 from harness.models.base import IOFormat, ModelOutput
 from harness.models.resnet import ResNetBody, ResNetConfig, backbone_config
-from harness.registry import register_model
 
 MAX_QUERIES = 100  # COCO scores at most 100 detections per image; one per query for a softmax head
 

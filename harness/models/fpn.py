@@ -44,9 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.config import positive
+from harness.core.config import positive
+from harness.core.registry import register_model
 from harness.models.base import IOFormat, ModelOutput
-from harness.registry import register_model
 
 
 @dataclass

@@ -55,9 +55,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.config import bounded, positive
+from harness.core.config import bounded, positive
+from harness.core.registry import register_model
 from harness.models.fpn import FPNConfig, PyramidModel, conv_norm_relu, norm
-from harness.registry import register_model
 
 
 @dataclass

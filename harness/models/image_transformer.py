@@ -49,10 +49,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.config import bounded, positive
+from harness.core.config import bounded, positive
+from harness.core.registry import register_model
 from harness.models.base import IOFormat, ModelOutput
 from harness.models.blocks import AttentionKind, FeedForward, attend
-from harness.registry import register_model
 
 Attention = Literal["local1d", "local2d", "full"]
 

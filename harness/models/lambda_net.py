@@ -63,11 +63,11 @@ from typing import Literal
 import torch
 from torch import nn
 
-from harness.config import positive
+from harness.core.config import positive
+from harness.core.registry import register_model
 from harness.models.base import IOFormat, ModelOutput
 from harness.models.blocks import AttentionKind, MultiHeadAttention
 from harness.models.resnet import ClassifierHead, ResNetBody, ResNetConfig, conv3x3, init_resnet
-from harness.registry import register_model
 
 Context = Literal["global", "local"]
 

@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.config import bounded, positive
+from harness.core.config import bounded, positive
+from harness.core.registry import register_model
 from harness.models.base import IOFormat, ModelOutput
 from harness.models.lstr import backbone, backbone_problems
-from harness.registry import register_model
 
 WINDOW = 2  # pixels either side of a row's most probable column that the sub-pixel mean takes
 

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from harness.config import bounded, positive
+from harness.core.config import bounded, positive
+from harness.core.registry import register_model
 from harness.models.base import IOFormat, ModelOutput
 from harness.models.detr import sine_position_2d
 from harness.models.resnet import ResNetBody, backbone_config
-from harness.registry import register_model
 
 
 @dataclass

@@ -82,11 +82,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from harness.config import positive
+from harness.core.config import positive
+from harness.core.registry import register_model
 from harness.models.base import ConfigIO, IOFormat, ModelOutput, TransformerConfig
 from harness.models.blocks import FeedForward, TiedHead, TokenEmbedding, init_linear_xavier
 from harness.models.lsh import full_shared_qk_attention, lsh_attention
-from harness.registry import register_model
 
 # --------------------------------------------------------------------------------------------------
 # Config

@@ -32,9 +32,9 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import nn
 
-from harness.config import bounded, positive
+from harness.core.config import bounded, positive
+from harness.core.registry import register_model
 from harness.models.base import IOFormat, ModelOutput
-from harness.registry import register_model
 
 
 @dataclass

@@ -53,10 +53,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from harness.config import bounded, positive
-from harness.models.base import IOFormat, ModelOutput, OptimPhase
-from harness.registry import register_model
-from harness.tasks.base import Batch
+from harness.core.config import bounded, positive
+from harness.core.registry import register_model
+from harness.models.base import Batch, IOFormat, ModelOutput, OptimPhase
 
 
 @dataclass

@@ -46,7 +46,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from harness.config import bounded
+from harness.core.config import bounded
+from harness.core.registry import register_model
 from harness.models.base import ConfigIO, IOFormat, ModelOutput, SublayerConfig
 from harness.models.blocks import (
     AttentionSublayer,
@@ -56,7 +57,6 @@ from harness.models.blocks import (
     init_linear_xavier,
 )
 from harness.models.stack import Step, SublayerStack, bank_sizes, execution_plan
-from harness.registry import register_model
 
 RANDOM = "random"
 

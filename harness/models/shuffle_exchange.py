@@ -91,9 +91,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
-from harness.config import bounded, positive
+from harness.core.config import bounded, positive
+from harness.core.registry import register_model
 from harness.models.base import IOFormat, ModelOutput
-from harness.registry import register_model
 
 RESIDUAL_INIT = 0.9  # sigmoid(S) at initialisation
 CANDIDATE_SCALE = 0.25 * math.sqrt(1.0 - RESIDUAL_INIT**2)  # h, a constant (~0.109)

@@ -58,7 +58,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from harness.config import bounded, positive
+from harness.core.config import bounded, positive
+from harness.core.registry import register_model
 from harness.models.base import ARCH_IO, Arch, ConfigIO, IOFormat, ModelOutput, SublayerConfig, layout_problem
 from harness.models.blocks import (
     TiedHead,
@@ -68,7 +69,6 @@ from harness.models.blocks import (
     sinusoid_table,
 )
 from harness.models.stack import SublayerStack, execution_plan
-from harness.registry import register_model
 
 HALT_BIAS_INIT = 1.0  # tensor2tensor act_halting_bias_init
 

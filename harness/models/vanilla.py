@@ -27,6 +27,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from harness.core.registry import register_model, register_preset
 from harness.models.base import ARCH_IO, Arch, ConfigIO, IOFormat, ModelOutput, SublayerConfig, layout_problem
 from harness.models.blocks import (
     FeedForward,
@@ -36,7 +37,6 @@ from harness.models.blocks import (
     TokenEmbedding,
     init_linear_xavier,
 )
-from harness.registry import register_model, register_preset
 
 
 @dataclass

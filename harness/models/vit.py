@@ -32,10 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.config import bounded, positive
+from harness.core.config import bounded, positive
+from harness.core.registry import register_model
 from harness.models.base import IOFormat, ModelOutput
 from harness.models.blocks import AttentionKind, FeedForward, MultiHeadAttention, Residual, init_linear_xavier
-from harness.registry import register_model
 
 
 @dataclass

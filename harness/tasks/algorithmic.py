@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.config import positive
-from harness.registry import register_task
+from harness.core.config import positive
+from harness.core.registry import register_task
 from harness.tasks.base import IGNORE, Batch, TaskBase
 
 PAD, SEP, BLANK, BOS = 0, 1, 2, 3

@@ -8,53 +8,18 @@ Batches are laid out for a model's ``io`` (see harness/models/base.py): ``lm``, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 
-from harness.models.base import model_io
+from harness.models.base import Batch, model_io
 
 if TYPE_CHECKING:  # pragma: no cover
     from harness.models.base import ModelOutput
 
 IGNORE = -100  # label value that the loss and the metrics skip
 MAX_SAMPLES = 16  # images per panel of Task.samples
-
-
-@dataclass
-class Batch:
-    """Model inputs (passed as keyword arguments: ``model(**batch.inputs)``) and labels.
-
-    ``labels`` has the shape of the logits without their last axis; positions holding ``IGNORE``
-    are not scored. ``n_tokens`` is the number of input tokens per example, for throughput.
-    """
-
-    inputs: dict[str, torch.Tensor]
-    labels: torch.Tensor
-
-    @property
-    def batch_size(self) -> int:
-        return int(self.labels.shape[0])
-
-    @property
-    def n_tokens(self) -> int:
-        """Input tokens per example; for images (float [B, C, H, W] inputs), pixels per example."""
-        return sum(
-            int(t.shape[-2] * t.shape[-1]) if t.is_floating_point() and t.dim() == 4 else int(t.shape[1])
-            for t in self.inputs.values()
-            if t.dim() >= 2
-        )
-
-    @property
-    def seq_len(self) -> int:
-        """The size a result row records: tokens per example, or an image's side in pixels."""
-        images = [t for t in self.inputs.values() if t.is_floating_point() and t.dim() == 4]
-        return int(images[0].shape[-1]) if images else self.n_tokens
-
-    def to(self, device: torch.device | str) -> Batch:
-        return Batch({k: v.to(device) for k, v in self.inputs.items()}, self.labels.to(device))
 
 
 def token_loss(out: ModelOutput, batch: Batch) -> torch.Tensor:

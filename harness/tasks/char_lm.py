@@ -37,9 +37,9 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from harness.config import positive
-from harness.errors import HarnessError
-from harness.registry import register_task
+from harness.core.config import positive
+from harness.core.errors import HarnessError
+from harness.core.registry import register_task
 from harness.tasks.base import IGNORE, Batch, TaskBase
 
 VOCAB = 256  # byte values

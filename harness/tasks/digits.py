@@ -31,8 +31,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from harness.config import bounded, positive
-from harness.registry import register_task
+from harness.core.config import bounded, positive
+from harness.core.registry import register_task
 from harness.tasks.base import Batch
 from harness.tasks.image import ImageTask
 

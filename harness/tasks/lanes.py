@@ -64,9 +64,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.config import bounded, positive
+from harness.core.config import bounded, positive
+from harness.core.registry import register_task
 from harness.models.base import model_io
-from harness.registry import register_task
 from harness.tasks.base import Batch, TaskBase
 from harness.tasks.lane_set import LossWeights, decode_points, lane_loss
 

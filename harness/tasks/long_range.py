@@ -69,9 +69,9 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.config import bounded, positive
-from harness.errors import HarnessError
-from harness.registry import register_task
+from harness.core.config import bounded, positive
+from harness.core.errors import HarnessError
+from harness.core.registry import register_task
 from harness.tasks.algorithmic import N_SPECIAL, PAD, SeqTask, SeqTaskConfig
 from harness.tasks.base import Batch
 

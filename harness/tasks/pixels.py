@@ -35,8 +35,8 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from harness.config import bounded
-from harness.registry import register_task
+from harness.core.config import bounded
+from harness.core.registry import register_task
 from harness.tasks.base import MAX_SAMPLES, Batch, TaskBase
 from harness.tasks.digits import SOURCE_SIZE, raw_digits, stratified_split
 from harness.tasks.shapes import Shapes, ShapesConfig

@@ -39,9 +39,9 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from harness.config import bounded, positive
+from harness.core.config import bounded, positive
+from harness.core.registry import register_task
 from harness.models.base import model_io
-from harness.registry import register_task
 from harness.tasks.base import Batch, TaskBase
 
 TEXTURE_SIGMA = 0.7

@@ -38,9 +38,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from harness.config import bounded, positive
+from harness.core.config import bounded, positive
+from harness.core.registry import register_task
 from harness.models.base import model_io
-from harness.registry import register_task
 from harness.tasks.base import Batch, TaskBase
 from harness.tasks.coco_ap import AP_KEYS, coco_ap
 from harness.tasks.set_loss import set_loss

@@ -1,0 +1,448 @@
+"""Command line: ``harness run | report | claims | list | profile | prune | verify | check | export``.
+
+Only argparse is imported at start-up; torch and the models load inside the commands that need them,
+so ``harness --help`` and ``harness list`` answer at once. Exit codes: 0 all jobs ended ok, diverged
+or oom; 1 some job failed with an error; 2 bad input, in which case nothing was run or written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXIT_OK, EXIT_JOB_ERROR, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, no usage dump
+        sys.stderr.write(f"harness: error: {message} (see 'harness {self.prog.split()[-1]} --help')\n"
+                         if " " in self.prog else f"harness: error: {message} (see 'harness --help')\n")
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _bad_input(message: str) -> int:
+    sys.stderr.write(f"harness: error: {message}\n")
+    return EXIT_BAD_INPUT
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from harness.cli.listing import suite_lines
+    from harness.core.registry import static_names, static_suites
+
+    what = args.what or "all"
+    if what not in ("all", "models", "tasks", "suites"):
+        return _list_suite(what)
+    names = static_names()
+    sections: list[tuple[str, list[tuple[str, str]]]] = []
+    if what in ("all", "models"):
+        sections += [("models", names["models"]), ("presets", names["presets"])]
+    if what in ("all", "tasks"):
+        sections.append(("tasks", names["tasks"]))
+    for title, rows in sections:
+        print(f"{title}:")
+        width = max((len(n) for n, _ in rows), default=0)
+        for name, summary in rows:
+            print(f"  {name:<{width}}  {summary}".rstrip())
+    if what in ("all", "suites"):
+        print("suites:", *suite_lines(static_suites(Path.cwd())), sep="\n")
+    return EXIT_OK
+
+
+def _list_suite(name: str) -> int:
+    """``harness list SUITE``: the whole description and the job grid."""
+    from harness.cli.listing import describe_suite, find_suite
+    from harness.core.errors import HarnessError
+    from harness.suite.load import load_suite
+
+    path = find_suite(name, Path.cwd())
+    if path is None:
+        return _bad_input(f"list {name}: not models, tasks, suites, a suite under suites/ or a suite file")
+    try:
+        print(describe_suite(load_suite(str(path), [])))
+    except HarnessError as e:
+        return _bad_input(str(e))
+    return EXIT_OK
+
+
+def _dry_run(suite: Any) -> int:
+    from harness.cli.listing import job_grid
+
+    print(job_grid(suite))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.core.errors import HarnessError
+
+    if args.ray_address and args.executor != "ray":
+        return _bad_input("--ray-address needs --executor ray")
+    if args.jobs < 1:
+        return _bad_input(f"--jobs must be >= 1, got {args.jobs}")
+    if args.executor == "ray" and args.jobs != 1:
+        return _bad_input("--jobs is for --executor local; Ray runs as many jobs as its CPUs (or GPUs) allow")
+    if args.executor == "ray" and not args.dry_run:
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            return _bad_input("--executor ray needs Ray, which is not installed: pip install -e '.[ray]'")
+    try:
+        suite = _suite_from_args(args)
+    except HarnessError as e:
+        return _bad_input(str(e))
+    if args.dry_run:
+        return _dry_run(suite)
+    if args.executor == "local" and (args.device == "cuda" or suite.device == "cuda"):
+        import torch  # on Ray the workers, not this machine, need the GPU
+
+        if not torch.cuda.is_available():
+            return _bad_input("--device cuda: no CUDA device is available "
+                              "(torch.cuda.is_available() is False)")
+    from harness.run.executors import make_executor
+    from harness.run.orchestrate import run_suite
+
+    try:
+        on_row = _row_logger(args.log)
+        executor = make_executor(args.executor, jobs=args.jobs, ray_address=args.ray_address,
+                                 device=suite.device)
+    except HarnessError as e:
+        return _bad_input(str(e))
+    results_dir = Path(args.results_dir)
+    try:
+        summary = run_suite(suite, results_dir, force=args.force, executor=executor, wait=not args.no_wait,
+                            on_row=on_row)
+    finally:
+        if executor is not None:
+            executor.close()
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing new"
+    print(f"{summary.ran} job(s) run, {summary.skipped} already in {summary.results_path}: {counts}",
+          file=sys.stderr)
+    from harness.analysis.report import suite_table, write_report
+    from harness.results.store import read_rows
+
+    rows = list(read_rows(summary.results_path))
+    print(suite_table(rows, suite.name))
+    if not args.no_report:
+        path = write_report(results_dir, Path(args.report_dir))
+        print(f"report written to {path} and {path.parent / 'index.html'}")
+    return EXIT_JOB_ERROR if summary.statuses.get("error") else EXIT_OK
+
+
+def _row_logger(log: str | None) -> Any:
+    """``--log mlflow``: the hook that logs each stored row (raises HarnessError without MLflow)."""
+    if log is None:
+        return None
+    from harness.results.tracking import MlflowLogger
+
+    return MlflowLogger().hook
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from harness.core.errors import HarnessError
+    from harness.results.store import latest_rows, result_files
+    from harness.results.tracking import MlflowLogger
+
+    if not result_files(args.results):
+        return _bad_input(f"export {args.results}: no results file (.jsonl) there")
+    try:
+        logger = MlflowLogger(what="harness export mlflow")
+    except HarnessError as e:
+        return _bad_input(str(e))
+    rows = [r for r in latest_rows(args.results).rows if r.get("run_id") and r.get("suite")]
+    try:
+        logged, already = logger.export(rows)
+    except Exception as e:  # the tracker refused (a server down, a store it cannot write)
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        sys.stderr.write(f"harness: error: MLflow at {logger.uri}: {type(e).__name__}: {first}\n")
+        return EXIT_JOB_ERROR
+    print(f"{logged} run(s) logged to {logger.uri}, {already} already there")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.analysis.report import write_report
+
+    results_dir = Path(args.results_dir)
+    if not results_dir.is_dir():
+        return _bad_input(f"--results-dir {results_dir}: not a directory")
+    path = write_report(results_dir, Path(args.report_dir), lang=args.lang)
+    print(f"report written to {path} and {path.parent / 'index.html'}")
+    return EXIT_OK
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    from harness.analysis.claims import evaluate_claims, load_claims
+    from harness.analysis.report import load_rows
+    from harness.analysis.report.claims import claim_lines, verdict_tally
+    from harness.core.errors import HarnessError
+
+    try:
+        claims = load_claims()
+    except HarnessError as e:
+        return _bad_input(str(e))
+    verdicts = evaluate_claims(claims, load_rows(Path(args.results_dir)))
+    if args.json:
+        print(json.dumps([v.to_json() for v in verdicts], ensure_ascii=False, indent=1, sort_keys=True))
+        return EXIT_OK
+    for v in verdicts:
+        print("\n".join(claim_lines(v, args.lang)) + "\n")
+    print(f"{len(verdicts)} claims over {len({v.claim.paper for v in verdicts})} papers: "
+          f"{verdict_tally(verdicts, args.lang)}")
+    return EXIT_OK
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from harness.cli.profile import profile_one
+    from harness.core.errors import HarnessError
+
+    if args.warmup < 0 or args.steps < 1:
+        return _bad_input("--warmup must be >= 0 and --steps >= 1")
+    try:
+        fields = profile_one(args.model, args.task, args.overrides, args.device, args.warmup, args.steps,
+                             precision=args.precision)
+    except HarnessError as e:
+        return _bad_input(str(e))
+    if args.json:
+        print(json.dumps(fields, sort_keys=True))
+    else:
+        width = max(len(k) for k in fields)
+        for k, v in fields.items():
+            print(f"{k:<{width}}  {v}")
+    return EXIT_OK if fields.get("status") == "ok" else EXIT_JOB_ERROR
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from harness.cli.check import run_check
+    from harness.core.errors import HarnessError
+
+    try:
+        return run_check(args.suite, Path(args.baseline), update=args.update, repeats=args.repeats,
+                         device=args.device, time_tolerance=args.time_tolerance)
+    except HarnessError as e:
+        return _bad_input(str(e))
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from harness.core.errors import HarnessError
+    from harness.results.store import prune_rows, read_rows
+
+    try:
+        suite = _suite_from_args(args)
+    except HarnessError as e:
+        return _bad_input(str(e))
+    path = Path(args.results_dir) / f"{suite.name}.jsonl"
+    # a row run on another device or with other numerics is not this expansion's to judge: keep it
+    numerics = {_numerics({"config": job.config()}) for job in suite.jobs}
+    keep = {job.run_id for job in suite.jobs} | {
+        r["run_id"] for r in read_rows(path)
+        if "run_id" in r and (n := _numerics(r)) is not None and n not in numerics}
+    dropped = prune_rows(path, keep, dry_run=args.dry_run)
+    for row in dropped:
+        kind = row.get("job", "train")
+        where = f"seed={row.get('seed')}" if kind == "train" else f"n={row.get('seq_len')}"
+        print(f"{row.get('run_id')}  {row.get('variant')}  {row.get('task')}  {kind}  {where}  "
+              f"{row.get('status')}" if row else "(unreadable line)")
+    verb = "would drop" if args.dry_run else "dropped"
+    print(f"{path}: {verb} {len(dropped)} row(s) that suite {suite.name} no longer expands to",
+          file=sys.stderr)
+    return EXIT_OK
+
+
+def _numerics(row: dict) -> tuple[Any, str, bool, int] | None:
+    """A stored row's (device, precision, compile, threads), as its job's config recorded them (None: no
+    config; rows from before ``train.threads`` count as its default, as their run_ids do)."""
+    config = row.get("config")
+    if not isinstance(config, dict):
+        return None
+    train = config.get("train") or {}
+    return (config.get("device"), train.get("precision", "fp32"), bool(train.get("compile")),
+            int(train.get("threads") or 1))
+
+
+def _add_suite_args(p: argparse.ArgumentParser) -> None:
+    """The arguments that decide a suite's jobs (and so their run_ids), for run and prune alike."""
+    p.add_argument("suite", help="suite YAML file")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override a suite field by dotted path")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                   help="default: the suite's, else cpu")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
+                   help="shorthand for train.precision=...: autocast dtype (fp16 adds loss scaling)")
+    p.add_argument("--compile", action="store_true", help="shorthand for train.compile=true (torch.compile)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="shorthand for train.threads=N: torch threads of every job (default 1; a job at "
+                        "another count has another run_id)")
+
+
+def _suite_from_args(args: argparse.Namespace) -> Any:
+    """The suite as ``_add_suite_args``'s arguments resolve it; raises HarnessError on bad input."""
+    from harness.suite.load import load_suite
+
+    overrides = list(args.overrides)
+    if args.precision is not None:
+        overrides.append(f"train.precision={args.precision}")
+    if args.compile:
+        overrides.append("train.compile=true")
+    if args.threads is not None:
+        overrides.append(f"train.threads={args.threads}")
+    return load_suite(args.suite, overrides, device=args.device)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from harness.cli.verify import table, verdict_line, verify_suite
+    from harness.core.errors import HarnessError
+    from harness.suite.load import load_suite
+
+    if args.sample < 1 or (args.threads is not None and args.threads < 1):
+        return _bad_input("--sample and --threads must be >= 1")
+    try:
+        suite = load_suite(args.suite)
+        out = verify_suite(suite, Path(args.results_dir), sample=args.sample, seed=args.seed,
+                           threads=args.threads)
+    except HarnessError as e:
+        return _bad_input(str(e))
+    print(table(out))
+    for note in out.notes:
+        print(note)
+    print(verdict_line(out))
+    return EXIT_JOB_ERROR if out.failed else EXIT_OK
+
+
+def _add_verify(sub: Any) -> None:
+    v = sub.add_parser("verify", help="retrain a sample of a suite's committed jobs in a scratch folder and "
+                                      "compare them with the committed rows (exit 1 on a mismatch)")
+    v.add_argument("suite", help="suite YAML file")
+    v.add_argument("--sample", type=int, default=6, metavar="N", help="jobs to rerun (default 6)")
+    v.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the sample's draw (default 0)")
+    v.add_argument("--results-dir", default="results", help="where the committed rows are (only read)")
+    v.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="rerun at N torch threads instead of each row's recorded count (metrics are then "
+                        "compared within a tolerance)")
+    v.set_defaults(func=cmd_verify)
+
+
+def _add_prune(sub: Any) -> None:
+    pn = sub.add_parser("prune",
+                        help="drop a suite's result rows whose run_id the suite no longer expands to "
+                             "(rows of another device or precision than the one given are kept)")
+    _add_suite_args(pn)
+    pn.add_argument("--results-dir", default="results")
+    pn.add_argument("--dry-run", action="store_true", help="print what would be dropped; change nothing")
+    pn.set_defaults(func=cmd_prune)
+
+
+def _add_export(sub: Any) -> None:
+    ex = sub.add_parser("export", help="log stored result rows to an experiment tracker (MLflow)")
+    ex.add_argument("target", choices=["mlflow"])
+    ex.add_argument("results", help="a results .jsonl file or a folder of them")
+    ex.set_defaults(func=cmd_export)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="harness", description="Benchmark and ablation harness for Transformer variants.")
+    from harness.core.version import __version__
+
+    p.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    r = sub.add_parser("run", help="run a suite: train, profile, store results, write the report")
+    _add_suite_args(r)
+    r.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where jobs run: local (this machine) or ray (a Ray instance or cluster; "
+                        "pip install -e '.[ray]')")
+    r.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="join a running Ray cluster: auto or HOST:PORT (default: start Ray on this machine)")
+    r.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="local executor: run N training jobs at once in worker processes "
+                        "(profile jobs run alone)")
+    r.add_argument("--force", action="store_true", help="rerun jobs already in the results file")
+    r.add_argument("--no-wait", action="store_true",
+                   help="leave jobs another harness run holds to it instead of waiting for them")
+    r.add_argument("--log", choices=["mlflow"], default=None,
+                   help="also log each stored row as an MLflow run (pip install -e '.[mlflow]')")
+    r.add_argument("--dry-run", action="store_true", help="validate and print the job grid; train nothing")
+    r.add_argument("--no-report", action="store_true", help="do not regenerate the report")
+    r.add_argument("--results-dir", default="results")
+    r.add_argument("--report-dir", default="report")
+    r.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report",
+                         help="regenerate report/tables.md, report/index.html and figures from results")
+    rep.add_argument("--results-dir", default="results")
+    rep.add_argument("--report-dir", default="report")
+    rep.add_argument("--lang", choices=["en", "zh"], default="en")
+    rep.set_defaults(func=cmd_report)
+
+    cl = sub.add_parser("claims", help="the claims ledger: each paper's claims with its computed verdict")
+    cl.add_argument("--results-dir", default="results")
+    cl.add_argument("--json", action="store_true", help="print a JSON list, one object per claim")
+    cl.add_argument("--lang", choices=["en", "zh"], default="en")
+    cl.set_defaults(func=cmd_claims)
+
+    ls = sub.add_parser("list", help="list registered models, presets, tasks and suites, or one suite whole")
+    ls.add_argument("what", nargs="?", metavar="models|tasks|suites|SUITE",
+                    help="one section, or a suite (name under suites/ or path): its description and job grid")
+    ls.set_defaults(func=cmd_list)
+
+    pr = sub.add_parser("profile", help="profile one model on a random batch, without training")
+    pr.add_argument("model", help="registered model or preset name")
+    pr.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                    help="model keys, and seq_len (images: image_size) / batch_size for the input shape")
+    pr.add_argument("--task", default=None,
+                    help="task supplying vocabulary and batch layout (default: copy; image models: digits)")
+    pr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
+    pr.add_argument("--warmup", type=int, default=2, help="untimed training steps before timing (default 2)")
+    pr.add_argument("--steps", type=int, default=5, help="timed training steps behind step_ms (default 5)")
+    pr.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                    help="run forward and loss under autocast to this dtype (default fp32)")
+    pr.add_argument("--json", action="store_true", help="print one JSON object")
+    pr.set_defaults(func=cmd_profile)
+
+    _add_prune(sub)
+    _add_export(sub)
+    _add_verify(sub)
+
+    ck = sub.add_parser("check",
+                        help="regression gate: params, FLOPs, memory and relative speed against a baseline")
+    ck.add_argument("suite", nargs="?", default="suites/quick.yaml",
+                    help="suite whose variants are profiled (default suites/quick.yaml)")
+    ck.add_argument("--baseline", default="results/baseline.json",
+                    help="baseline JSON (default results/baseline.json)")
+    ck.add_argument("--update", action="store_true", help="rewrite the baseline from this run, on purpose")
+    ck.add_argument("--repeats", type=int, default=None, metavar="N",
+                    help="interleaved timing rounds (default: the baseline's, else 15)")
+    ck.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ck.add_argument("--time-tolerance", type=float, default=None, metavar="FRAC",
+                    help="allowed increase of relative step time (default: the baseline's, else 0.35); "
+                         "--update stores it")
+    ck.set_defaults(func=cmd_check)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if argv and argv[0] in sub.choices:
+        # flags may come between KEY=VALUE overrides: parse each subcommand's words intermixed
+        args = sub.choices[argv[0]].parse_intermixed_args(argv[1:])
+        args.command = argv[0]
+    else:
+        args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    from harness.core.heap import pin_heap
+
+    pin_heap()  # before any tensor: every command measures under one heap policy
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        sys.stderr.write("harness: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

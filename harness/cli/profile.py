@@ -1,0 +1,81 @@
+"""``harness profile``: one model or preset profiled on a random batch, without a suite."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from harness.core.device import device_name, free_memory, resolve_device, use_deterministic, use_tf32
+from harness.core.version import __version__
+from harness.run.outcome import is_oom, one_line, oom_message
+
+PROFILE_SHAPE = {"seq_len": 128, "batch_size": 8, "seed": 0}  # harness profile's defaults
+
+
+def profile_overrides(overrides: list[str]) -> tuple[dict[str, int], dict[str, Any], dict[str, str]]:
+    """``harness profile``'s KEY=VALUE arguments: the input's shape (``seq_len``, ``image_size`` as its
+    image name, ``batch_size``, ``seed``), and model keys with the argument each came from."""
+    from harness.core.errors import HarnessError
+    from harness.core.yamlio import parse_scalar
+
+    shape = dict(PROFILE_SHAPE)
+    keys: dict[str, Any] = {}
+    where: dict[str, str] = {}
+    for text in overrides:
+        if "=" not in text:
+            raise HarnessError(f"override '{text}': expected KEY=VALUE")
+        k, raw = text.split("=", 1)
+        value = parse_scalar(raw, f"override '{text}'", k)
+        if k == "image_size":  # image models: the input's side plays the part of seq_len
+            k = "seq_len"
+        if k in shape:
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if k == "seed" else 1):
+                raise HarnessError(f"override '{text}': {k}: expected a positive integer, got {value!r}")
+            shape[k] = value
+        else:
+            keys[k], where[k] = value, f"override '{text}'"
+    return shape, keys, where
+
+
+def profile_one(
+    model_name: str, task_name: str | None, overrides: list[str], device: str, n_warmup: int = 2,
+    n_timed: int = 5, precision: str = "fp32",
+) -> dict[str, Any]:
+    """``harness profile``: build one model or preset with KEY=VALUE keys and profile it on a random
+    batch of ``batch_size`` x ``seq_len`` tokens (image models: ``image_size`` x ``image_size`` images, on
+    the digits task unless ``task_name`` says otherwise), without training. The fields are a result row's
+    cost fields, plus the model's extras (e.g. ``ponder_steps``) from one forward pass in eval mode, as
+    training rows carry them from evaluation. Raises HarnessError on bad input."""
+    import torch
+
+    from harness.measure.costs import ExtrasProbe, profile_model
+    from harness.suite.jobs import profile_target
+
+    shape, keys, where = profile_overrides(overrides)
+    entry, cfg, tentry, task = profile_target(model_name, task_name, shape["seq_len"], keys, where)
+    dev = resolve_device(device)
+    use_deterministic()  # the settings a suite's jobs run under
+    if dev.type == "cuda":
+        use_tf32()
+    torch.manual_seed(shape["seed"])
+    model = entry.obj(cfg).to(dev)
+    gen = torch.Generator().manual_seed(shape["seed"])
+    batch = task.profile_batch(shape["seq_len"], shape["batch_size"], model.io, gen).to(dev)
+    fields: dict[str, Any] = {"model": model_name, "task": tentry.name, **shape, "precision": precision,
+                              "status": "ok", "error": None}
+    try:
+        probe = ExtrasProbe(task.loss)
+        fields.update(profile_model(
+            model, batch, probe, device=dev, n_warmup=n_warmup, n_timed=n_timed, precision=precision,
+        ))
+        fields.update(probe.extras(model, batch))
+    except Exception as e:  # report it like a job would
+        fields["status"], fields["error"] = ("oom" if is_oom(e) else "error"), one_line(e)
+        if fields["status"] == "oom":
+            fields["error"] = oom_message(shape["seq_len"], shape["batch_size"], precision, fields["error"])
+    if fields["status"] != "ok":
+        free_memory()
+    fields.update({"device": dev.type, "device_name": device_name(dev.type),
+                   "torch_version": torch.__version__, "harness_version": __version__,
+                   "config": dataclasses.asdict(cfg)})
+    return fields

@@ -1,0 +1,293 @@
+"""Jobs, and the pure functions that make them from a validated suite.
+
+Resolution order of a variant's model keys, later wins (:func:`merge_model_keys`): the model's
+dataclass defaults, the preset (if the variant names one), the suite's ``model:`` defaults (those keys
+the model accepts), the variant's own keys, then the sweep values. The task then fills the keys it
+fixes (``vocab_size``, ``max_len``, image keys: ``Task.model_keys``); a user's value may be larger,
+never smaller (:func:`fill_task_keys`). A cost-sweep cell takes the training config with the
+profiled length (:func:`at_length`). ``harness profile`` and ``harness check`` use the same functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from harness.core.config import build
+from harness.core.errors import HarnessError, InputError
+from harness.core.version import __version__
+from harness.suite.spec import TrainConfig
+
+# Train keys added after results were first committed, with the value that reproduces the older
+# behaviour: at that value they are left out of the run_id, so existing results stay valid.
+# ``threads`` joined at 1, the committed default: a job at another thread count has another run_id.
+LATER_TRAIN_KEYS: dict[str, Any] = {"eval_modes": {}, "precision": "fp32", "compile": False, "threads": 1}
+# Of those, the ones that change a profile job's numbers too (a profile job's identity has no train dict).
+NUMERICS_KEYS = ("precision", "compile", "threads")
+# Task config keys added later, likewise left out of the run_id at their old value.
+LATER_TASK_KEYS: dict[str, Any] = {"metric": None}
+
+
+def identity_train(train: dict[str, Any]) -> dict[str, Any]:
+    """The train settings that go into a run_id (later keys at their old value left out)."""
+    return {k: v for k, v in train.items() if not (k in LATER_TRAIN_KEYS and v == LATER_TRAIN_KEYS[k])}
+
+
+def identity_task(task_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The task settings that go into a run_id (later keys at their old value left out)."""
+    return {k: v for k, v in task_cfg.items() if not (k in LATER_TASK_KEYS and v == LATER_TASK_KEYS[k])}
+
+
+@dataclass
+class Job:
+    """One unit of work: a variant on a task with a seed (train), or at a length (profile)."""
+
+    suite: str
+    variant: str
+    model: str  # registered model (after resolving presets)
+    preset: str | None
+    model_cfg: dict[str, Any]
+    task_name: str
+    task: str
+    task_cfg: dict[str, Any]
+    train: dict[str, Any]
+    seed: int
+    device: str
+    kind: Literal["train", "profile"] = "train"
+    seq_len: int | None = None
+    batch_size: int | None = None
+    baseline: str | None = None
+    description: str = ""
+    report_spec: dict[str, Any] | None = None  # layout only: not part of the run_id
+    # profile jobs, not part of the run_id: skip longer lengths past this step time, and lengths whose
+    # memory is projected past this
+    max_step_s: float | None = None
+    max_mem_gib: float | None = None
+    # a budget-matched variant: what was matched and how well (harness.suite.match); not part of the run_id,
+    # which hashes the solved config itself
+    match: dict[str, Any] | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that determines the job's numbers: hashed into ``run_id``."""
+        return {
+            "kind": self.kind, "suite": self.suite, "variant": self.variant, "model": self.model,
+            "model_cfg": self.model_cfg, "task": self.task, "task_cfg": identity_task(self.task_cfg),
+            "train": identity_train(self.train) if self.kind == "train" else None, "seed": self.seed,
+            "device": self.device, "seq_len": self.seq_len, "batch_size": self.batch_size,
+            "harness_version": __version__,
+            # a profile job has no train dict in its identity, but precision and compile change its costs
+            **({k: v for k, v in identity_train(self.train).items() if k in NUMERICS_KEYS}
+               if self.kind == "profile" else {}),
+        }
+
+    @property
+    def run_id(self) -> str:
+        blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def config(self) -> dict[str, Any]:
+        """The resolved config stored in the row (with ``match`` for a budget-matched variant)."""
+        return {
+            "model": self.model_cfg, "preset": self.preset, "task": {"name": self.task, **self.task_cfg},
+            "train": self.train, "seed": self.seed, "device": self.device, "kind": self.kind,
+            **({"match": self.match} if self.match is not None else {}),
+        }
+
+
+@dataclass
+class Suite:
+    name: str
+    path: str
+    description: str
+    seeds: list[int]
+    baseline: str | None
+    device: str
+    train: TrainConfig
+    jobs: list[Job]
+    variants: list[str]
+
+    def train_jobs(self) -> list[Job]:
+        return [j for j in self.jobs if j.kind == "train"]
+
+
+# --- model configs -------------------------------------------------------------------------------
+
+
+def model_keys(cfg_cls: type) -> set[str]:
+    """The keys a model config accepts."""
+    return {f.name for f in dataclasses.fields(cfg_cls) if f.init}
+
+
+Layer = tuple[dict[str, Any], Callable[[str], str]]  # (keys, key -> where it was set)
+
+
+def merge_model_keys(layers: Iterable[Layer]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Keys of later layers win; each key remembers where it was set. The caller gives the layers in
+    resolution order (preset, the suite's defaults the model accepts, the variant's keys, sweep values)."""
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for keys, where in layers:
+        for k, v in keys.items():
+            merged[k], origin[k] = v, where(k)
+    return merged, origin
+
+
+def fill_task_keys(
+    cfg_cls: type, merged: dict[str, Any], origin: dict[str, str], task_keys: dict[str, Any], where: str,
+) -> list[tuple[str, Any]]:
+    """Fill the task's keys the model accepts and the user did not set; return the user's values that
+    are smaller than the task needs, as (key, need), in the task's order."""
+    accepted = model_keys(cfg_cls)
+    small = []
+    for k, need in task_keys.items():
+        if k not in accepted:
+            continue
+        if k not in merged:
+            merged[k], origin[k] = need, where
+        elif isinstance(merged[k], int) and merged[k] < need:
+            small.append((k, need))
+    return small
+
+
+def build_model_config(
+    entry: Any, merged: dict[str, Any], origin: dict[str, str], prefix: str, locate: Callable[[str], str],
+    fallback: str,
+) -> Any:
+    """The model's config dataclass; a refused key is located where the user set it."""
+
+    def where(dotted: str) -> str:
+        return locate(origin.get(dotted.split(".")[-1], fallback))
+
+    return build(entry.config, merged, prefix, where, f"model {entry.name}")
+
+
+def field_default(cfg_cls: type, key: str) -> Any:
+    return next(f.default for f in dataclasses.fields(cfg_cls) if f.name == key)
+
+
+def at_length(cfg_cls: type, cfg: dict[str, Any], n: int) -> dict[str, Any]:
+    """A model config profiled at length ``n``: ``max_len`` at least ``n``; an image model's
+    ``image_size`` (or ``height`` and ``width``) is ``n`` (the profiled length is the image side)."""
+    names = {f.name for f in dataclasses.fields(cfg_cls)}
+    out = dict(cfg)
+    if "max_len" in names:
+        out["max_len"] = max(int(cfg.get("max_len", field_default(cfg_cls, "max_len"))), n)
+    if "image_size" in names:
+        out["image_size"] = n
+    if {"height", "width"} <= names:  # a model of H x W images (image_transformer): n x n
+        out["height"] = out["width"] = n
+    return out
+
+
+def profile_target(
+    model_name: str, task_name: str | None, n: int, keys: dict[str, Any], where: dict[str, str],
+) -> tuple[Any, Any, Any, Any]:
+    """(model entry, model config, task entry, task) for ``harness profile`` at length ``n``, resolved
+    as a suite resolves a variant (harness/jobs.py): the preset, then the user's keys; the task fills the
+    keys it fixes, except that a token model's length is the profiled one (not the task's), and an image
+    model's task is built at the profiled image size. Raises HarnessError on bad input."""
+    from harness.core.registry import TASKS, resolve_model
+
+    entry, preset = resolve_model(model_name)
+    names = {f.name for f in dataclasses.fields(entry.config)}
+    grid_model = {"height", "width", "levels"} <= names  # an autoregressive pixel model
+    image_model = "image_size" in names or grid_model
+    tentry = TASKS.get(task_name or ("pixels" if grid_model else "digits" if image_model else "copy"))
+    task = tentry.obj(tentry.config(**({"image_size": n} if image_model else {})))
+    merged, origin = merge_model_keys([(preset, lambda _k: model_name), (keys, lambda k: where[k])])
+    fixed = task.model_keys()
+    if not image_model:  # a token model takes the vocabulary from the task, its length from n
+        fixed = {k: v for k, v in fixed.items() if k == "vocab_size"}
+    fill_task_keys(entry.config, merged, origin, fixed, model_name)  # the user's values win here
+    try:
+        sized = at_length(entry.config, merged, n)
+        cfg = build_model_config(entry, sized, origin, "", lambda w: w, model_name)
+    except InputError as e:
+        raise HarnessError(str(e)) from None
+    return entry, cfg, tentry, task
+
+
+def eval_mode_error(
+    cfg_cls: type, model_cfg: dict[str, Any], over: dict[str, Any], prefix: str = "",
+    locate: Callable[[str], str] = lambda _k: "",
+) -> InputError | None:
+    """Why a model (which has all of the mode's keys) refuses the mode's values; None if it accepts them."""
+    try:
+        build(cfg_cls, {**model_cfg, **over}, prefix, locate)
+    except InputError as e:
+        return e
+    return None
+
+
+def eval_mode_configs(
+    model_cls_cfg: type, model_cfg: dict[str, Any], modes: dict[str, dict],
+) -> dict[str, dict]:
+    """The eval modes that apply to a model, as full model configs: a mode applies when the model has
+    all its keys and accepts its values (so ``attention: full`` applies to Reformer, not to vanilla,
+    whose ``attention`` is sdpa or math)."""
+    keys = model_keys(model_cls_cfg)
+    return {m: {**model_cfg, **over} for m, over in modes.items()
+            if set(over) <= keys and eval_mode_error(model_cls_cfg, model_cfg, over) is None}
+
+
+# --- jobs ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    """A variant on one of the suite's tasks, with its resolved model config."""
+
+    variant: str
+    model: str  # the registered model
+    preset: str | None  # the preset the variant named, if any
+    cfg: Any  # the model's config dataclass
+    task_name: str  # the suite's label of the task
+    task: str  # the registered task
+    task_cfg: Any  # the task's config dataclass
+    train: dict[str, Any]  # the variant's train settings
+    trains: bool  # False: the cell exists only for the cost sweep
+    swept: bool  # whether the variant is in the cost sweep (profile:)
+    baseline: str | None = None
+    match: dict[str, Any] | None = None  # the budget match that sized cfg (harness.suite.match), if any
+
+
+def expand_train_jobs(cells: Iterable[Cell], seeds: list[int], **common: Any) -> list[Job]:
+    """One job per training cell and seed, in cell order; ``common``: suite, device, description,
+    report_spec."""
+    jobs = []
+    for c in cells:
+        for seed in seeds if c.trains else ():
+            # a config may draw something from the job's seed (e.g. a random sublayer order); it
+            # is resolved here so that the stored config and the run_id say what was run
+            seeded = c.cfg.for_seed(seed) if hasattr(c.cfg, "for_seed") else c.cfg
+            jobs.append(Job(
+                variant=c.variant, model=c.model, preset=c.preset, model_cfg=dataclasses.asdict(seeded),
+                task_name=c.task_name, task=c.task, task_cfg=dataclasses.asdict(c.task_cfg), train=c.train,
+                seed=seed, baseline=c.baseline, match=c.match, **common,
+            ))
+    return jobs
+
+
+def expand_profile_jobs(
+    cells: list[Cell], sizes: list[int], batch_size: int, seed: int, *, max_step_s: float | None,
+    max_mem_gib: float | None, model_config: Callable[[str], type], **common: Any,
+) -> list[Job]:
+    """The cost sweep: one job per length and swept cell (``cells``: each swept variant on the sweep's
+    task), length-major, so that the variants' cells at one length run one after another and a slow
+    phase of the machine falls on all of them rather than on one variant's longer lengths.
+    ``model_config(model)`` is the registered model's config class."""
+    jobs = []
+    for n in sizes:
+        for c in cells:
+            jobs.append(Job(
+                variant=c.variant, model=c.model, preset=c.preset,
+                model_cfg=at_length(model_config(c.model), dataclasses.asdict(c.cfg), n),
+                task_name=c.task_name, task=c.task, task_cfg=dataclasses.asdict(c.task_cfg), train=c.train,
+                seed=seed, kind="profile", seq_len=n, batch_size=batch_size, baseline=c.baseline,
+                max_step_s=max_step_s, max_mem_gib=max_mem_gib, match=c.match, **common,
+            ))
+    return jobs

@@ -1,0 +1,392 @@
+"""Suite YAML -> validated, typed suite -> a grid of jobs.
+
+:func:`load_suite` composes small steps: read the file with its includes and overrides
+(:mod:`harness.suite.source`), build the typed sections (:mod:`harness.suite.spec`), check what refers
+across sections (a baseline naming a variant, a report naming a task, ...), resolve each variant's model
+config on each task (:mod:`harness.suite.jobs`, which states the resolution order) and expand the training
+and cost-sweep jobs. Every error is an :class:`InputError` naming file, line and dotted key; nothing
+runs before the whole suite has been validated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+from typing import Any
+
+from harness.core.config import build
+from harness.core.errors import HarnessError, InputError
+from harness.core.registry import MODELS, TASKS, resolve_model, unknown_message
+from harness.suite.jobs import (
+    LATER_TRAIN_KEYS,
+    NUMERICS_KEYS,
+    Cell,
+    Job,
+    Suite,
+    build_model_config,
+    eval_mode_configs,
+    eval_mode_error,
+    expand_profile_jobs,
+    expand_train_jobs,
+    fill_task_keys,
+    merge_model_keys,
+    model_keys,
+)
+from harness.suite.source import Source, apply_override, load_with_includes
+from harness.suite.spec import (
+    TOP_KEYS,
+    VARIANT_KEYS,
+    MatchSpec,
+    MatrixSpec,
+    ProfileConfig,
+    ProfileSpec,
+    ReportSpec,
+    SuiteSpec,
+    TaskSpec,
+    TrainConfig,
+    VariantSpec,
+)
+
+__all__ = [
+    "LATER_TRAIN_KEYS", "NUMERICS_KEYS", "TOP_KEYS", "VARIANT_KEYS", "Job", "MatchSpec", "MatrixSpec",
+    "ProfileConfig",
+    "ProfileSpec", "ReportSpec", "Suite", "SuiteSpec", "TaskSpec", "TrainConfig", "VariantSpec",
+    "apply_override", "eval_mode_configs", "load_suite", "resolve_variant_config",
+]
+
+
+def load_suite(
+    path: str | Path,
+    overrides: list[str] = (),  # type: ignore[assignment]
+    device: str | None = None,
+) -> Suite:
+    """Load, merge includes, apply overrides, validate and expand a suite into jobs."""
+    path = Path(path)
+    src = Source(str(path))
+    data = load_with_includes(path.resolve(), str(path), src, (path.resolve(),))
+    for text in overrides:
+        apply_override(data, text, src)
+    check_top_keys(data, src)
+    spec = build(SuiteSpec, {"name": path.stem, **data}, "", src.locate)  # the name defaults to the stem
+    train = build(TrainConfig, spec.train or {}, "train", src.locate)
+    tasks = build_tasks(spec.tasks, src)
+    variants = build_variants(spec.variants, src)
+    names = [name for v in variants for name, _ in v.expand()]
+    check_unique_variants(variants, src)
+    check_matches(variants, names, src)
+    check_model_defaults(spec.model or {}, variants, src)
+    baselines = resolve_baselines(spec.baseline, [t.label for t in tasks], names, src)
+    report_spec = build_report(spec.report, tasks, names, train, src)
+    profile = build_profile(spec.profile, tasks, src)
+    check_variant_tasks(variants, tasks, profile, src)
+    check_eval_mode_keys(train, variants, src)
+    cells = resolve_cells(spec, train, tasks, variants, profile, baselines, src)
+    check_eval_modes_apply(train, cells, src)
+    name = spec.name
+    dev = device or spec.device
+    common = dict(suite=name, device=dev, description=spec.description, report_spec=report_spec)
+    jobs = expand_train_jobs(cells, list(spec.seeds), **common)
+    if profile is not None:
+        swept = [c for c in cells if c.swept and c.task_name == (profile.task or tasks[0].label)]
+        jobs += expand_profile_jobs(
+            swept, profile.sizes, profile.batch_size, spec.seeds[0], max_step_s=profile.max_step_s,
+            max_mem_gib=profile.max_mem_gib, model_config=lambda m: MODELS.get(m).config, **common,
+        )
+    baseline = spec.baseline if not isinstance(spec.baseline, dict) else None
+    return Suite(name, str(path), spec.description, list(spec.seeds), baseline, dev, train, jobs, names)
+
+
+# --- sections ----------------------------------------------------------------------------------
+
+
+def check_top_keys(data: dict, src: Source) -> None:
+    for key in data:
+        if key not in TOP_KEYS:
+            close = difflib.get_close_matches(str(key), TOP_KEYS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(TOP_KEYS)}"
+            raise InputError(src.locate(str(key)), str(key), f"unknown top-level key{hint}")
+
+
+def build_tasks(entries: list[dict[str, Any]], src: Source) -> list[TaskSpec]:
+    """Each ``tasks:`` entry as a TaskSpec with its task's config built; labels must be unique."""
+    out: list[TaskSpec] = []
+    for i, t in enumerate(entries):
+        kp = f"tasks[{i}]"
+        spec = build(TaskSpec, {k: v for k, v in t.items() if k in ("name", "task")}, kp, src.locate)
+        if spec.label in [x.label for x in out]:
+            raise InputError(src.locate(f"{kp}.name"), f"{kp}.name", f"duplicate task name '{spec.label}'")
+        config = TASKS.get(spec.task).config
+        rest = {k: v for k, v in t.items() if k not in ("name", "task")}
+        spec.cfg = build(config, rest, kp, src.locate, f"task {spec.task}")
+        out.append(spec)
+    return out
+
+
+def build_variants(entries: list[dict[str, Any]], src: Source) -> list[VariantSpec]:
+    """Each ``variants:`` entry as a VariantSpec; its keys other than the spec's are model keys."""
+    spec_keys = {f.name for f in dataclasses.fields(VariantSpec) if f.init}
+    out = []
+    for i, v in enumerate(entries):
+        own = {k: x for k, x in v.items() if k in spec_keys}
+        spec = build(VariantSpec, own, f"variants[{i}]", src.locate)
+        spec.keys = {k: x for k, x in v.items() if k not in spec_keys}
+        if spec.match is not None:
+            spec.matched = build(MatchSpec, spec.match, f"variants[{i}].match", src.locate)
+        out.append(spec)
+    return out
+
+
+def check_unique_variants(variants: list[VariantSpec], src: Source) -> None:
+    seen: set[str] = set()
+    for i, v in enumerate(variants):
+        for name, _ in v.expand():
+            if name in seen:
+                kp = f"variants[{i}].name"
+                raise InputError(src.locate(kp), kp, f"duplicate variant name '{name}'")
+            seen.add(name)
+
+
+def check_matches(variants: list[VariantSpec], names: list[str], src: Source) -> None:
+    """A ``match:`` names another variant that is not itself matched, and keys of the variant's model."""
+    matched = {v.name for v in variants if v.matched is not None}
+    for i, v in enumerate(variants):
+        m = v.matched
+        if m is None:
+            continue
+        kp = f"variants[{i}].match"
+        _refer(src, f"{kp}.to", "variant", m.to, [n for n in names if n != v.name])
+        if m.to in matched:
+            raise InputError(src.locate(f"{kp}.to"), f"{kp}.to",
+                             f"variant '{m.to}' is matched itself; match to a variant of fixed size")
+        accepted = sorted(model_keys(resolve_model(v.model)[0].config))
+        for where, k in [("key", m.key), *((f"scale[{j}]", k) for j, k in enumerate(m.scale))]:
+            if k not in accepted:
+                raise InputError(src.locate(f"{kp}.{where}"), f"{kp}.{where}",
+                                 unknown_message(f"key of model {v.model}", k, accepted))
+
+
+def _some_variant_accepts(keys: Any, prefix: str, variants: list[VariantSpec], src: Source) -> None:
+    """Each of ``keys`` (at ``prefix.key``) must be a key of at least one variant's model."""
+    accepted = set().union(*(model_keys(resolve_model(v.model)[0].config) for v in variants))
+    for k in keys:
+        if k not in accepted:
+            close = difflib.get_close_matches(str(k), sorted(accepted), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            kp = f"{prefix}.{k}"
+            raise InputError(src.locate(kp), kp, f"no variant's model accepts this key{hint}")
+
+
+def check_model_defaults(defaults: dict[str, Any], variants: list[VariantSpec], src: Source) -> None:
+    """Each of the suite's ``model:`` defaults must be a key of at least one variant's model."""
+    _some_variant_accepts(defaults, "model", variants, src)
+
+
+def resolve_baselines(
+    spec: str | dict[str, str] | None, labels: list[str], names: list[str], src: Source,
+) -> dict[str, str | None]:
+    """Task label -> its baseline variant (one for all tasks, or a mapping per task)."""
+    if not isinstance(spec, dict):
+        if spec is not None:
+            _refer(src, "baseline", "baseline variant", spec, names)
+        return {t: spec for t in labels}
+    for k, b in spec.items():
+        kp = f"baseline.{k}"
+        if k not in labels:
+            raise InputError(src.locate(kp), kp, unknown_message("task", str(k), labels))
+        if b not in names:
+            raise InputError(src.locate(kp), kp, unknown_message("baseline variant", str(b), names))
+    return dict(spec)
+
+
+def _refer(src: Source, key: str, kind: str, name: str, known: list[str]) -> None:
+    if name not in known:
+        raise InputError(src.locate(key), key, unknown_message(kind, name, known))
+
+
+def build_report(
+    data: dict[str, Any] | None, tasks: list[TaskSpec], names: list[str], train: TrainConfig, src: Source,
+) -> dict[str, Any] | None:
+    """The ``report:`` section as a plain dict (it travels in every job); its names must exist."""
+    if data is None:
+        return None
+    spec = build(ReportSpec, data, "report", src.locate)
+    labels = [t.label for t in tasks]
+    for j, m in enumerate(spec.matrix):
+        kp = f"report.matrix[{j}]"
+        ms = build(MatrixSpec, m, kp, src.locate)
+        _refer(src, f"{kp}.task", "task", ms.task, labels)
+        for v in ms.rows:
+            _refer(src, f"{kp}.rows.{v}", "variant", v, names)
+        for mode in ms.columns:
+            if mode:
+                _refer(src, f"{kp}.columns.{mode}", "eval mode", mode, sorted(train.eval_modes))
+    for j, v in enumerate(spec.references):
+        _refer(src, f"report.references[{j}]", "variant", v, names)
+    return dataclasses.asdict(spec)
+
+
+def build_profile(data: dict[str, Any] | None, tasks: list[TaskSpec], src: Source) -> ProfileSpec | None:
+    if data is None:
+        return None
+    profile = build(ProfileSpec, data, "profile", src.locate)
+    if profile.task is not None:
+        _refer(src, "profile.task", "task", profile.task, [t.label for t in tasks])
+    return profile
+
+
+def check_variant_tasks(
+    variants: list[VariantSpec], tasks: list[TaskSpec], profile: ProfileSpec | None, src: Source,
+) -> None:
+    """A variant's ``tasks:`` name the suite's tasks, and a variant must run something."""
+    labels = [t.label for t in tasks]
+    for i, v in enumerate(variants):
+        kp = f"variants[{i}].tasks"
+        for j, x in enumerate(v.tasks or []):
+            _refer(src, f"{kp}[{j}]", "task", x, labels)
+        if v.tasks == [] and not (v.profile and profile is not None):
+            why = "is empty and the variant is not in a cost sweep: it would run nothing"
+            raise InputError(src.locate(kp), kp, why)
+
+
+def check_eval_mode_keys(train: TrainConfig, variants: list[VariantSpec], src: Source) -> None:
+    """Each key of each eval mode must be a key that some variant's model accepts."""
+    for mode, keys in train.eval_modes.items():
+        _some_variant_accepts(keys, f"train.eval_modes.{mode}", variants, src)
+
+
+# --- model configs -------------------------------------------------------------------------------
+
+
+def resolve_variant_config(
+    v: VariantSpec, i: int, keys: dict[str, Any], defaults: dict[str, Any], task: TaskSpec, task_obj: Any,
+    src: Source,
+) -> Any:
+    """The model config of variant ``v`` (entry ``i`` of ``variants:``, at one sweep point ``keys``) on
+    ``task``, in the order stated in :mod:`harness.suite.jobs`; refusals name the key where it was set."""
+    entry, preset_cfg = resolve_model(v.model)
+    accepted = model_keys(entry.config)
+    sweep = set(v.sweep or {})
+    merged, origin = merge_model_keys([
+        (preset_cfg, lambda _k: f"variants[{i}].model"),
+        ({k: x for k, x in defaults.items() if k in accepted}, lambda k: f"model.{k}"),
+        (keys, lambda k: f"variants[{i}].{'sweep.' if k in sweep else ''}{k}"),
+    ])
+    small = fill_task_keys(entry.config, merged, origin, task_obj.model_keys(), f"variants[{i}]")
+    if small:
+        k, need = small[0]
+        where = origin[k]
+        why = f"must be >= {need} for task '{task.label}', got {merged[k]}"
+        raise InputError(src.locate(where), where, why)
+    cfg = build_model_config(entry, merged, origin, f"variants[{i}]", src.locate, f"variants[{i}]")
+    problem = task_obj.check_model(cfg, entry.obj)
+    if problem:
+        kp = f"variants[{i}].model"
+        raise InputError(src.locate(kp), kp, f"cannot run on task '{task.label}': {problem}")
+    return cfg
+
+
+def variant_train(spec: SuiteSpec, train: TrainConfig, v: VariantSpec, i: int, src: Source) -> dict[str, Any]:
+    """A variant's train settings: the suite's, with the variant's own ``train:`` keys."""
+    if v.train is None:
+        return dataclasses.asdict(train)
+    kp = f"variants[{i}].train"
+    return dataclasses.asdict(build(TrainConfig, {**(spec.train or {}), **v.train}, kp, src.locate))
+
+
+def resolve_cells(
+    spec: SuiteSpec, train: TrainConfig, tasks: list[TaskSpec], variants: list[VariantSpec],
+    profile: ProfileSpec | None, baselines: dict[str, str | None], src: Source,
+) -> list[Cell]:
+    """Every (variant, task) cell that trains or is in the cost sweep, in suite order."""
+    task_objs = {t.label: TASKS.get(t.task).obj(t.cfg) for t in tasks}
+    swept_on = (profile.task or tasks[0].label) if profile is not None else None
+    cells = []
+    for i, v in enumerate(variants):
+        trains_on = v.tasks if v.tasks is not None else [t.label for t in tasks]
+        vtrain = variant_train(spec, train, v, i, src)
+        entry, _ = resolve_model(v.model)
+        for vname, keys in v.expand():
+            for t in tasks:
+                trains = t.label in trains_on
+                if not trains and not (v.profile and t.label == swept_on):
+                    continue
+                cfg = resolve_variant_config(v, i, keys, spec.model or {}, t, task_objs[t.label], src)
+                preset = v.model if v.model != entry.name else None
+                cells.append(Cell(vname, entry.name, preset, cfg, t.label, t.task, t.cfg, vtrain, trains,
+                                  v.profile and profile is not None, baselines.get(t.label)))
+    for i, v in enumerate(variants):
+        if v.matched is not None:
+            for c in cells:
+                if c.variant == v.name:
+                    solve_match(c, cells, v, i, spec.model or {}, tasks, task_objs, src)
+    return cells
+
+
+def solve_match(
+    cell: Cell, cells: list[Cell], v: VariantSpec, i: int, defaults: dict[str, Any], tasks: list[TaskSpec],
+    task_objs: dict[str, Any], src: Source,
+) -> None:
+    """Size the matched variant's ``cell`` to its target's budget on the same task (harness.suite.match): set
+    the solved config and the match record, or refuse the suite when no value is within the tolerance."""
+    from harness.suite.match import count_budget, scaled_keys, solve, start_value
+
+    m = v.matched
+    assert m is not None
+    kp = f"variants[{i}].match"
+    target = next((c for c in cells if c.variant == m.to and c.task_name == cell.task_name), None)
+    if target is None:
+        why = f"variant '{m.to}' does not run on task '{cell.task_name}', which '{v.name}' runs on"
+        raise InputError(src.locate(f"{kp}.to"), f"{kp}.to", why)
+    task = next(t for t in tasks if t.label == cell.task_name)
+    task_obj = task_objs[cell.task_name]
+    task_id = f"{task.task}:{dataclasses.asdict(task.cfg)}"
+    start_cfg = dataclasses.asdict(cell.cfg)
+
+    def count(c: Cell, cfg: Any) -> int:
+        entry = MODELS.get(c.model)
+        return count_budget(entry, cfg, task_obj, task_id, int(c.train["batch_size"]), m.budget)
+
+    def config_at(value: int) -> Any:
+        keys = {**v.keys, **scaled_keys(start_cfg, m.key, m.scale, value)}
+        try:
+            return resolve_variant_config(v, i, keys, defaults, task, task_obj, src)
+        except InputError as e:
+            why = f"{m.key}={value} is refused ({e.message}); set {kp}.step to a multiple the model accepts"
+            raise InputError(src.locate(f"{kp}.key"), f"{kp}.key", why) from None
+
+    try:
+        solved = solve(config_at, lambda cfg: count(cell, cfg), count(target, target.cfg),
+                       start_value(start_cfg[m.key]), m.step)
+    except HarnessError as e:
+        raise InputError(src.locate(f"{kp}.key"), f"{kp}.key", str(e)) from None
+    record = {"to": m.to, "budget": m.budget, "key": m.key, "value": solved.value, "target": solved.target,
+              "achieved": solved.achieved, "rel": round(solved.rel, 6), "tolerance": m.tolerance}
+    if abs(solved.rel) > m.tolerance:
+        why = (f"no {m.key} matches '{m.to}' on {m.budget} within {m.tolerance:g}: the closest, "
+               f"{solved.value}, gives {solved.achieved:,} against {solved.target:,} ({solved.rel:+.1%})")
+        raise InputError(src.locate(kp), kp, why)
+    cell.cfg, cell.match = solved.cfg, record
+
+
+def check_eval_modes_apply(train: TrainConfig, cells: list[Cell], src: Source) -> None:
+    """Each eval mode must apply to some variant: for the first cell whose model has the mode's keys
+    but refuses its values, say why."""
+    used: set[str] = set()
+    errors: dict[str, InputError] = {}
+    for cell in cells:
+        cfg_cls = MODELS.get(cell.model).config
+        cdict = dataclasses.asdict(cell.cfg)
+        for mode, over in train.eval_modes.items():
+            if mode in used or not set(over) <= model_keys(cfg_cls):
+                continue
+            mp = f"train.eval_modes.{mode}"
+            err = eval_mode_error(cfg_cls, cdict, over, mp,
+                                  lambda d, _m=mp: src.locate(f"{_m}.{d.split('.')[-1]}"))
+            if err is None:
+                used.add(mode)
+            else:
+                errors.setdefault(mode, err)
+    for mode in train.eval_modes:
+        if mode not in used and mode in errors:
+            raise errors[mode]
