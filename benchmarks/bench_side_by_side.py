@@ -3,7 +3,8 @@
 The committed sweep times each (variant, length) cell on its own, a few steps each, so on a noisy
 machine two cells can land in different slow phases. This script builds the same models and batches
 as the suite's profile jobs at one size, measures each one's ``act_bytes`` as the sweep does, then
-times training steps (forward, loss, backward, AdamW) in alternating rounds, the order reversed each
+times each job's training step (the one training runs: forward, loss, backward, clipping, AdamW) in
+alternating rounds, the order reversed each
 round, so that noise falls on all variants alike. The verdicts are ratios of medians measured in this
 run, against each of the suite's references (``report.references``, else its vanilla variants).
 
@@ -27,8 +28,9 @@ from harness.analysis.report import cost_references
 from harness.core.device import use_deterministic
 from harness.core.errors import HarnessError
 from harness.core.heap import pin_heap
-from harness.measure.costs import alternate_step_ms, measure_act_bytes, train_step, unique_trainable
-from harness.run.execute import build_job, job_batch
+from harness.measure.costs import measure_act_bytes
+from harness.measure.timing import alternate_step_ms
+from harness.run.execute import build_job, job_batch, step_builder
 from harness.suite.load import Job, load_suite
 
 
@@ -69,14 +71,11 @@ def main() -> int:
         model, task = build_job(job)
         batch = job_batch(job, model, task)
         model.train()
-
-        def loss_fn(m: Any, b: Any, task: Any = task) -> torch.Tensor:
-            return task.loss(m(**b.inputs), b)
-
-        act[job.variant] = measure_act_bytes(model, batch, loss_fn)
-        opt = torch.optim.AdamW(unique_trainable(model), lr=1e-4)
-        step = functools.partial(train_step, model, batch, loss_fn, opt)
-        step()  # warm-up: optimizer state, allocator, kernels
+        step = step_builder(job, task, "cpu")(model)  # the job's own training step (its train config)
+        act[job.variant] = max(measure_act_bytes(model, batch, lambda _m, b, f=f: f(b))
+                               for f in step.losses())
+        step(0, lambda b=batch: b)  # warm-up: optimizer state, allocator, kernels
+        step = functools.partial(step, 1, lambda b=batch: b)
         steps[job.variant] = step
         meta[job.variant] = {"model": job.model, "batch_size": batch.batch_size}
     times = alternate_step_ms(steps, rounds=args.rounds, per_round=args.steps)

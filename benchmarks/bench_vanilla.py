@@ -21,8 +21,8 @@ from torch import nn
 
 import harness
 from harness.core.heap import pin_heap
-from harness.measure.costs import alternate_step_ms, matmul_peak_flops
 from harness.measure.flops import count_flops
+from harness.measure.timing import alternate_step_ms, matmul_peak_flops
 from harness.models.base import ModelOutput
 from harness.models.blocks import TiedHead, TokenEmbedding
 from harness.tasks.base import Batch

@@ -1,19 +1,21 @@
-"""Parameters, activation bytes, timing and profile_model on tiny models with hand-countable costs."""
+"""Parameters, activation bytes, the one training step and the cost fields on tiny models with
+hand-countable costs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.measure.costs import (
-    count_params,
-    count_params_applied,
-    matmul_peak_flops,
-    measure_act_bytes,
-    measure_step_ms,
-    profile_model,
-)
+import harness
+from harness.measure import step as step_module
+from harness.measure.costs import count_params, count_params_applied, measure_act_bytes
+from harness.measure.meter import count_costs, profile_model
+from harness.measure.step import StepSpec, TrainStep
+from harness.measure.timing import matmul_peak_flops
 from harness.models.base import ModelOutput
 from harness.tasks.base import Batch
 
@@ -205,15 +207,7 @@ def test_act_bytes_leaves_no_gradients() -> None:
     assert all(p.grad is None for p in model.parameters())
 
 
-# --- timing and the whole profile --------------------------------------------------------------------
-
-
-def test_measure_step_ms_returns_positive_times() -> None:
-    model = Stack(2)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    times = measure_step_ms(model, float_batch(), sum_loss, optimizer, n_warmup=1, n_timed=3, device="cpu")
-    assert len(times) == 3
-    assert all(isinstance(t, float) and t > 0 for t in times)
+# --- the one step and the whole profile --------------------------------------------------------------
 
 
 class TinyLM(nn.Module):
@@ -227,23 +221,31 @@ class TinyLM(nn.Module):
         return ModelOutput(self.proj(self.drop(self.emb(x))))
 
 
+class CE:
+    """A task stand-in: just the loss."""
+
+    @staticmethod
+    def loss(out: ModelOutput, batch: Batch) -> torch.Tensor:
+        return F.cross_entropy(out.logits.flatten(0, -2), batch.labels.flatten())
+
+
+def make_step(**spec: object) -> Callable[[nn.Module], TrainStep]:
+    return lambda m: TrainStep(m, CE(), StepSpec(**spec), "cpu")  # type: ignore[arg-type]
+
+
 def test_profile_model_fields_and_no_side_effects() -> None:
     model, batch = TinyLM(), token_batch()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
 
-    row = profile_model(model, batch, ce_loss, device="cpu", n_warmup=1, n_timed=2)
+    row = profile_model(model, batch, make_step(), device="cpu", n_warmup=1, n_timed=2)
 
-    assert list(row) == [
+    assert set(row) == {
         "params", "params_applied", "flops_fwd", "flops_unsupported", "mem_bytes", "mem_kind",
-        "act_bytes", "step_ms", "tokens_per_s", "mfu",
-    ]  # fmt: skip
-    fields: dict[str, object] = dict(row)
+        "act_bytes", "step_ms", "tokens_per_s", "mfu", "cost_basis",
+    }  # fmt: skip
     for key in ("params", "params_applied", "flops_fwd", "mem_bytes", "act_bytes"):
-        assert type(fields[key]) is int, key
-    for key in ("step_ms", "tokens_per_s", "mfu"):
-        value = fields[key]
-        assert type(value) is float and value > 0, key
+        assert type(row[key]) is int, key
     n_params = V * D + D * V + V
     assert row["params"] == row["params_applied"] == n_params
     assert row["flops_fwd"] == 2 * L * D * V
@@ -253,12 +255,152 @@ def test_profile_model_fields_and_no_side_effects() -> None:
     n_tensors = 3
     assert row["mem_bytes"] == 4 * n_params * FLOAT + n_tensors * FLOAT + row["act_bytes"]
     assert row["act_bytes"] > 0
+    assert row["cost_basis"] == {"steps": "profile", "timed": 2, "warmup": 1, "mfu": "exact"}
+    # MFU is 3 x forward FLOPs x steps over the timed time, over the peak: consistent with step_ms
+    assert row["tokens_per_s"] == pytest.approx(B * L / (row["step_ms"] / 1e3), rel=0.5)
 
     assert torch.equal(torch.get_rng_state(), rng)
     assert model.training
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
     assert all(p.grad is None for p in model.parameters())
+
+
+class FakeClock:
+    """perf_counter for harness.measure.step: a step's compute takes 3 ms, each draw 5 ms (which the
+    step must leave out of its time)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, ms: float) -> None:
+        self.now += ms / 1e3
+
+
+def test_the_step_times_its_compute_not_its_draws(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(step_module.time, "perf_counter", clock)
+    step = make_step()(TinyLM())
+    batch = token_batch()
+
+    def draw() -> Batch:
+        clock.advance(5.0)
+        return batch
+
+    real_update = step._update
+
+    def update(phase: object, b: Batch) -> float:
+        clock.advance(3.0)
+        return real_update(phase, b)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(step, "_update", update)
+    res = step(0, draw)
+    assert res.ms == pytest.approx(3.0) and res.tokens == B * L and res.failed is None
+
+
+def aten_ops(fn: Callable[[], object]) -> set[str]:
+    """The aten operators ``fn`` runs (each once), read through a dispatch mode."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen: set[str] = set()
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            seen.add(str(func.overloadpacket))
+            return func(*args, **(kwargs or {}))
+
+    with Record():
+        fn()
+    return seen
+
+
+def test_clipping_and_the_scaler_change_the_measured_step() -> None:
+    """What the step runs follows the train config: clipping adds a gradient norm and a rescale,
+    fp16 adds the scaler's unscale and overflow check; a profile job's timed steps are these steps."""
+    batch = token_batch()
+
+    def ops(**spec: object) -> set[str]:
+        torch.manual_seed(0)
+        step = make_step(**spec)(TinyLM())
+        step(0, lambda: batch)  # AdamW's state exists from here on
+        return aten_ops(lambda: step(1, lambda: batch))
+
+    plain, clipped = ops(grad_clip=0.0), ops(grad_clip=1.0)
+    assert not any("norm" in op for op in plain)
+    assert {op for op in clipped - plain if "norm" in op}, clipped - plain
+    scaled = ops(grad_clip=0.0, precision="fp16")
+    assert "aten._amp_foreach_non_finite_check_and_unscale_" in scaled - plain
+    assert "aten._amp_update_scale_" in scaled - plain
+
+
+def test_training_profile_jobs_and_the_gate_call_the_same_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every cost in the harness comes from TrainStep.__call__: count the calls each path makes."""
+    from harness.cli.check import Subject, measure_relative_time
+    from harness.core.registry import TASKS
+    from harness.run.train import train
+
+    calls: list[int] = []
+    real = TrainStep.__call__
+
+    def counted(self: TrainStep, index: int, draw: Callable[[], Batch]) -> object:
+        calls.append(index)
+        return real(self, index, draw)
+
+    monkeypatch.setattr(TrainStep, "__call__", counted)
+    task = TASKS.get("copy").obj(TASKS.get("copy").config(seq_len=6, vocab=8))
+    build = lambda: harness.build_model("vanilla", vocab_size=task.vocab_size, d_model=16, n_heads=2,  # noqa: E731
+                                        d_ff=32, n_layers=1, max_len=16)
+    model = build()
+    batch = task.longest_batch(4, model.io, torch.Generator().manual_seed(0))
+    cfg = {**TRAIN, "steps": 7, "profile_warmup": 2}
+    make = lambda m: TrainStep(m, task, StepSpec.from_train(cfg), "cpu")  # noqa: E731
+    counted_costs = count_costs(model, batch, make, "cpu")
+    out = train(model, task, cfg, 0, torch.device("cpu"), counted=counted_costs)
+    assert calls == list(range(7)) and out.costs["cost_basis"] == {
+        "steps": "train", "timed": 5, "warmup": 2, "mfu": "exact"}
+    calls.clear()
+    profile_model(build(), batch, lambda m: TrainStep(m, task, StepSpec.from_train(cfg), "cpu"),
+                  device="cpu", n_warmup=2, n_timed=3)
+    assert calls == list(range(5))
+    calls.clear()
+    subject = Subject("a", build, batch, task, cfg, "shape")
+    measure_relative_time([subject], "a", "cpu", rounds=2, steps=1)
+    assert len(calls) == 2 + 2  # warm-up and one step per round
+
+
+TRAIN = {"steps": 4, "batch_size": 4, "lr": 1e-3, "warmup_steps": 0, "min_lr_ratio": 0.1,
+         "weight_decay": 0.01, "betas": [0.9, 0.98], "grad_clip": 1.0, "eval_every": 100, "eval_batches": 1,
+         "eval_batch_size": 4,
+         "profile_warmup": 1, "profile_steps": 2}
+
+
+def test_a_training_rows_costs_come_from_its_own_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """step_ms is the median of the training steps' own times (a fake clock makes them known)."""
+    from harness.core.registry import TASKS
+    from harness.run.train import train
+
+    clock = FakeClock()
+    monkeypatch.setattr(step_module.time, "perf_counter", clock)
+    durations = iter([50.0, 40.0, 10.0, 30.0, 20.0, 99.0])
+    real = TrainStep._update
+
+    def update(self: TrainStep, phase: object, b: Batch) -> float:
+        clock.advance(next(durations))
+        return real(self, phase, b)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TrainStep, "_update", update)
+    task = TASKS.get("copy").obj(TASKS.get("copy").config(seq_len=6, vocab=8))
+    model = harness.build_model("vanilla", vocab_size=task.vocab_size, d_model=16, n_heads=2, d_ff=32,
+                                n_layers=1, max_len=16)
+    batch = task.longest_batch(4, model.io, torch.Generator().manual_seed(0))
+    cfg = {**TRAIN, "steps": 5, "profile_warmup": 2}
+    make = lambda m: TrainStep(m, task, StepSpec.from_train(cfg), "cpu")  # noqa: E731
+    out = train(model, task, cfg, 0, torch.device("cpu"), counted=count_costs(model, batch, make, "cpu"))
+    assert out.costs["step_ms"] == pytest.approx(20.0)  # median of 10, 30, 20: steps 2..4
+    assert out.costs["cost_basis"]["timed"] == 3
 
 
 def test_matmul_peak_is_cached_per_device() -> None:

@@ -20,7 +20,6 @@ from harness.cli.verify import ABS_TOL, draw_sample, job_cost
 from harness.results.rows import ResultRow, migrate
 from harness.results.store import read_rows
 from harness.run.executors import run_in_worker
-from harness.suite.jobs import LATER_TRAIN_KEYS
 from harness.suite.load import load_suite
 
 SUITE = """\
@@ -127,16 +126,15 @@ def test_the_sample_is_seeded_and_prefers_cheap_jobs(suite_file: Path) -> None:
 
 
 @pytest.mark.slow
-def test_threads_are_recorded_and_stay_out_of_the_run_id(committed: tuple[Path, Path]) -> None:
+def test_threads_are_recorded_and_hashed(committed: tuple[Path, Path]) -> None:
     rows = list(read_rows(committed[1] / "vtiny.jsonl"))
     assert {r["threads"] for r in rows} == {1}
     assert all(r["config"]["train"]["threads"] == 1 for r in rows)
     assert all(r["device_name"].endswith("(1 threads)") for r in rows)
-    assert LATER_TRAIN_KEYS["threads"] == 1  # the default leaves committed run_ids as they were
     one = load_suite(committed[0])
     two = load_suite(committed[0], ["train.threads=2"])
     assert [j.run_id for j in one.jobs] != [j.run_id for j in two.jobs]  # profile cells too
-    assert all("threads" not in (j.identity()["train"] or {}) for j in one.jobs)
+    assert all((j.identity().get("train") or j.identity()["step"])["threads"] == 1 for j in one.jobs)
 
 
 @pytest.mark.slow

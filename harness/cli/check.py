@@ -9,8 +9,10 @@ baseline JSON (default ``results/baseline.json``):
   allocator's events, and from tensor sizes), so the tolerance is ``MEM_TOLERANCE`` = 0: more bytes
   than the baseline fail; fewer bytes pass as an improvement. On CUDA, ``mem_bytes`` is the
   allocator's peak and the tolerance is ``CUDA_MEM_TOLERANCE`` (2%).
-- speed: never the machine's absolute speed. Each model's training-step time (AdamW at lr 0) is
-  divided by that of the baseline variant of the task it is profiled on (``baseline:``; in
+- speed: never the machine's absolute speed. Each model's training-step time (the training step of
+  its job's train config, :class:`harness.measure.step.TrainStep`, the one training runs, with the
+  learning rate at 0 so that the weights stay put) is divided by that of the baseline variant of the
+  task it is profiled on (``baseline:``; in
   quick.yaml vanilla-post for the token models and resnet for the image models), measured in the
   same round. Models are timed round-robin, the order rotating each round, ``STEPS_PER_ROUND`` steps
   each with the fastest kept, over ``--repeats`` rounds (default ``DEFAULT_ROUNDS``), on one CPU
@@ -63,15 +65,26 @@ MEMORY = ("act_bytes", "mem_bytes")
 
 @dataclass
 class Subject:
-    """One model to profile: built fresh by ``build()`` (seeded), on ``batch``, trained with ``loss_fn``."""
+    """One model to profile: built fresh by ``build()`` (seeded), on ``batch``, stepped by the training
+    step of its job's train config (:meth:`make_step`) on its task."""
 
     name: str
     build: Callable[[], Any]
     batch: Any
-    loss_fn: Callable[[Any, Any], Any]
+    task: Any
+    train: dict[str, Any]  # the job's train config
     shape: str  # how the input was made, stored with the numbers
     model: str = ""
     reference: str = ""  # whose step time this one's is divided by (default: measure()'s reference)
+
+    def make_step(self, model: Any, device: Any, **changes: Any) -> Any:
+        """The job's :class:`harness.measure.step.TrainStep` for ``model`` (``changes``: spec keys)."""
+        import torch
+
+        from harness.measure.step import StepSpec, TrainStep
+
+        spec = StepSpec.from_train(self.train, **changes)
+        return TrainStep(model, self.task, spec, device, gen=torch.Generator().manual_seed(0))
 
 
 @dataclass
@@ -130,8 +143,8 @@ def suite_subjects(suite: Any, device: str = "cpu") -> tuple[list[Subject], str]
             shape = f"{job.task_name} seq_len={job.seq_len} batch_size={job.batch_size} (profile)"
         else:
             shape = f"{job.task_name} seq_len={batch.seq_len} batch_size={batch.batch_size} (training batch)"
-        subjects.append(Subject(vname, build, batch, lambda m, b, t=task: t.loss(m(**b.inputs), b), shape,
-                                job.preset or job.model, job.baseline or ""))
+        subjects.append(Subject(vname, build, batch, task, job.train, shape, job.preset or job.model,
+                                job.baseline or ""))
     names = {s.name for s in subjects}
     first = subjects[0].name if subjects else ""
     default = next((s.reference for s in subjects if s.reference in names), first)
@@ -145,14 +158,16 @@ def suite_subjects(suite: Any, device: str = "cpu") -> tuple[list[Subject], str]
 
 
 def measure_costs(subject: Subject, device: Any) -> dict[str, Any]:
-    """The deterministic fields: parameters, FLOPs and memory, from :func:`profile_model`."""
+    """The deterministic fields: parameters, FLOPs and memory, from :func:`profile_model` (counted, and
+    the CPU memory estimate after one step)."""
     import torch
 
-    from harness.measure.costs import profile_model
+    from harness.measure.meter import profile_model
 
     torch.manual_seed(0)
     model = subject.build().to(device)
-    prof = profile_model(model, subject.batch, subject.loss_fn, device=device, n_warmup=0, n_timed=0)
+    prof = profile_model(model, subject.batch, lambda m: subject.make_step(m, device), device=device,
+                         n_warmup=0, n_timed=0)
     return {
         "model": subject.model, "shape": subject.shape,
         **{k: prof[k] for k in (*EXACT, *MEMORY, "mem_kind")},
@@ -165,29 +180,27 @@ def measure_relative_time(
     """Step time of each subject over its reference's (``Subject.reference``, else ``reference``),
     timed round-robin in this process.
 
-    Each round times every model for ``steps`` training steps (AdamW at lr 0, so the weights and the
-    work stay the same) and keeps its fastest; the order rotates by one each round so no model always
-    follows the same one. The result
-    per model: the median over rounds of (its time / the reference's time in that round), the median
+    Each round times every model for ``steps`` training steps (the job's training step with the
+    learning rate at 0, so the weights and the work stay the same) and keeps its fastest; the order
+    rotates by one each round so no model always follows the same one. The result per model: the median
+    over rounds of (its time / the reference's time in that round), the median
     absolute time in ms (information only) and the spread of the ratio (max - min over rounds).
     """
     import torch
 
-    from harness.measure.costs import alternate_step_ms, train_step, unique_trainable
+    from harness.measure.timing import alternate_step_ms
 
-    work = []
+    calls = {}
     for s in subjects:
         torch.manual_seed(0)
         model = s.build().to(device).train()
         batch = s.batch.to(device)
         # lr 0: the optimizer does all its work but the weights stay put, so a model whose cost
         # depends on its weights (ACT halting, LSH buckets) does the same work in every round
-        opt = torch.optim.AdamW(unique_trainable(model), lr=0.0)
-        for _ in range(WARMUP_STEPS):
-            train_step(model, batch, s.loss_fn, opt)
-        work.append((s.name, model, batch, s.loss_fn, opt))
-    calls = {name: functools.partial(train_step, model, batch, loss_fn, opt)
-             for name, model, batch, loss_fn, opt in work}
+        step = s.make_step(model, device, lr=0.0)
+        for i in range(WARMUP_STEPS):
+            step(i, lambda b=batch: b)
+        calls[s.name] = functools.partial(step, WARMUP_STEPS, lambda b=batch: b)
     gc_was = gc.isenabled()
     gc.collect()
     gc.disable()  # a collection in the middle of one model's step is noise

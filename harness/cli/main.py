@@ -111,6 +111,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     except HarnessError as e:
         return _bad_input(str(e))
     results_dir = Path(args.results_dir)
+    refusal = dirty_refusal(suite, results_dir, args.allow_dirty)
+    if refusal:
+        if executor is not None:
+            executor.close()
+        return _bad_input(refusal)
     try:
         summary = run_suite(suite, results_dir, force=args.force, executor=executor, wait=not args.no_wait,
                             on_row=on_row)
@@ -129,6 +134,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         path = write_report(results_dir, Path(args.report_dir))
         print(f"report written to {path} and {path.parent / 'index.html'}")
     return EXIT_JOB_ERROR if summary.statuses.get("error") else EXIT_OK
+
+
+def dirty_refusal(suite: Any, results_dir: Path, allow_dirty: bool) -> str | None:
+    """Why a run may not write into ``results_dir``: it holds committed results (git tracks files in
+    it), the harness source differs from the commit, and some job would train. None: go ahead (with
+    ``--allow-dirty`` the rows are written and say ``code.dirty``)."""
+    from harness.results.provenance import git_state, tracked_by_git
+    from harness.run.orchestrate import pending_jobs
+
+    if allow_dirty or not tracked_by_git(results_dir):
+        return None
+    _, changed = git_state()
+    if not changed or not pending_jobs(suite, results_dir):
+        return None
+    shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+    return (f"{results_dir}: holds committed results and harness/ has uncommitted changes ({shown}): "
+            "commit them first, or pass --allow-dirty to write rows marked dirty")
 
 
 def _row_logger(log: str | None) -> Any:
@@ -364,6 +386,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="also log each stored row as an MLflow run (pip install -e '.[mlflow]')")
     r.add_argument("--dry-run", action="store_true", help="validate and print the job grid; train nothing")
     r.add_argument("--no-report", action="store_true", help="do not regenerate the report")
+    r.add_argument("--allow-dirty", action="store_true",
+                   help="write into a folder of committed results from a tree with uncommitted changes "
+                        "to harness/ (the rows say so: code.dirty)")
     r.add_argument("--results-dir", default="results")
     r.add_argument("--report-dir", default="report")
     r.set_defaults(func=cmd_run)

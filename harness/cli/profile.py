@@ -48,8 +48,10 @@ def profile_one(
     training rows carry them from evaluation. Raises HarnessError on bad input."""
     import torch
 
-    from harness.measure.costs import ExtrasProbe, profile_model
+    from harness.measure.meter import profile_model
+    from harness.measure.step import StepSpec, TrainStep
     from harness.suite.jobs import profile_target
+    from harness.suite.spec import TrainConfig
 
     shape, keys, where = profile_overrides(overrides)
     entry, cfg, tentry, task = profile_target(model_name, task_name, shape["seq_len"], keys, where)
@@ -64,11 +66,10 @@ def profile_one(
     fields: dict[str, Any] = {"model": model_name, "task": tentry.name, **shape, "precision": precision,
                               "status": "ok", "error": None}
     try:
-        probe = ExtrasProbe(task.loss)
-        fields.update(profile_model(
-            model, batch, probe, device=dev, n_warmup=n_warmup, n_timed=n_timed, precision=precision,
-        ))
-        fields.update(probe.extras(model, batch))
+        # the step a suite's job takes at the train config's defaults, in the precision asked for
+        spec = StepSpec.from_train(dataclasses.asdict(TrainConfig()), precision=precision)
+        fields.update(profile_model(model, batch, lambda m: TrainStep(m, task, spec, dev), device=dev,
+                                    n_warmup=n_warmup, n_timed=n_timed))
     except Exception as e:  # report it like a job would
         fields["status"], fields["error"] = ("oom" if is_oom(e) else "error"), one_line(e)
         if fields["status"] == "oom":

@@ -12,6 +12,27 @@ from pathlib import Path
 from typing import Any
 
 
+def device_type(name: str) -> str:
+    """The device type a suite's ``device`` stands for on this machine: ``auto`` is ``cuda`` where
+    torch sees a GPU and ``cpu`` elsewhere; ``cpu`` and ``cuda`` stand for themselves (whether CUDA is
+    there is checked when a job runs). Job identities hash this, never ``auto``."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def machine(kind: str) -> dict[str, Any]:
+    """What a row records of the machine: the CPU's model and the instruction set torch's CPU kernels
+    dispatch to (``AVX2``, ``AVX512``, ...: CPU results agree bit for bit only where both match), and
+    the GPU's name on CUDA."""
+    import torch
+
+    return {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "gpu": torch.cuda.get_device_name() if kind == "cuda" else None}
+
+
 def resolve_device(name: str) -> Any:
     import torch
 

@@ -31,6 +31,16 @@ TRIM_THRESHOLD = 1 << 30
 _state: str | None = None
 
 
+def policy() -> str:
+    """The policy this process runs under: what :func:`pin_heap` gave, or, before it ran, what it will
+    give here ("pinned" on Linux unless ``HARNESS_HEAP=system``; "system" elsewhere)."""
+    if _state is not None:
+        return _state
+    if os.environ.get("HARNESS_HEAP", "pinned") == "system" or not sys.platform.startswith("linux"):
+        return "system"
+    return "pinned"
+
+
 def pin_heap() -> str:
     """Pin glibc's large-block policy once per process; returns what is in force ("pinned", "system")."""
     global _state

@@ -1,50 +1,27 @@
-"""Parameters, memory and speed of one model on one batch: the cost fields of a result row.
+"""What a model costs on one batch, counted rather than timed: parameters (unique and applied per
+forward), the bytes a step keeps for backward (``act_bytes``), and the bytes of the model's state, its
+gradients and its optimiser state. Step times and the assembled cost fields of a row are
+:mod:`harness.measure.meter`'s.
 
-Every function takes a model (``model(**batch.inputs) -> ModelOutput``) and a batch; the memory and
-speed ones also take ``loss_fn(model, batch) -> scalar loss``, which calls the model itself.
-:func:`profile_model` bundles them into the fields named in docs/design.md ("Result rows") and leaves the
-caller's model and global RNG state as they were.
+Every function takes a model (``model(**batch.inputs) -> ModelOutput``) and a batch;
+:func:`measure_act_bytes` also takes ``loss_fn(model, batch) -> scalar loss``, which calls the model.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
-import statistics
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Literal, TypedDict
 
 import torch
 from torch import nn
 
-from harness.measure.flops import count_flops
-from harness.measure.step import AMP_DTYPES, autocast
-from harness.tasks.base import Batch
+from harness.models.base import Batch
 
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
-MemKind = Literal["cuda_allocated", "cpu_estimate"]
 
 _FORWARD_MARK = "harness::forward"  # record_function label bracketing the forward pass on CPU
-_MATMUL_N = 2048
-_PEAK_CACHE: dict[str, float] = {}
-
-
-class ProfileResult(TypedDict):
-    """The cost fields of a result row (docs/design.md, "Result rows")."""
-
-    params: int
-    params_applied: int
-    flops_fwd: int
-    flops_unsupported: list[str]
-    mem_bytes: int
-    mem_kind: MemKind
-    act_bytes: int
-    step_ms: float | None  # None when profiled with n_timed=0 (costs only)
-    tokens_per_s: float | None
-    mfu: float | None
 
 
 # --- parameters --------------------------------------------------------------------------------------
@@ -228,140 +205,20 @@ def measure_act_bytes(model: nn.Module, batch: Batch, loss_fn: LossFn) -> int:
     return int(act)
 
 
-def _tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
+def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def _state_bytes(model: nn.Module) -> int:
+def state_bytes(model: nn.Module) -> int:
     """Parameters and buffers, each once: the model's resident memory before a step begins."""
     tensors = {id(t): t for t in (*model.parameters(), *model.buffers())}
-    return _tensor_bytes(tensors.values())
+    return tensor_bytes(tensors.values())
 
 
-def _optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    return _tensor_bytes(
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    return tensor_bytes(
         v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)
     )
-
-
-# --- speed -------------------------------------------------------------------------------------------
-
-
-def train_step(model: nn.Module, batch: Batch, loss_fn: LossFn, optimizer: torch.optim.Optimizer) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    loss_fn(model, batch).backward()
-    optimizer.step()
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def measure_step_ms(
-    model: nn.Module,
-    batch: Batch,
-    loss_fn: LossFn,
-    optimizer: torch.optim.Optimizer,
-    *,
-    n_warmup: int,
-    n_timed: int,
-    device: torch.device | str,
-) -> list[float]:
-    """Wall time in milliseconds of ``n_timed`` full training steps, after ``n_warmup`` untimed ones.
-
-    A step is zero_grad, forward and loss, backward, optimizer.step. On CUDA the device is
-    synchronised before and after each timed step, since kernels run asynchronously.
-    """
-    device = torch.device(device)
-    for _ in range(n_warmup):
-        train_step(model, batch, loss_fn, optimizer)
-    times = []
-    for _ in range(n_timed):
-        _sync(device)
-        start = time.perf_counter()
-        train_step(model, batch, loss_fn, optimizer)
-        _sync(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return times
-
-
-def alternate_step_ms(
-    steps: dict[str, Callable[[], None]],
-    *,
-    rounds: int,
-    per_round: int,
-    device: torch.device | str = "cpu",
-    order: Literal["reverse", "rotate"] = "reverse",
-) -> dict[str, list[float]]:
-    """Wall times in ms of each named step function, measured side by side, in the order they ran.
-
-    Each round runs every function ``per_round`` times in turn, so that slow phases of a shared or
-    noisy machine fall on all of them alike; a ratio of their medians is then a fair comparison where
-    absolute times are not. From one round to the next the order reverses (``reverse``) or rotates
-    by one (``rotate``: no function always follows the same one). The caller warms up.
-    """
-    device = torch.device(device)
-    times: dict[str, list[float]] = {k: [] for k in steps}
-    names = list(steps)
-    for r in range(rounds):
-        if order == "rotate":
-            turn = names[r % len(names):] + names[: r % len(names)]
-        else:
-            turn = names if r % 2 == 0 else names[::-1]
-        for k in turn:
-            for _ in range(per_round):
-                _sync(device)
-                start = time.perf_counter()
-                steps[k]()
-                _sync(device)
-                times[k].append((time.perf_counter() - start) * 1e3)
-    return times
-
-
-def _canonical(device: torch.device | str) -> torch.device:
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        return torch.device("cuda", torch.cuda.current_device())
-    return device
-
-
-def matmul_peak_flops(device: torch.device | str, dtype: torch.dtype = torch.float32) -> float:
-    """FLOP/s of a 2048 x 2048 matmul in ``dtype`` on ``device``, measured once per process and cached.
-
-    The MFU denominator: a peak achieved on the same device in the same process (under the same
-    thread count and TF32 settings as the model), not a datasheet number. Median of 5 timings after
-    2 warm-up runs; on CUDA each timing spans 20 matmuls so that launch overhead does not dominate.
-    """
-    device = _canonical(device)
-    key = f"{device}/{dtype}"
-    if key not in _PEAK_CACHE:
-        n = _MATMUL_N
-        # A private generator: measuring must not advance the caller's RNG stream.
-        generator = torch.Generator(device=device).manual_seed(0)
-        a = torch.randn(n, n, device=device, generator=generator).to(dtype)
-        b = torch.randn(n, n, device=device, generator=generator).to(dtype)
-        reps = 20 if device.type == "cuda" else 1
-        for _ in range(2):
-            torch.mm(a, b)
-        times = []
-        for _ in range(5):
-            _sync(device)
-            start = time.perf_counter()
-            for _ in range(reps):
-                torch.mm(a, b)
-            _sync(device)
-            times.append((time.perf_counter() - start) / reps)
-        _PEAK_CACHE[key] = 2 * n**3 / statistics.median(times)
-    return _PEAK_CACHE[key]
-
-
-def _autocast_loss(loss_fn: LossFn, device: torch.device, precision: str, autocast: Callable) -> LossFn:
-    def wrapped(model: nn.Module, batch: Batch) -> torch.Tensor:
-        with autocast(device, precision):
-            return loss_fn(model, batch)
-
-    return wrapped
 
 
 @torch.no_grad()
@@ -373,120 +230,16 @@ def forward_extras(model: nn.Module, batch: Batch) -> dict[str, float]:
     was_training = model.training
     model.eval()
     try:
-        with torch.random.fork_rng(devices=_rng_devices(device)):
+        with torch.random.fork_rng(devices=rng_devices(device)):
             out = model(**batch.inputs)
     finally:
         model.train(was_training)
     return {k: float(v) for k, v in out.extras.items()}
 
 
-class ExtrasProbe:
-    """The loss function to profile with: ``loss(model(**batch.inputs), batch)``, noting whether the
-    model's outputs carry extras. :meth:`extras` then runs :func:`forward_extras`'s eval pass only for a
-    model that reports some (ACT), not for every cell of a cost sweep."""
-
-    def __init__(self, loss: Callable[[Any, Batch], torch.Tensor]) -> None:
-        self.loss = loss
-        self.seen = False
-
-    def __call__(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        out = model(**batch.inputs)
-        self.seen = self.seen or bool(out.extras)
-        return self.loss(out, batch)
-
-    def extras(self, model: nn.Module, batch: Batch) -> dict[str, float]:
-        return forward_extras(model, batch) if self.seen else {}
-
-
-# --- everything --------------------------------------------------------------------------------------
-
-
-def profile_model(
-    model: nn.Module,
-    batch: Batch,
-    loss_fn: LossFn,
-    *,
-    device: torch.device | str,
-    n_warmup: int = 2,
-    n_timed: int = 5,
-    lr: float = 1e-3,
-    precision: str = "fp32",
-) -> ProfileResult:
-    """All cost fields of a result row for ``model`` on ``batch``, trained with AdamW on a deep copy.
-
-    ``flops_fwd`` is per example (batch FLOPs // batch size). ``mem_bytes`` on CUDA
-    (``mem_kind="cuda_allocated"``) is the allocator's peak during one training step after
-    ``reset_peak_memory_stats``, less what was allocated before the step other than the working
-    copy's own parameters and buffers (so the caller's tensors do not count). On CPU
-    (``"cpu_estimate"``) it is parameter and buffer bytes + gradient bytes + AdamW state bytes (read
-    after one step) + ``act_bytes``. ``mfu`` uses the 3x rule, forward + backward = 3 forward FLOPs
-    (Kaplan et al. 2020, Sec. 2.1; Chowdhery et al. 2022, PaLM, App. B): 3 * flops_fwd * batch size
-    per step second over :func:`matmul_peak_flops`. The global RNG state (CPU and CUDA) is restored.
-    ``n_timed=0`` measures the costs only: ``step_ms``, ``tokens_per_s`` and ``mfu`` are None.
-
-    ``precision`` ``bf16``/``fp16`` runs each forward and loss of the memory and speed measurements
-    under ``torch.autocast`` (parameters count and FLOPs do not depend on it); on CUDA the MFU peak is
-    then the matmul peak in that dtype, on the CPU it stays the float32 peak. fp16 steps are timed
-    without loss scaling (its cost is a few element-wise kernels).
-    """
-    device = _canonical(device)
-    if precision != "fp32":
-        loss_fn = _autocast_loss(loss_fn, device, precision, autocast)
-
-    with torch.random.fork_rng(devices=_rng_devices(device)):
-        work = copy.deepcopy(model).to(device)  # stepping an optimizer must not touch the caller's weights
-        work.train()
-        batch = batch.to(device)
-        params = count_params(work)
-        params_applied = count_params_applied(work, batch)
-        flops_batch, unsupported = count_flops(work, batch)
-        act_bytes = measure_act_bytes(work, batch, loss_fn)
-        optimizer = torch.optim.AdamW(unique_trainable(work), lr=lr)
-        mem_bytes, mem_kind = step_memory(work, batch, loss_fn, optimizer, device, act_bytes)
-        times = measure_step_ms(
-            work, batch, loss_fn, optimizer, n_warmup=n_warmup, n_timed=n_timed, device=device
-        ) if n_timed else []
-        peak_dtype = AMP_DTYPES.get(precision, torch.float32) if device.type == "cuda" else torch.float32
-        peak = matmul_peak_flops(device, peak_dtype) if n_timed else 0.0
-
-    flops_fwd = flops_batch // batch.batch_size
-    step_s = statistics.median(times) / 1e3 if times else None  # None: costs only, no speed fields
-    return ProfileResult(
-        params=params,
-        params_applied=params_applied,
-        flops_fwd=flops_fwd,
-        flops_unsupported=unsupported,
-        mem_bytes=int(mem_bytes),
-        mem_kind=mem_kind,
-        act_bytes=act_bytes,
-        step_ms=step_s * 1e3 if step_s is not None else None,
-        tokens_per_s=batch.batch_size * batch.n_tokens / step_s if step_s is not None else None,
-        mfu=3 * flops_fwd * batch.batch_size / step_s / peak if step_s is not None else None,
-    )
-
-
-def _rng_devices(device: torch.device) -> list[int]:
+def rng_devices(device: torch.device) -> list[int]:
     """The CUDA devices whose RNG state profiling must restore (those initialised, and ``device``)."""
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     if device.type == "cuda" and device.index not in devices:
         devices.append(device.index)
     return devices
-
-
-def step_memory(
-    work: nn.Module, batch: Batch, loss_fn: LossFn, optimizer: torch.optim.Optimizer, device: torch.device,
-    act_bytes: int,
-) -> tuple[int, MemKind]:
-    """Peak memory of one training step (which allocates the gradients and the AdamW state): on CUDA
-    the allocator's peak less what was allocated outside the model, on the CPU an estimate from the
-    parameter, gradient and optimizer-state bytes plus ``act_bytes``."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        outside = torch.cuda.memory_allocated(device) - _state_bytes(work)
-        torch.cuda.reset_peak_memory_stats(device)
-        train_step(work, batch, loss_fn, optimizer)
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - outside, "cuda_allocated"
-    train_step(work, batch, loss_fn, optimizer)
-    grads = _tensor_bytes(p.grad for p in unique_trainable(work) if p.grad is not None)
-    return _state_bytes(work) + grads + _optimizer_state_bytes(optimizer) + act_bytes, "cpu_estimate"

@@ -18,6 +18,14 @@ Schema versions:
   each a nested list H x W or H x W x 3 of ints 0..255). The field is optional within version 2: a
   row without samples omits it (``to_dict``), a row that lacks it or holds an empty one reads as None,
   so rows written before it existed load unchanged and the version stays 2.
+- 3: run_ids of identity version 2 (harness.suite.jobs: no names, the resolved device, the heap
+  policy); the cost fields measured on the job's own steps through the one training step
+  (``cost_basis``); provenance: ``code`` (commit, dirty, source hash, the hash of every file of the
+  job's model, task and step), ``libraries``, ``machine`` (CPU model and instruction set, GPU), ``heap``,
+  ``suite_file``. Older rows read with ``cost_basis`` ``{"steps": "separate"}`` (their costs came from a
+  separate profiling step, not from the steps that trained them) and ``code`` from ``git_commit``
+  (commit and dirty only; ``files`` unknown). ``scripts/migrate_rows_v3.py`` rewrote the committed
+  results files to this version once (their run_ids, and ``code.files`` from each row's commit).
 
 :func:`migrate` turns any of these into a current :class:`ResultRow`; nothing else guesses layouts.
 """
@@ -32,7 +40,7 @@ from typing import Any
 
 __all__ = ["SCHEMA_VERSION", "ResultRow", "migrate", "threads_in_name"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass
@@ -59,6 +67,9 @@ class ResultRow:
     step_ms: float | None = None
     tokens_per_s: float | None = None
     mfu: float | None = None
+    # how the cost fields were measured: steps (train: the job's own training steps; profile: a profile
+    # job's steps on its batch), timed (steps timed), warmup (steps before them), mfu (exact | per_token)
+    cost_basis: dict[str, Any] | None = None
     metric: str | None = None  # the task's headline metric
     value: float | None = None  # its final evaluation
     higher_is_better: bool | None = None
@@ -75,7 +86,14 @@ class ResultRow:
     threads: int | None = None  # torch threads the job ran at (train.threads; older rows: device_name's)
     torch_version: str | None = None
     harness_version: str | None = None
-    git_commit: str | None = None
+    git_commit: str | None = None  # short commit, "+dirty" when harness/ differed from it
+    # the code that produced the row (harness.results.provenance): commit, dirty, source hash, and the
+    # hash of every file of the job's model, task and training step
+    code: dict[str, Any] | None = None
+    libraries: dict[str, Any] | None = None  # versions of the numeric libraries (torch, numpy, scipy, ...)
+    machine: dict[str, Any] | None = None  # cpu (model), cpu_capability (AVX2, AVX512, ...), gpu
+    heap: str | None = None  # the C heap's policy: pinned | system (harness.core.heap)
+    suite_file: str | None = None  # the suite file the job came from
     config: dict[str, Any] = field(default_factory=dict)  # the resolved job config
     finished_at: str | None = None  # ISO 8601, UTC
     extras: dict[str, Any] = field(default_factory=dict)  # model-specific fields (e.g. ponder_steps)
@@ -156,6 +174,16 @@ def _nested(config: dict[str, Any], section: str, key: str) -> dict[str, Any]:
     return {**config, section: {**(inner if isinstance(inner, Mapping) else {}), key: config[key]}}
 
 
+def older_provenance(values: dict[str, Any]) -> None:
+    """What a row of schema 1 or 2 says of its costs and code, in the fields of version 3."""
+    if values.get("cost_basis") is None and values.get("status") == "ok":
+        values["cost_basis"] = {"steps": "separate"}
+    commit = values.get("git_commit")
+    if values.get("code") is None and isinstance(commit, str):
+        values["code"] = {"commit": commit.removesuffix("+dirty"), "dirty": commit.endswith("+dirty"),
+                          "source": None, "files": None}
+
+
 def migrate(data: Mapping[str, Any]) -> ResultRow:
     """Any stored row (see the module docstring for the versions) as a current :class:`ResultRow`.
 
@@ -180,6 +208,8 @@ def migrate(data: Mapping[str, Any]) -> ResultRow:
             values[key] = type(empty)()
     if not isinstance(values.get("samples"), Mapping) or not values.get("samples"):
         values["samples"] = None
+    if int(data.get("schema_version") or 1) < 3:
+        older_provenance(values)
     known = {k: v for k, v in values.items() if k in _FIELDS and k != "extras"}
     extras = {k: v for k, v in values.items() if k not in known}
     return ResultRow(**known, extras=extras, schema_version=SCHEMA_VERSION)

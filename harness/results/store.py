@@ -180,8 +180,9 @@ class StoredRows:
 
 
 def latest_rows(path_or_dir: str | Path) -> StoredRows:
-    """The rows of a results file or directory, the last row per run_id winning."""
-    by_id: dict[str, dict[str, Any]] = {}
+    """The rows of a results file or directory, the last row per run_id of each file winning (two
+    suites that ran the same job each keep their row: a run_id does not hash the suite's name)."""
+    by_id: dict[tuple[str, str], dict[str, Any]] = {}
     anonymous: list[dict[str, Any]] = []
     skipped = 0
     files = result_files(path_or_dir)
@@ -190,7 +191,7 @@ def latest_rows(path_or_dir: str | Path) -> StoredRows:
             if row is None:
                 skipped += 1
             elif isinstance(row.get("run_id"), str) and row["run_id"]:
-                by_id[row["run_id"]] = row
+                by_id[(f.name, row["run_id"])] = row
             else:
                 anonymous.append(row)
     return StoredRows([*by_id.values(), *anonymous], skipped, len(files))

@@ -12,6 +12,7 @@ from harness.core.device import (
     device_name,
     free_memory,
     job_threads,
+    machine,
     resolve_device,
     torch_threads,
     use_deterministic,
@@ -67,13 +68,28 @@ def execute(job: Job, progress: Callable[[int, int, float, float], None] | None 
         return execute_here(job, progress)
 
 
+def step_builder(job: Job, task: Task, device: Any) -> Callable[[Any], Any]:
+    """The job's training step for a model (:class:`harness.measure.step.TrainStep`, from its train
+    config). Its noise generator is the job seed's own, apart from the training stream."""
+    import torch
+
+    from harness.measure.step import StepSpec, TrainStep
+
+    spec = StepSpec.from_train(job.train)
+
+    def make(model: Any) -> Any:
+        return TrainStep(model, task, spec, device, gen=torch.Generator().manual_seed(job.seed))
+
+    return make
+
+
 def execute_here(
     job: Job, progress: Callable[[int, int, float, float], None] | None = None,
 ) -> dict[str, Any]:
     """:func:`execute` at the thread count torch has now."""
     import torch
 
-    from harness.measure.costs import ExtrasProbe, profile_model
+    from harness.measure.meter import count_costs, profile_model
     from harness.run.train import task_samples, train
 
     started = time.perf_counter()
@@ -84,7 +100,7 @@ def execute_here(
     try:
         device = resolve_device(job.device)
         row.device, row.device_name = device.type, device_name(device.type)
-        row.threads = torch.get_num_threads()
+        row.threads, row.machine = torch.get_num_threads(), machine(device.type)
         use_deterministic()
         if device.type == "cuda":
             use_tf32()
@@ -92,19 +108,18 @@ def execute_here(
         model, task = build_job(job)
         model.to(device)
         batch = job_batch(job, model, task).to(device)
-        if job.kind == "train":
-            row.seq_len, row.batch_size = batch.seq_len, batch.batch_size
-            row.metric, row.higher_is_better = task.metric, task.higher_is_better
-        probe = ExtrasProbe(task.loss)
-        row.update(profile_model(
-            model, batch, probe, device=device,
-            n_warmup=job.train["profile_warmup"], n_timed=job.train["profile_steps"], precision=precision,
-        ))
-        if job.kind == "profile":  # the model's extras (ponder_steps), as training rows carry them
-            row.update(probe.extras(model, batch))
+        make_step = step_builder(job, task, device)
+        if job.kind == "profile":  # the profile batch, the step run on it, the model's extras
+            warmup, timed = job.train["profile_warmup"], job.train["profile_steps"]
+            row.update(profile_model(model, batch, make_step, device=device, n_warmup=warmup, n_timed=timed))
             row.status = "ok"
         else:
-            out = train(model, task, job.train, job.seed, device, progress, eval_builders(job))
+            row.seq_len, row.batch_size = batch.seq_len, batch.batch_size
+            row.metric, row.higher_is_better = task.metric, task.higher_is_better
+            counted = count_costs(model, batch, make_step, device)
+            row.update(counted.fields())
+            out = train(model, task, job.train, job.seed, device, progress, eval_builders(job), counted)
+            row.update(out.costs)
             row.update(out.extras)
             row.status, row.error = out.status, out.error
             row.metrics, row.curve, row.train_s = out.metrics, out.curve, round(out.train_s, 3)

@@ -31,6 +31,50 @@ class RunSummary:
     statuses: dict[str, int]
     results_path: Path
     taken: int = 0  # jobs left to another process that held them (stored there, or --no-wait)
+    reused: int = 0  # jobs found stored under another name (a renamed suite or variant), stored again
+
+
+REUSABLE = ("ok", "diverged", "oom")  # a stored row of these is a result; error and skipped are retried
+
+
+def pending_jobs(suite: Suite, results_dir: Path) -> list[Job]:
+    """The suite's jobs that would run: neither its results file nor another file of the folder holds
+    a result of the same run_id."""
+    held = {r.get("run_id") for path in results_dir.glob("*.jsonl") for r in ResultStore(path).rows()
+            if r.get("status") in REUSABLE}
+    return [j for j in suite.jobs if j.run_id not in held]
+
+
+def reuse_stored(suite: Suite, results_dir: Path, store: ResultStore) -> int:
+    """Store again, under the suite's names, the rows of its jobs that the results folder holds under
+    other names: a job's run_id does not hash names, so a renamed variant (a row of this file under
+    another variant name) or a renamed suite (a row of another file of the folder) is the same job.
+    The copy keeps every measured field and says where it came from (``reused_from``). Returns the
+    number of rows stored."""
+    mine = {r.get("run_id"): r for r in store.rows()}
+    elsewhere: dict[str, dict[str, Any]] = {}
+    for path in sorted(results_dir.glob("*.jsonl")):
+        if path != store.path:
+            for r in ResultStore(path).rows():
+                if r.get("status") in REUSABLE and isinstance(r.get("run_id"), str):
+                    elsewhere.setdefault(r["run_id"], r)
+    n = 0
+    for job in suite.jobs:
+        row = mine.get(job.run_id)
+        if row is not None and row.get("status") not in REUSABLE:
+            continue
+        names = {"suite": job.suite, "variant": job.variant, "task": job.task_name}
+        if row is None:
+            row = elsewhere.get(job.run_id)
+        elif all(row.get(k) == v for k, v in names.items()):
+            continue
+        if row is None:
+            continue
+        old = {k: row.get(k) for k in names}
+        store.append({**row, **names, "baseline": job.baseline, "suite_description": job.description,
+                      "suite_file": job.suite_file, "reused_from": old})
+        n += 1
+    return n
 
 
 def run_suite(
@@ -62,6 +106,7 @@ def run_suite(
 
     # the leases' baseline is read before the jobs to do: a row stored in between is seen either way
     claims = Claims(results_dir, suite.name, store.rows, on_finished=stored_elsewhere)
+    reused = 0 if force else reuse_stored(suite, results_dir, store)
     done = set() if force else store.done_ids()
     todo = [j for j in suite.jobs if j.run_id not in done]
     printer = ProgressPrinter(len(todo), io.StringIO() if quiet else sys.stderr)
@@ -99,4 +144,4 @@ def run_suite(
         printer.stream.write(taken + "\n")
     ran = sum(statuses.values())
     return RunSummary(len(suite.jobs), len(suite.jobs) - len(todo), ran, statuses, store.path,
-                      taken=len(todo) - ran)
+                      taken=len(todo) - ran, reused=reused)

@@ -7,7 +7,7 @@ import datetime as dt
 from typing import Any
 
 from harness.core.version import __version__
-from harness.results.provenance import git_commit
+from harness.results.provenance import code_state, git_commit, library_versions
 from harness.results.rows import ResultRow
 from harness.suite.jobs import Job
 
@@ -36,8 +36,16 @@ def oom_message(n: Any, batch_size: Any, precision: str, error: str | None) -> s
             f"{' (' + precision + ')' if precision != 'fp32' else ''}: {error}")[:500]
 
 
+def job_modules(job: Job) -> list[str]:
+    """The modules that define the job's model and task (their closure is the row's ``code.files``)."""
+    from harness.core.registry import MODELS, TASKS
+
+    return [MODELS.get(job.model).module, TASKS.get(job.task).module]
+
+
 def new_row(job: Job) -> ResultRow:
-    """A job's result row before it runs: the job's identity and provenance, nothing measured yet."""
+    """A job's result row before it runs: the job's identity and provenance (the code, the numeric
+    libraries' versions, the heap policy), nothing measured yet."""
     import torch
 
     return ResultRow(
@@ -45,7 +53,8 @@ def new_row(job: Job) -> ResultRow:
         task=job.task_name, seed=job.seed, job=job.kind, status="error", seq_len=job.seq_len,
         batch_size=job.batch_size, baseline=job.baseline, suite_description=job.description,
         report_spec=job.report_spec, torch_version=torch.__version__, harness_version=__version__,
-        git_commit=git_commit(), config=job.config(),
+        git_commit=git_commit(), config=job.config(), code=code_state(job_modules(job)),
+        libraries=library_versions(), heap=job.heap, suite_file=job.suite_file,
     )
 
 

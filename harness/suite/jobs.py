@@ -19,17 +19,22 @@ from typing import Any, Literal
 
 from harness.core.config import build
 from harness.core.errors import HarnessError, InputError
-from harness.core.version import __version__
 from harness.suite.spec import TrainConfig
 
-# Train keys added after results were first committed, with the value that reproduces the older
-# behaviour: at that value they are left out of the run_id, so existing results stay valid.
-# ``threads`` joined at 1, the committed default: a job at another thread count has another run_id.
-LATER_TRAIN_KEYS: dict[str, Any] = {"eval_modes": {}, "precision": "fp32", "compile": False, "threads": 1}
-# Of those, the ones that change a profile job's numbers too (a profile job's identity has no train dict).
-NUMERICS_KEYS = ("precision", "compile", "threads")
+# The identity scheme (see Job.identity). Version 2 hashes what determines a job's numbers and nothing
+# else: no suite or variant name, the resolved device, the heap policy.
+IDENTITY_VERSION = 2
+# Train keys added after rows were first stored under this scheme, with the value that reproduces the
+# older behaviour: at that value they are left out of the run_id, so existing rows stay valid. Empty
+# since version 2, which hashes every key the train config has.
+LATER_TRAIN_KEYS: dict[str, Any] = {}
 # Task config keys added later, likewise left out of the run_id at their old value.
-LATER_TASK_KEYS: dict[str, Any] = {"metric": None}
+LATER_TASK_KEYS: dict[str, Any] = {}
+# What a profile job's cost depends on of the train config: the work the step does (clipping on or
+# off, precision, compile), the threads it runs on and how it is timed (warm-up and timed steps). The
+# learning rate and schedule change the values a step computes, not its cost.
+PROFILE_STEP_KEYS = ("precision", "compile", "threads", "weight_decay", "profile_warmup", "profile_steps")
+DEFAULT_HEAP = "pinned"  # harness.core.heap's default policy: left out of the run_id
 
 
 def identity_train(train: dict[str, Any]) -> dict[str, Any]:
@@ -67,22 +72,32 @@ class Job:
     # memory is projected past this
     max_step_s: float | None = None
     max_mem_gib: float | None = None
-    # a budget-matched variant: what was matched and how well (harness.suite.match); not part of the run_id,
-    # which hashes the solved config itself
+    # a budget-matched variant: what was matched and how well (harness.suite.match); not part of the
+    # run_id, which hashes the solved config itself
     match: dict[str, Any] | None = None
+    heap: str = DEFAULT_HEAP  # the C heap's policy the job runs under (harness.core.heap)
+    suite_file: str | None = None  # the suite file the job came from: provenance, not identity
 
     def identity(self) -> dict[str, Any]:
-        """Everything that determines the job's numbers: hashed into ``run_id``."""
-        return {
-            "kind": self.kind, "suite": self.suite, "variant": self.variant, "model": self.model,
-            "model_cfg": self.model_cfg, "task": self.task, "task_cfg": identity_task(self.task_cfg),
-            "train": identity_train(self.train) if self.kind == "train" else None, "seed": self.seed,
+        """Everything that determines the job's numbers, hashed into ``run_id``: the model and its
+        resolved config, the task and its config, the train config (a profile job: the keys that
+        change its cost, :data:`PROFILE_STEP_KEYS`, with clipping as on or off), the seed, the
+        resolved device type (``cpu`` or ``cuda``, never ``auto``), the measured shape, and the heap
+        policy when it is not the default. Names are not part of it: renaming a suite or a variant
+        retrains nothing, and two suites that run the same job share its run_id."""
+        out: dict[str, Any] = {
+            "v": IDENTITY_VERSION, "kind": self.kind, "model": self.model, "model_cfg": self.model_cfg,
+            "task": self.task, "task_cfg": identity_task(self.task_cfg), "seed": self.seed,
             "device": self.device, "seq_len": self.seq_len, "batch_size": self.batch_size,
-            "harness_version": __version__,
-            # a profile job has no train dict in its identity, but precision and compile change its costs
-            **({k: v for k, v in identity_train(self.train).items() if k in NUMERICS_KEYS}
-               if self.kind == "profile" else {}),
         }
+        if self.kind == "train":
+            out["train"] = identity_train(self.train)
+        else:
+            out["step"] = {**{k: self.train.get(k) for k in PROFILE_STEP_KEYS},
+                           "clip": float(self.train.get("grad_clip", 0) or 0) > 0}
+        if self.heap != DEFAULT_HEAP:
+            out["heap"] = self.heap
+        return out
 
     @property
     def run_id(self) -> str:
