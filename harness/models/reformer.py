@@ -86,7 +86,8 @@ from harness.core.config import positive
 from harness.core.registry import register_model
 from harness.models.base import ConfigIO, IOFormat, ModelOutput, TransformerConfig
 from harness.models.blocks import FeedForward, TiedHead, TokenEmbedding, init_linear_xavier
-from harness.models.lsh import full_shared_qk_attention, lsh_attention
+from harness.models.kernels.lsh_attention import lsh_attention
+from harness.models.lsh import full_shared_qk_attention
 
 # --------------------------------------------------------------------------------------------------
 # Config

@@ -54,7 +54,8 @@ Default ``block`` because long inputs are what this model is for and its memory 
 comparison; short-sequence suites may set ``none`` for speed.
 
 Training path. Where gradients are wanted (no autocast, no dropout being drawn), the switch layers,
-their shuffles and the head run as one autograd node, ``SwitchStack``, with a hand-written backward:
+their shuffles and the head run as one autograd node, ``SwitchStack``
+(``harness.models.kernels.switch_stack``), with a hand-written backward:
 its forward keeps each block's input (``block``) or every layer's intermediates (``none``); its
 backward recomputes a block without autograd, then walks the layers in reverse with fused ATen kernels
 (layer-norm and GELU backward) and accumulates each shared unit's gradients in place. Outputs and
@@ -94,6 +95,7 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 from harness.core.config import bounded, positive
 from harness.core.registry import register_model
 from harness.models.base import IOFormat, ModelOutput
+from harness.models.kernels.switch_stack import StackSpec, SwitchStack, shuffle, unit_tensors
 
 RESIDUAL_INIT = 0.9  # sigmoid(S) at initialisation
 CANDIDATE_SCALE = 0.25 * math.sqrt(1.0 - RESIDUAL_INIT**2)  # h, a constant (~0.109)
@@ -145,21 +147,6 @@ def rotate_right(i: int, k: int) -> int:
     return (i >> 1) | ((i & 1) << (k - 1)) if k > 0 else i
 
 
-def shuffle(x: torch.Tensor, inverse: bool = False) -> torch.Tensor:
-    """Perfect-shuffle permutation of axis 1 of x [B, n, D], n a power of two.
-
-    ``inverse=False``: out[j] = x[rotate_left(j)]; ``inverse=True``: out[j] = x[rotate_right(j)].
-    Writing j = hi * n/2 + r (hi the top bit), rotate_left(j) = 2r + hi: a [n/2, 2] -> [2, n/2]
-    transpose of the index grid.
-    """
-    b, n, d = (int(s) for s in x.shape)
-    if n <= 2:  # a 1-bit rotation is the identity
-        return x
-    if inverse:
-        return x.view(b, 2, n // 2, d).transpose(1, 2).reshape(b, n, d)
-    return x.view(b, n // 2, 2, d).transpose(1, 2).reshape(b, n, d)
-
-
 # --- the switch unit -----------------------------------------------------------------------------
 
 
@@ -202,162 +189,6 @@ class SwitchUnit(nn.Module):
         else:  # sigmoid(S) * i + h B, then + g (h W)^T inside the matrix product
             out = torch.addmm(torch.addcmul(bias, pairs, self.residual_scale()), g, w.t())
         return out.view(b, n, m)
-
-
-# --- the training fast path: hand-written backward, recomputation per segment -------------------
-#
-# Autograd through the switch layers keeps every layer's intermediates and spends much of the step on
-# small elementwise backward nodes; torch.utils.checkpoint then replays the autograd forward.
-# SwitchStack computes the same maths with one hand-written backward: the forward keeps only each
-# segment's input (``checkpoint: block``) or every layer's intermediates (``none``), the backward
-# recomputes a segment without autograd, then walks its layers in reverse with fused ATen kernels
-# (native layer-norm and GELU backward) and accumulates the shared units' gradients in place.
-
-
-def _unit_tensors(u: SwitchUnit) -> list[torch.Tensor]:
-    """The tensors SwitchStack reads from one unit, in its fixed order (a buffer, the unit gain, included)."""
-    return [u.z.weight, u.norm_bias, u.unit_gain, u.w.weight, u.w.bias, u.s]
-
-
-_PER_UNIT = 6  # len(_unit_tensors(u))
-
-
-def _norm_forward(z: torch.Tensor, nb: torch.Tensor, gain: torch.Tensor, b: int, axis: str) -> tuple:
-    """Norm of z [N, F] (N = b * n/2 pairs); returns (y, what _norm_backward needs)."""
-    if axis == "feature":
-        y, mean, rstd = torch.native_layer_norm(z, [int(z.shape[1])], gain, nb, FEATURE_NORM_EPS)
-        return y, (z, mean, rstd)
-    z3 = z.view(b, -1, int(z.shape[1]))
-    c = z3 - z3.mean(dim=1, keepdim=True) + nb
-    r = torch.rsqrt(c.square().mean(dim=1, keepdim=True) + SEQ_NORM_EPS)  # [b, 1, F]
-    y = c.mul_(r)
-    return y.view_as(z), (y, r)
-
-
-def _norm_backward(dy: torch.Tensor, saved: tuple, gain: torch.Tensor, nb: torch.Tensor, b: int, axis: str):
-    """(dz, d norm_bias) for _norm_forward."""
-    if axis == "feature":
-        z, mean, rstd = saved
-        dz, _, dnb = torch.ops.aten.native_layer_norm_backward(
-            dy, z, [int(z.shape[1])], mean, rstd, gain, nb, [True, False, True]
-        )
-        return dz, dnb
-    y, r = saved  # y [b, n/2, F], r [b, 1, F]; y = c * r with c = z - mean(z) + nb over axis 1
-    dy3 = dy.view_as(y)
-    dc = (dy3 - y * (dy3 * y).mean(dim=1, keepdim=True)).mul_(r)
-    dnb = dc.sum(dim=(0, 1))
-    return (dc - dc.mean(dim=1, keepdim=True)).view_as(dy), dnb
-
-
-class SwitchStack(torch.autograd.Function):
-    """Switch layers, their shuffles and the output head as one autograd node.
-
-    Inputs: h [B, n, m] (padded), ``spec`` = (layers, segments, t, norm_axis, keep_all) where layers
-    lists (unit index, shuffle after: None | False (rol) | True (ror)), segments the [start, end) layer
-    ranges recomputed together, t the real length; then each unit's ``_unit_tensors`` and the head's
-    weight and bias. Returns the logits [B, t, V]; the maths is ShuffleExchange's autograd path.
-    """
-
-    @staticmethod
-    def _layer(x: torch.Tensor, p: list[torch.Tensor], sig: torch.Tensor, b: int, axis: str, keep: bool):
-        """One switch layer on pairs x [N, 2m]; returns (out [N, 2m], stash for backward or None)."""
-        zw, nb, gain, ww, wb, _ = p
-        z = torch.mm(x, zw.t())
-        y, nstash = _norm_forward(z, nb, gain, b, axis)
-        g = F.gelu(y) if keep else torch.ops.aten.gelu_(y)
-        out = torch.addcmul(wb * CANDIDATE_SCALE, x, sig).addmm_(g, ww.t(), alpha=CANDIDATE_SCALE)
-        return out, ((x, y, g, nstash) if keep else None)
-
-    @staticmethod
-    def _run(ctx, x: torch.Tensor, lo: int, hi: int, keep: bool) -> tuple[torch.Tensor, list]:
-        """Layers [lo, hi) from pairs x; returns the last layer's output pairs and the stashes."""
-        b, axis = ctx.b, ctx.axis
-        stash = []
-        for idx in range(lo, hi):
-            unit, inverse = ctx.layers[idx]
-            out, st = SwitchStack._layer(x, ctx.units[unit], ctx.sigs[unit], b, axis, keep)
-            stash.append(st)
-            x = out if inverse is None else _pairs(shuffle(out.view(b, -1, ctx.m), inverse))
-        return x, stash
-
-    @staticmethod
-    def forward(ctx, h: torch.Tensor, spec: tuple, *tensors: torch.Tensor) -> torch.Tensor:
-        layers, segments, t, axis, keep_all = spec
-        b, n, m = (int(s) for s in h.shape)
-        ctx.layers, ctx.segments, ctx.t, ctx.axis, ctx.keep_all = layers, segments, t, axis, keep_all
-        ctx.b, ctx.m = b, m
-        n_units = (len(tensors) - 2) // _PER_UNIT
-        ctx.units = [list(tensors[i * _PER_UNIT : (i + 1) * _PER_UNIT]) for i in range(n_units)]
-        ctx.sigs = [torch.sigmoid(p[5] * LR_ADJUST) for p in ctx.units]
-        head_w, head_b = tensors[-2:]  # the bias's gradient needs only dlogits
-        x = _pairs(h)
-        inputs, stashes = [], []
-        for lo, hi in segments:
-            inputs.append(x)
-            x, st = SwitchStack._run(ctx, x, lo, hi, keep_all)
-            stashes.append(st)
-        final = x.view(b, n, m)[:, :t]
-        ctx.stashes = stashes if keep_all else None
-        ctx.save_for_backward(*inputs, final if keep_all else x.new_empty(0), head_w)
-        return F.linear(final, head_w, head_b)
-
-    @staticmethod
-    def backward(ctx, dlogits: torch.Tensor):
-        *inputs, final, head_w = ctx.saved_tensors
-        b, m, t, axis = ctx.b, ctx.m, ctx.t, ctx.axis
-        n = int(inputs[0].shape[0]) * 2 // b
-        grads = [[torch.zeros_like(p) if i != 2 else None for i, p in enumerate(u)] for u in ctx.units]
-        dlog = dlogits.reshape(-1, int(dlogits.shape[-1]))
-        d_head_b = dlog.sum(0)
-        scaled_w = [u[3] * CANDIDATE_SCALE for u in ctx.units]  # h W, [2m, F] each
-        d = None  # gradient w.r.t. the current layer's output pairs
-        for seg in reversed(range(len(ctx.segments))):
-            lo, hi = ctx.segments[seg]
-            if ctx.keep_all:
-                stash = ctx.stashes[seg]
-            else:
-                with torch.no_grad():
-                    last, stash = SwitchStack._run(ctx, inputs[seg], lo, hi, True)
-                if seg == len(ctx.segments) - 1:
-                    final = last.view(b, n, m)[:, :t]
-            if d is None:  # the head, once the final switch output is at hand
-                d_head_w = dlog.t().mm(final.reshape(-1, m))
-                d_pos = dlogits.new_zeros(b, n, m)
-                d_pos[:, :t] = dlogits.matmul(head_w)
-                d = _pairs(d_pos)
-            for idx in reversed(range(lo, hi)):
-                unit, inverse = ctx.layers[idx]
-                if inverse is not None:  # the permutation's gradient is the inverse permutation
-                    d = _pairs(shuffle(d.view(b, n, m), not inverse))
-                x, y, g, nstash = stash[idx - lo]
-                zw, nb, gain, _, _, _ = ctx.units[unit]
-                gz, gnb, _, gw, gb, gs = grads[unit]
-                gb.add_(d.sum(0))
-                gs.add_((d * x).sum(0))
-                gw.addmm_(d.t(), g)
-                dy = torch.ops.aten.gelu_backward(torch.mm(d, scaled_w[unit]), y.view_as(g))
-                dz, dnb = _norm_backward(dy, nstash, gain, nb, b, axis)
-                gnb.add_(dnb)
-                gz.addmm_(dz.t(), x)
-                d = (d * ctx.sigs[unit]).addmm_(dz, zw)
-                stash[idx - lo] = None  # free this layer's intermediates as soon as they are used
-        out: list[torch.Tensor | None] = [d.view(b, n, m), None]
-        used = {unit for unit, _ in ctx.layers}
-        for u, (gz, gnb, _, gw, gb, gs) in enumerate(grads):
-            if u not in used:  # as autograd: a unit no layer ran (short inputs, ``inner``) gets no gradient
-                out += [None] * _PER_UNIT
-                continue
-            sig = ctx.sigs[u]
-            d_s = gs.mul_(sig * (1 - sig) * LR_ADJUST)
-            out += [gz, gnb, None, gw.mul_(CANDIDATE_SCALE), gb.mul_(CANDIDATE_SCALE), d_s]
-        ctx.stashes = None
-        return (*out, d_head_w, d_head_b)
-
-
-def _pairs(h: torch.Tensor) -> torch.Tensor:
-    """[B, n, m] positions -> [B n/2, 2m] adjacent pairs (a view when h is contiguous)."""
-    b, n, m = (int(s) for s in h.shape)
-    return h.reshape(b * n // 2, 2 * m)
 
 
 # --- the network ---------------------------------------------------------------------------------
@@ -463,8 +294,10 @@ class ShuffleExchange(nn.Module):
             segments.append((start, len(layers)))
         layers.append((len(units) - 1, None))
         segments[-1] = (segments[-1][0], len(layers))  # the final layer is recomputed with the last block
-        spec = (tuple(layers), tuple(segments), t, c.norm_axis, c.checkpoint == "none")
-        tensors = [p for u in units for p in _unit_tensors(u)] + [self.head.weight, self.head.bias]
+        eps = FEATURE_NORM_EPS if c.norm_axis == "feature" else SEQ_NORM_EPS
+        spec = StackSpec(tuple(layers), tuple(segments), t, c.norm_axis, eps, c.checkpoint == "none",
+                         CANDIDATE_SCALE, LR_ADJUST)
+        tensors = [p for u in units for p in unit_tensors(u)] + [self.head.weight, self.head.bias]
         return SwitchStack.apply(h.contiguous(), spec, *tensors)
 
     def _last_segment(self, h: torch.Tensor, t: int) -> torch.Tensor:
