@@ -20,7 +20,8 @@ What is built (m = ``d_model`` features per position, F = ``d_ff``, default 4m a
   h * c is computed as (h W) g + h B inside one matrix product with the residual term (same maths).
 - Shuffle: a cyclic rotation of the k index bits. Forward-half layers gather out[j] = in[rol_k(j)]
   (the official ``shuffle_layer(do_ror=False)``), backward-half layers gather with ror_k, its
-  inverse; both are reshape + transpose copies, no Python loop over positions.
+  inverse; both are reshape + transpose copies, no Python loop over positions (the reference path
+  gathers by index, as the definition reads).
 - Benes block = forward half (k - 1 switch + rol-shuffle layers) then backward half (k - 1 switch +
   ror-shuffle layers): 2k - 2 switch layers, and the block's permutations compose to the identity.
   ``n_blocks`` blocks (default 2, the paper's), then one final switch layer without shuffle, so
@@ -53,19 +54,25 @@ instead of O(n log n * F). Recomputation costs one extra forward pass and does n
 Default ``block`` because long inputs are what this model is for and its memory claim is the point of
 comparison; short-sequence suites may set ``none`` for speed.
 
-Training path. Where gradients are wanted (no autocast, no dropout being drawn), the switch layers,
-their shuffles and the head run as one autograd node, ``SwitchStack``
-(``harness.models.kernels.switch_stack``), with a hand-written backward:
+Three paths, one maths. The *reference path*, ``model(x, reference=True)``, is the network as the
+paper draws it, with plain autograd and shapes at every step: ``SwitchUnit.reference`` (the RSU one
+formula a line), ``shuffle_reference`` (the shuffle as an index gather by rotate_left / rotate_right)
+and ``ShuffleExchange.reference_forward`` (Benes blocks, the final layer, the head); nothing is
+recomputed. The model runs faster code for the same result. Where gradients are wanted (no autocast,
+no dropout being drawn), the switch layers, their shuffles and the head run as one autograd node,
+the kernel ``SwitchStack`` (``harness.models.kernels.switch_stack``), with a hand-written backward:
 its forward keeps each block's input (``block``) or every layer's intermediates (``none``); its
 backward recomputes a block without autograd, then walks the layers in reverse with fused ATen kernels
-(layer-norm and GELU backward) and accumulates each shared unit's gradients in place. Outputs and
-gradients equal the module path's to float rounding (tests/test_shuffle_exchange.py, in float64). The
-module path (``SwitchUnit.forward``, ``torch.utils.checkpoint`` per block) serves inference, FLOP
-tracing, autocast and dropout. The fast path exists for speed and memory on long inputs: it avoids
-autograd's many small elementwise backward nodes and keeps only each block's input with ``block``,
-where the module path with ``none`` keeps every switch layer's intermediates. How the two paths
-compare in step time and ``act_bytes`` is measured by ``benchmarks/bench_side_by_side.py``, not
-recorded here.
+(layer-norm and GELU backward) and accumulates each shared unit's gradients in place. It exists for
+speed and memory on long inputs: it avoids autograd's many small elementwise backward nodes and keeps
+only each block's input with ``block``. Elsewhere (inference, FLOP tracing, autocast, dropout) the
+*module path* runs: ``SwitchUnit.forward`` (h folded into W and B, one fused matrix product), the
+shuffle as one transpose copy, ``torch.utils.checkpoint`` per block. tests/test_kernels_reference.py
+checks both against the reference on outputs and on the gradients of every parameter and of the input
+(float64, to rounding). How the kernel and the module path compare in step time and ``act_bytes`` is
+measured by ``benchmarks/bench_side_by_side.py``, not recorded here. The default stays the kernel
+and the module path, so committed results reproduce bit for bit; ``reference`` is an argument of
+``forward``, not a config key, so no run_id changes.
 
 Simplifications and deviations (named):
 - GELU is the exact erf form (the paper's GELU); the official code uses x * sigmoid(1.702 x).
@@ -147,6 +154,16 @@ def rotate_right(i: int, k: int) -> int:
     return (i >> 1) | ((i & 1) << (k - 1)) if k > 0 else i
 
 
+def shuffle_reference(x: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+    """The shuffle layer by its definition, an index gather: out[j] = x[rol_k(j)] (``inverse``:
+    x[ror_k(j)]) for x [B, n, D], n = 2^k. The model runs the same permutation as one transpose copy
+    (``kernels.switch_stack.shuffle``)."""
+    n = int(x.shape[1])
+    k = n.bit_length() - 1
+    rotate = rotate_right if inverse else rotate_left
+    return x[:, [rotate(j, k) for j in range(n)]]  # [B, n, D]
+
+
 # --- the switch unit -----------------------------------------------------------------------------
 
 
@@ -189,6 +206,27 @@ class SwitchUnit(nn.Module):
         else:  # sigmoid(S) * i + h B, then + g (h W)^T inside the matrix product
             out = torch.addmm(torch.addcmul(bias, pairs, self.residual_scale()), g, w.t())
         return out.view(b, n, m)
+
+    def reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The RSU as the paper writes it, one step a line (what ``forward`` and the kernel fuse);
+        x [B, n, m] -> [B, n, m]."""
+        b, n, m = (int(s) for s in x.shape)
+        i = x.reshape(b, n // 2, 2 * m)  # [B, n/2, 2m]: pair r is [x_2r, x_2r+1]
+        g = F.gelu(self.reference_norm(i @ self.z.weight.T))  # [B, n/2, F]: GELU(Norm(Z i))
+        c = g @ self.w.weight.T + self.w.bias  # [B, n/2, 2m]: W g + B
+        gate = torch.sigmoid(LR_ADJUST * self.s)  # [2m]: sigmoid(S), S stored as S / lr_adjust
+        out = gate * i + self.drop(CANDIDATE_SCALE * c)  # [B, n/2, 2m]: sigmoid(S) * i + h * c
+        return out.reshape(b, n, m)  # each pair back into its two positions
+
+    def reference_norm(self, z: torch.Tensor) -> torch.Tensor:
+        """Norm(z) for z [B, n/2, F], written out: ``feature``, a LayerNorm over each pair's F features
+        with a bias and no gain; ``sequence``, the official layer_norm over the n/2 pairs."""
+        if self.norm_axis == "feature":
+            mean = z.mean(dim=-1, keepdim=True)  # [B, n/2, 1]
+            var = z.var(dim=-1, unbiased=False, keepdim=True)  # [B, n/2, 1]
+            return (z - mean) / torch.sqrt(var + FEATURE_NORM_EPS) + self.norm_bias  # [B, n/2, F]
+        c = z - z.mean(dim=1, keepdim=True) + self.norm_bias  # [B, n/2, F]: centred over the pairs, + bias
+        return c / torch.sqrt(c.square().mean(dim=1, keepdim=True) + SEQ_NORM_EPS)  # [B, n/2, F]
 
 
 # --- the network ---------------------------------------------------------------------------------
@@ -245,7 +283,9 @@ class ShuffleExchange(nn.Module):
         """Final switch layer, unpadding and output head: [B, n, m] -> logits [B, t, V]."""
         return self.head(self.last(h)[:, :t])
 
-    def forward(self, x: torch.Tensor) -> ModelOutput:
+    def forward(self, x: torch.Tensor, reference: bool = False) -> ModelOutput:
+        """Logits [B, T, V]. ``reference``: :meth:`reference_forward`, the network as the paper draws it
+        with plain autograd, instead of the kernel or the module path (the same result to rounding)."""
         c = self.config
         t = int(x.shape[1])  # a Python int also under tracing (shapes are static there)
         n = padded_length(t)
@@ -254,6 +294,8 @@ class ShuffleExchange(nn.Module):
         h = self.embed(x)  # [B, n or t, m]
         if int(h.shape[1]) < n:
             h = F.pad(h, (0, 0, 0, n - t))  # zero vectors at the padded positions
+        if reference:
+            return ModelOutput(self.reference_forward(h, t))
         if self.fast_path_applies():
             return ModelOutput(self._stack_forward(h, t))
         recompute = c.checkpoint == "block" and torch.is_grad_enabled()
@@ -299,6 +341,15 @@ class ShuffleExchange(nn.Module):
                          CANDIDATE_SCALE, LR_ADJUST)
         tensors = [p for u in units for p in unit_tensors(u)] + [self.head.weight, self.head.bias]
         return SwitchStack.apply(h.contiguous(), spec, *tensors)
+
+    def reference_forward(self, h: torch.Tensor, t: int) -> torch.Tensor:
+        """The switch layers and the head as the paper draws them, plain autograd, nothing recomputed:
+        h [B, n, m] (padded, n = 2^k) -> logits [B, t, V]."""
+        k = int(h.shape[1]).bit_length() - 1
+        for units in self.blocks:  # Benes blocks: k - 1 switch + rol layers, then k - 1 switch + ror
+            for slot, inverse in block_plan(k, self.config.sharing):
+                h = shuffle_reference(units[slot].reference(h), inverse)  # [B, n, m]
+        return self.head(self.last.reference(h)[:, :t])  # final switch layer, no shuffle: [B, t, V]
 
     def _last_segment(self, h: torch.Tensor, t: int) -> torch.Tensor:
         return self.finish(self.run_block(self.config.n_blocks - 1, h), t)

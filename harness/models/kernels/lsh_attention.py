@@ -4,7 +4,7 @@ Kitaev, Kaiser, Levskaya. "Reformer: The Efficient Transformer". ICLR 2020, arXi
 The maths is :func:`harness.models.lsh.lsh_attention_reference`, the paper's algorithm written out
 step by step; this module computes the same result faster and in less memory, and
 tests/test_kernels_reference.py checks that the two agree on values and gradients. What the kernel
-does differently, each for a measured reason:
+does differently, and why:
 
 - hashing reads argmax([xR; -xR]) off the max and the min of xR (no [.., nb] concatenation);
 - queries, keys and values are gathered together, one row copy per round (:func:`gather_rows`);
