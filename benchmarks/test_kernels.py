@@ -25,8 +25,8 @@ import torch.nn.functional as F
 
 from harness.core.heap import pin_heap
 from harness.models.blocks import attend
+from harness.models.kernels.lsh_attention import lsh_attention
 from harness.models.lambda_net import LambdaLayer, PixelSelfAttention
-from harness.models.reformer import lsh_attention
 from harness.models.shuffle_exchange import ShuffleExchange, ShuffleExchangeConfig
 
 pin_heap()  # the heap policy every harness command measures under

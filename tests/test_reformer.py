@@ -14,7 +14,8 @@ from harness.core.registry import TASKS
 from harness.measure.costs import measure_act_bytes
 from harness.measure.flops import count_flops
 from harness.models import reformer as rf
-from harness.models.lsh import full_shared_qk_attention, hash_vectors, lsh_attention
+from harness.models.kernels.lsh_attention import hash_vectors, lsh_attention
+from harness.models.lsh import full_shared_qk_attention
 from harness.tasks.base import Batch
 
 V = 12

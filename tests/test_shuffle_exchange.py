@@ -10,15 +10,14 @@ import torch.nn.functional as F
 
 import harness
 from harness.core.errors import HarnessError
+from harness.models.kernels.switch_stack import SwitchStack, shuffle
 from harness.models.shuffle_exchange import (
     CANDIDATE_SCALE,
-    SwitchStack,
     SwitchUnit,
     block_plan,
     padded_length,
     rotate_left,
     rotate_right,
-    shuffle,
 )
 from harness.tasks.base import Batch
 

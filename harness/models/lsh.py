@@ -1,19 +1,28 @@
-"""LSH attention with shared query-keys: the kernels of the Reformer (``harness.models.reformer``).
+"""LSH attention as Kitaev et al. write it (the reference path), and dense shared-QK attention.
 
 Kitaev, Kaiser, Levskaya. "Reformer: The Efficient Transformer". ICLR 2020, arXiv 2001.04451, Sec. 2.
-The model's docstring says what is faithful and what is a choice (hashing, sorting and chunking, the
-self mask, multi-round normalisation, the masks as one additive term edited in place). This module
-holds the maths on [B, H, T, Dh] tensors: :func:`hash_vectors`, :func:`lsh_attention` and the dense
-:func:`full_shared_qk_attention` with the same self mask.
+The model (``harness.models.reformer``) says what is faithful and what is a choice.
 
-Shapes: B batch, H heads, T (padded) length, Dh head width, R hash rounds, nb buckets, C chunks per
-round, m chunk length (``bucket_size``).
+:func:`lsh_attention_reference` is the algorithm step by step, with plain autograd: hash every
+position by a random rotation, h(x) = argmax([xR; -xR]) (:func:`hash_buckets`); sort each round by
+(bucket, position); cut the sorted order into chunks of m; let each chunk attend to itself and the
+chunk before it, with shared QK (keys the unit-length queries), the finite self mask and log N_ij
+subtracted for keys seen more than once (:func:`attend_round`, :func:`duplicate_counts`); combine the
+rounds by their logsumexps. The model runs the fast kernel
+:func:`harness.models.kernels.lsh_attention.lsh_attention` for the same result;
+``Reformer(x, reference=True)`` runs this one, and tests/test_kernels_reference.py checks that the
+two agree on values and gradients. The self-mask value and :func:`random_rotations` are shared
+with the kernel, so both paths draw the same rotations.
+
+:func:`full_shared_qk_attention` (``attention: full``) is dense and plain already; both paths use it.
+
+Shapes: B batch, H heads, T (padded) length, Dh head width, Dv value width, R hash rounds, nb buckets,
+C = T / m chunks per round, m chunk length (``bucket_size``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,76 +31,11 @@ SELF_MASK_VALUE = -1e5  # the paper's finite value for a token attending to itse
 MASK_VALUE = float("-inf")  # causal and padding masks (every row keeps its finite self entry)
 
 
-# --------------------------------------------------------------------------------------------------
-# Kernels, on [B, H, T, Dh] tensors
-
-
-def hash_vectors(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
-    """LSH buckets h(x) = argmax([xR; -xR]) for every round; x [B, H, T, Dh], rotations
-    [B or 1, H or 1, Dh, R, nb/2] -> buckets [B, H, R, T] (int64 in [0, nb)).
-
-    The argmax over the concatenation is read off the max and the min of xR, which saves
-    materialising [xR; -xR].
-    """
-    b, h, _, dh = x.shape
-    half = rotations.shape[-1]
-    rot = rotations.expand(b, h, dh, *rotations.shape[-2:])
-    with torch.no_grad():
-        proj = torch.einsum("bhtd,bhdrk->bhrtk", x, rot)  # [B, H, R, T, nb/2]
-        hi, hi_idx = proj.max(dim=-1)
-        lo, lo_idx = proj.min(dim=-1)
-        return torch.where(hi >= -lo, hi_idx, lo_idx + half)  # ties go to the first half, as argmax's
-
-
 def random_rotations(
     b: int, h: int, dh: int, n_hashes: int, n_buckets: int, like: torch.Tensor
 ) -> torch.Tensor:
     """Fresh Gaussian rotations [B, H, Dh, R, nb/2] from torch's global RNG."""
     return torch.randn(b, h, dh, n_hashes, n_buckets // 2, device=like.device, dtype=like.dtype)
-
-
-class _SoftmaxLse(torch.autograd.Function):
-    """(softmax, logsumexp) over the last axis from one fused softmax.
-
-    logsumexp = max - log(max probability): both maxima are cheap reductions without indices.
-    Backward: d/d dots = softmax_backward(d probs) + probs * d lse.
-    """
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any, dots: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        probs = dots.softmax(dim=-1)
-        ctx.save_for_backward(probs)
-        return probs, dots.amax(dim=-1, keepdim=True) - probs.amax(dim=-1, keepdim=True).log()
-
-    @staticmethod
-    def backward(  # type: ignore[override]
-        ctx: Any, d_probs: torch.Tensor, d_lse: torch.Tensor
-    ) -> torch.Tensor:
-        (probs,) = ctx.saved_tensors
-        grad = torch._softmax_backward_data(d_probs, probs, -1, probs.dtype)
-        return grad.addcmul_(probs, d_lse)
-
-
-def _softmax_lse(dots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(softmax over the last axis, logsumexp with a kept axis); the same maths with or without autograd.
-
-    Masked entries are -inf, which exp handles on its fast path; finite scores far below the row
-    maximum (< -88) take a slow path in CPU exp, so masks are -inf rather than a large finite number.
-    """
-    if torch.is_grad_enabled() and dots.requires_grad:
-        return _SoftmaxLse.apply(dots)
-    probs = dots.softmax(dim=-1)
-    return probs, dots.amax(dim=-1, keepdim=True) - probs.amax(dim=-1, keepdim=True).log()
-
-
-def _rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Rows of x [B, H, T, D] at positions idx [B, H, N] -> [B, H, N, D] (row copies, not a gather)."""
-    b, h = idx.shape[:2]
-    bh = torch.arange(b * h, device=idx.device).view(b, h, 1)
-    rows = x.reshape(b * h, *x.shape[2:])[bh.view(-1, 1), idx.reshape(b * h, -1)]  # [B*H, N, D]
-    return rows.view(b, h, idx.shape[2], -1)
 
 
 def full_shared_qk_attention(
@@ -128,39 +72,73 @@ def _masked(
     return out
 
 
-def _look_back(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """Chunks along ``dim``, chunk contents along ``dim + 1``: each chunk followed by the chunk before it
-    (in the same round; the first chunk's predecessor is the last), [.., C, m, ..] -> [.., C, 2m, ..]."""
-    return torch.cat([x, x.roll(1, dims=dim)], dim=dim + 1)
+# --------------------------------------------------------------------------------------------------
+# The reference path: LSH attention step by step, as Sec. 2 describes it
 
 
-def _log_duplicates(
-    chunk: torch.Tensor, rnd: int, sort_idx: torch.Tensor, kpos: torch.Tensor, dtype: torch.dtype
-) -> torch.Tensor:
-    """log N_ij for the entries [B, H, C, m, 2m] of round ``rnd`` (C >= 2 chunks, R >= 2 rounds).
+def hash_buckets(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+    """h(x) = argmax([xR; -xR]), one random R per round: x [B, H, T, Dh], rotations
+    [B or 1, H or 1, Dh, R, nb/2] -> buckets [B, H, R, T] in [0, nb)."""
+    b, h, _, dh = x.shape
+    rot = rotations.expand(b, h, dh, *rotations.shape[-2:])
+    xr = torch.einsum("bhtd,bhdrk->bhrtk", x.detach(), rot)  # [B, H, R, T, nb/2]: xR
+    return torch.cat([xr, -xr], dim=-1).argmax(dim=-1)  # [B, H, R, T]
 
-    N_ij counts the entries of query i that hold key j over all rounds and both chunks. Within round
-    ``rnd`` that is exactly 1 (two different chunks); in another round r', key j is in i's window iff
-    its chunk there (``chunk`` [B, H, R, T], by position) is i's chunk or the one before (cyclically).
-    Loops over rounds only; the other rounds' hits are summed as bytes and converted to floats once.
+
+def take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows of x [B, H, T, D] at positions idx [B, H, *S] -> [B, H, *S, D]."""
+    b, h, _, d = x.shape
+    flat = idx.reshape(b, h, -1, 1).expand(-1, -1, -1, d)  # [B, H, N, D]
+    return x.gather(2, flat).view(*idx.shape, d)
+
+
+def duplicate_counts(chunk_of: torch.Tensor, qpos: torch.Tensor, kpos: torch.Tensor) -> torch.Tensor:
+    """N_ij for the scores [B, H, C, m, 2m] of one round: how many of query i's attended entries, over
+    all rounds, hold key j. In round r, key j is in query i's window once if j's chunk is i's chunk and
+    once if it is the chunk before (both, with one chunk per round).
+
+    chunk_of [B, H, R, T]: each position's chunk in each round; qpos [B, H, C, m] and kpos
+    [B, H, C, 2m]: the query and key positions of this round's chunks.
     """
-    b, h, r, _ = chunk.shape
-    c, two_m = kpos.shape[-2:]
-    m = two_m // 2
-    shape = (b, h, c, m, two_m)
-    hits = torch.zeros(shape, dtype=torch.uint8, device=chunk.device)  # N_ij - 1
-    hit = torch.empty(shape, dtype=torch.uint8, device=chunk.device)
-    for other in range(r):
-        if other == rnd:
-            continue
-        cq = chunk[:, :, other].gather(2, sort_idx).view(b, h, c, m, 1)  # the query's chunk there
-        ck = chunk[:, :, other].gather(2, kpos.reshape(b, h, -1)).view(b, h, c, 1, two_m)  # the key's
-        hits.add_(torch.eq(ck, cq, out=hit))
-        hits.add_(torch.eq(ck, (cq - 1).remainder(c), out=hit))
-    return hits.to(dtype).add_(1).log()
+    b, h, r, _ = chunk_of.shape
+    c, m = qpos.shape[-2:]
+    cq = chunk_of.gather(3, qpos.reshape(b, h, 1, -1).expand(-1, -1, r, -1))  # [B, H, R, C m]
+    ck = chunk_of.gather(3, kpos.reshape(b, h, 1, -1).expand(-1, -1, r, -1))  # [B, H, R, C 2m]
+    cq, ck = cq.view(b, h, r, c, m, 1), ck.view(b, h, r, c, 1, 2 * m)
+    hits = (ck == cq).long() + (ck == (cq - 1) % c).long()  # [B, H, R, C, m, 2m]
+    return hits.sum(dim=2)  # [B, H, C, m, 2m]
 
 
-def lsh_attention(
+def attend_round(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    order: torch.Tensor,
+    chunk_of: torch.Tensor,
+    m: int,
+    causal: bool,
+    valid: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One hash round: the positions in sorted order ``order`` [B, H, T] are cut into chunks of m, and
+    each chunk attends to itself and to the chunk before it (the first chunk to the last).
+    q, k [B, H, T, Dh], v [B, H, T, Dv] -> (out [B, H, T, Dv], logsumexp [B, H, T, 1]) in sorted order.
+    """
+    b, h, t, _ = q.shape
+    c = t // m
+    qpos = order.view(b, h, c, m)  # [B, H, C, m]: the positions in each chunk
+    kpos = torch.cat([qpos, qpos.roll(1, dims=2)], dim=-1)  # [B, H, C, 2m]: and in the chunk before
+    dots = take(q, qpos) @ take(k, kpos).transpose(-1, -2)  # [B, H, C, m, 2m]
+    dots = dots - duplicate_counts(chunk_of, qpos, kpos).to(dots.dtype).log()  # each key counts once
+    qp, kp = qpos[..., :, None], kpos[..., None, :]  # [B, H, C, m, 1], [B, H, C, 1, 2m]
+    # causal: no later position (padding is later than every real one); else: no padding key
+    dots = dots.masked_fill(kp > qp if causal else kp >= valid, MASK_VALUE)
+    dots = dots.masked_fill(kp == qp, SELF_MASK_VALUE)  # a token attends to itself only if nothing else
+    out = dots.softmax(dim=-1) @ take(v, kpos)  # [B, H, C, m, Dv]
+    lse = dots.logsumexp(dim=-1, keepdim=True)  # [B, H, C, m, 1]: the round's share, for combining
+    return out.view(b, h, t, -1), lse.view(b, h, t, 1)
+
+
+def lsh_attention_reference(
     qk: torch.Tensor,
     v: torch.Tensor,
     *,
@@ -171,112 +149,38 @@ def lsh_attention(
     valid_len: int | None = None,
     rotations: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Multi-round LSH attention with shared QK (Kitaev et al. 2020, Sec. 2); [B, H, T, Dh] -> same.
+    """Multi-round LSH attention with shared QK, the paper's algorithm with plain autograd;
+    qk [B, H, T, Dh], v [B, H, T, Dv] -> [B, H, T, Dv].
 
-    ``bucket_size`` (m) is the chunk length and must divide T. ``n_buckets`` defaults to 2 T / m.
-    ``rotations`` [B or 1, H or 1, Dh, n_hashes, n_buckets/2] replaces the fresh random draw.
-    ``valid_len``: positions >= valid_len are padding. They are hashed to an extra bucket of their own,
-    so they sort after every real position and never move a real position's chunk boundary (nor does
-    their hash, degenerate for zero vectors, depend on rounding noise in the reversible recomputation);
-    without ``causal`` they are masked as keys (with it they are in every real query's future).
-    No Python loop over chunks: sorting, gathering and each round's chunked scores [B, H, C, m, 2m] are
-    batched; the rounds run one after the other (a loop of R), which halves the working set for R = 2.
+    The same arguments and result as the kernel :func:`harness.models.kernels.lsh_attention.lsh_attention`
+    (which the model runs); this one is written for reading and for testing the kernel against.
+    ``bucket_size`` m must divide T; ``n_buckets`` defaults to 2 T / m; ``rotations`` replaces the
+    random draw; positions >= ``valid_len`` are padding, hashed to a bucket of their own that sorts last.
     """
     b, h, t, dh = qk.shape
-    m, r = bucket_size, n_hashes
+    m, c = bucket_size, t // bucket_size  # chunk length, chunks per round
     if t % m:
         raise ValueError(f"bucket_size {m} must divide the (padded) length {t}")
-    c = t // m
     nb = n_buckets if n_buckets is not None else 2 * c
-    if nb % 2 or nb < 2:
-        raise ValueError(f"n_buckets must be even and >= 2, got {nb}")
     if rotations is None:
-        rotations = random_rotations(b, h, dh, r, nb, qk)
-    elif rotations.shape[-3:] != (dh, r, nb // 2):
-        raise ValueError(f"rotations must end in ({dh}, {r}, {nb // 2}), got {tuple(rotations.shape)}")
-    vl = valid_len if valid_len is not None and valid_len < t else None
-    sort_idx, undo, chunk = _sort_rounds(qk, rotations, nb, m, vl)
+        rotations = random_rotations(b, h, dh, n_hashes, nb, qk)  # [B, H, Dh, R, nb/2]
+    valid = valid_len if valid_len is not None else t
 
-    # scaled queries, unit-length keys and values, gathered together: [B, H, T, 2 Dh + Dv]
-    packed = torch.cat([qk * (1.0 / math.sqrt(dh)), F.normalize(qk, dim=-1), v], dim=-1)
+    # hash every position in every round, then sort each round by (bucket, position)
+    buckets = hash_buckets(qk, rotations)  # [B, H, R, T]
+    buckets[..., valid:] = nb  # padding: a bucket after every real one
+    order = buckets.sort(dim=-1, stable=True).indices  # [B, H, R, T]: positions in sorted order
+    rank = order.argsort(dim=-1)  # [B, H, R, T]: each position's place in that order
+    chunk_of = rank // m  # [B, H, R, T]: each position's chunk
+
+    # shared QK: the keys are the queries normalised to unit length; scores scaled by 1/sqrt(Dh)
+    q = qk / math.sqrt(dh)  # [B, H, T, Dh]
+    k = F.normalize(qk, dim=-1)  # [B, H, T, Dh]
     outs, lses = [], []
-    for rnd in range(r):
-        order = sort_idx[:, :, rnd]  # [B, H, T]
-        sq, sk, sv = _rows(packed, order).view(b, h, c, m, -1).split([dh, dh, v.shape[-1]], dim=-1)
-        dots = torch.matmul(sq, _look_back(sk, 2).transpose(-1, -2))  # [B, H, C, m, 2m]
-        penalty = _round_penalty(dots, order, chunk, rnd, causal, vl)
-        # In place on the matmul's output (its backward needs only its inputs): no new [.., m, 2m] tensor.
-        if penalty is not None:
-            dots = dots.sub_(penalty)
-        # A query's own key sits on the diagonal of its own chunk's block (and of the look-back block when
-        # the one chunk is its own predecessor): the self mask is a fill of that strided diagonal. It comes
-        # last, so that a padded query, whose every other key is masked, keeps one finite entry.
-        dots[..., :m].diagonal(dim1=-2, dim2=-1).fill_(SELF_MASK_VALUE)
-        if c == 1:
-            dots[..., m:].diagonal(dim1=-2, dim2=-1).fill_(SELF_MASK_VALUE)
-        if r == 1:
-            probs = dots.softmax(dim=-1)
-        else:
-            probs, lse = _softmax_lse(dots)  # [B, H, C, m, 2m], [B, H, C, m, 1]
-            lses.append(_rows(lse.view(b, h, t, 1), undo[:, :, rnd]).view(b, h, t))
-        out = torch.matmul(probs, _look_back(sv, 2))  # [B, H, C, m, Dv]
-        outs.append(_rows(out.view(b, h, t, -1), undo[:, :, rnd]))  # back to original order: [B, H, T, Dv]
-    if r == 1:
-        return outs[0]
-    weights = torch.stack(lses, dim=2).softmax(dim=2)  # [B, H, R, T]: the rounds' shares of the normaliser
-    return (torch.stack(outs, dim=2) * weights[..., None]).sum(dim=2)
-
-
-def _sort_rounds(
-    qk: torch.Tensor, rotations: torch.Tensor, nb: int, m: int, vl: int | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Hash and sort every round: (sort_idx, undo, chunk), each [B, H, R, T].
-
-    ``sort_idx`` lists the positions by (bucket, position); ``undo`` is each position's rank in that
-    order; ``chunk`` is each position's chunk, or None when N_ij is one constant that cancels (one
-    chunk, where every key is seen twice, or one round).
-    """
-    t = qk.shape[2]
-    c, r = t // m, rotations.shape[-2]
-    with torch.no_grad():
-        buckets = hash_vectors(qk, rotations)  # [B, H, R, T]
-        if vl is not None:  # padding gets a bucket of its own, sorted last
-            buckets[..., vl:] = nb
-        pos = torch.arange(t, device=qk.device)
-        sort_idx = (buckets * t + pos).argsort(dim=-1)  # [B, H, R, T]: positions by (bucket, position)
-        undo = torch.empty_like(sort_idx).scatter_(-1, sort_idx, pos.expand_as(sort_idx))  # rank of each
-        count = c > 1 and r > 1  # else N_ij is one constant (1, or 2R with one chunk seen twice): it cancels
-        chunk = (undo // m).to(torch.int32) if count else None  # [B, H, R, T]: a position's chunk, per round
-    return sort_idx, undo, chunk
-
-
-def _round_penalty(
-    dots: torch.Tensor,
-    order: torch.Tensor,
-    chunk: torch.Tensor | None,
-    rnd: int,
-    causal: bool,
-    vl: int | None,
-) -> torch.Tensor | None:
-    """What to subtract from each score [B, H, C, m, 2m] of round ``rnd``: log N_ij, and +inf where the
-    key is masked (causal: a later position; otherwise: padding). None: nothing to subtract.
-
-    Causal rows never need the padding mask: padding lies in every real query's future, and padded
-    queries' outputs are dropped.
-    """
-    b, h, c, m, _ = dots.shape
-    with torch.no_grad():
-        spos = order.view(b, h, c, m)
-        kpos = _look_back(spos, 2)  # [B, H, C, 2m]
-        penalty = _log_duplicates(chunk, rnd, order, kpos, dots.dtype) if chunk is not None else None
-        if causal or vl is not None:
-            kp = kpos.to(torch.int32)[..., None, :]
-            if causal:  # 1 visible, 0 masked: [B, H, C, m, 2m]
-                visible = torch.empty(dots.shape, dtype=dots.dtype, device=dots.device)
-                torch.le(kp, spos.to(torch.int32)[..., :, None], out=visible)
-            else:  # padding keys: [B, H, C, 1, 2m]
-                visible = (kp < vl).to(dots.dtype)
-            # (1 + log N) / visible - 1: log N where visible, +inf where masked (x / 0: exp's fast path)
-            penalty = visible.reciprocal() if penalty is None else penalty.add_(1).div_(visible)
-            penalty = penalty.sub_(1)
-    return penalty
+    for rnd in range(n_hashes):
+        out, lse = attend_round(q, k, v, order[:, :, rnd], chunk_of, m, causal, valid)
+        outs.append(take(out, rank[:, :, rnd]))  # [B, H, T, Dv], back in original order
+        lses.append(take(lse, rank[:, :, rnd]).squeeze(-1))  # [B, H, T]
+    # the rounds combined: round r weighs exp(lse_r - logsumexp over rounds of lse)
+    weights = torch.stack(lses, dim=2).softmax(dim=2)  # [B, H, R, T]
+    return (torch.stack(outs, dim=2) * weights[..., None]).sum(dim=2)  # [B, H, T, Dv]

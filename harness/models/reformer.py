@@ -8,8 +8,8 @@ Dh = D / H, R hash rounds, nb buckets, C chunks per round, m chunk length (``buc
 
 Faithful to the paper (Sec. 2-3):
 - **LSH.** Per forward (training and evaluation alike), a fresh Gaussian R [Dh, nb/2] per round,
-  batch element and head; h(x) = argmax([xR; -xR]) (``hash_vectors``), so buckets are invariant to
-  scaling a vector by a positive constant.
+  batch element and head; h(x) = argmax([xR; -xR]) (``lsh.hash_buckets``), so buckets are invariant
+  to scaling a vector by a positive constant.
 - **Shared QK.** One projection gives the queries; the keys are the queries normalised to unit length;
   scores are scaled by 1/sqrt(Dh).
 - **Sort and chunk.** Each round sorts the positions by (bucket, position), cuts the sorted sequence
@@ -67,9 +67,17 @@ Simplifications and choices, each a deviation to know about:
   evaluation is stochastic; FLOPs are counted in eval mode, i.e. with ``eval_n_hashes`` rounds.
 - The backward pass recomputes the buckets from the rebuilt X2, which equals the forward's X2 up to
   rounding; a projection tied to within rounding could flip a bucket (trax's recomputation shares this).
-- Masks are built as one additive term per entry (log N_ij, or +inf for masked keys, via x / 0) and
-  the scores are edited in place: CPU exp takes a slow path on large finite negatives, and every fresh
-  [.., m, 2m] tensor costs page faults, so both are avoided.
+
+Kernel and reference path. The LSH attention the model runs is a kernel,
+``harness.models.kernels.lsh_attention.lsh_attention``: sorting, gathering and the chunked scores
+batched, log N_ij and the masks as one additive term subtracted in place, softmax and logsumexp from
+one fused softmax with a hand-written backward (its module docstring says why). The same
+algorithm written out step by step from Sec. 2, with plain autograd and shapes at every line, is
+``harness.models.lsh.lsh_attention_reference``. ``model(x, reference=True)`` runs the reference, with
+ordinary residual layers in place of the reversible stack and no checkpointing: the same maths to
+float rounding, which tests/test_kernels_reference.py checks on values and gradients in float64. The
+default is the kernel, so committed results reproduce bit for bit; the switch is an argument of
+``forward``, not a config key, so no run_id changes.
 """
 
 from __future__ import annotations
@@ -86,7 +94,8 @@ from harness.core.config import positive
 from harness.core.registry import register_model
 from harness.models.base import ConfigIO, IOFormat, ModelOutput, TransformerConfig
 from harness.models.blocks import FeedForward, TiedHead, TokenEmbedding, init_linear_xavier
-from harness.models.lsh import full_shared_qk_attention, lsh_attention
+from harness.models.kernels.lsh_attention import lsh_attention
+from harness.models.lsh import full_shared_qk_attention, lsh_attention_reference
 
 # --------------------------------------------------------------------------------------------------
 # Config
@@ -140,6 +149,7 @@ class _Opts:
 
     n_hashes: int
     valid_len: int | None
+    reference: bool = False  # the reference LSH attention (harness.models.lsh) instead of the kernel
 
 
 class AttentionBranch(nn.Module):
@@ -162,7 +172,8 @@ class AttentionBranch(nn.Module):
         if self.c.attention == "full":
             y = full_shared_qk_attention(qk, v, causal=self.c.causal, valid_len=opts.valid_len)
         else:
-            y = lsh_attention(
+            attend = lsh_attention_reference if opts.reference else lsh_attention
+            y = attend(
                 qk, v, n_hashes=opts.n_hashes, bucket_size=self.c.bucket_size, causal=self.c.causal,
                 n_buckets=self.c.n_buckets, valid_len=opts.valid_len,
             )
@@ -320,15 +331,18 @@ class Reformer(ConfigIO, nn.Module):
     def _output(self, y1: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
         return self.head(self.norm(0.5 * (y1 + y2)))  # [B, T, V]
 
-    def forward(self, x: torch.Tensor) -> ModelOutput:
+    def forward(self, x: torch.Tensor, reference: bool = False) -> ModelOutput:
+        """Logits [B, T, V]. ``reference``: the paper's maths with plain autograd (the reference LSH
+        attention, ordinary residual layers, no checkpointing) instead of the kernel and the
+        reversible stack; the same result to rounding, for tests and for reading."""
         t = x.shape[1]
         h = _mask_dropout(self.embed(x), self.config.dropout, self.training)  # [B, T, D]
         tp = self.padded_len(t)
         if tp > t:
             h = F.pad(h, (0, 0, 0, tp - t))  # [B, Tp, D]
-        opts = _Opts(self.current_n_hashes(), t if tp > t else None)
-        grad = torch.is_grad_enabled()
-        if self.config.reversible and grad:
+        opts = _Opts(self.current_n_hashes(), t if tp > t else None, reference)
+        save_memory = torch.is_grad_enabled() and not reference  # the reference path keeps everything
+        if self.config.reversible and save_memory:
             params = _params(self.layers)
             y1, y2 = _ReversibleStack.apply(h, h, self.layers, opts, *params)
         else:  # ordinary residual layers, the same maths
@@ -337,7 +351,7 @@ class Reformer(ConfigIO, nn.Module):
                 y1 = y1 + layer.f(y2, opts)
                 y2 = y2 + layer.g(y1, opts)
         y1, y2 = y1[:, :t], y2[:, :t]
-        if grad:  # keep only Y1, Y2 and the logits for backward
+        if save_memory:  # keep only Y1, Y2 and the logits for backward
             logits = checkpoint(self._output, y1, y2, use_reentrant=False)
         else:
             logits = self._output(y1, y2)

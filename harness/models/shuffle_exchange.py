@@ -20,7 +20,8 @@ What is built (m = ``d_model`` features per position, F = ``d_ff``, default 4m a
   h * c is computed as (h W) g + h B inside one matrix product with the residual term (same maths).
 - Shuffle: a cyclic rotation of the k index bits. Forward-half layers gather out[j] = in[rol_k(j)]
   (the official ``shuffle_layer(do_ror=False)``), backward-half layers gather with ror_k, its
-  inverse; both are reshape + transpose copies, no Python loop over positions.
+  inverse; both are reshape + transpose copies, no Python loop over positions (the reference path
+  gathers by index, as the definition reads).
 - Benes block = forward half (k - 1 switch + rol-shuffle layers) then backward half (k - 1 switch +
   ror-shuffle layers): 2k - 2 switch layers, and the block's permutations compose to the identity.
   ``n_blocks`` blocks (default 2, the paper's), then one final switch layer without shuffle, so
@@ -53,18 +54,25 @@ instead of O(n log n * F). Recomputation costs one extra forward pass and does n
 Default ``block`` because long inputs are what this model is for and its memory claim is the point of
 comparison; short-sequence suites may set ``none`` for speed.
 
-Training path. Where gradients are wanted (no autocast, no dropout being drawn), the switch layers,
-their shuffles and the head run as one autograd node, ``SwitchStack``, with a hand-written backward:
+Three paths, one maths. The *reference path*, ``model(x, reference=True)``, is the network as the
+paper draws it, with plain autograd and shapes at every step: ``SwitchUnit.reference`` (the RSU one
+formula a line), ``shuffle_reference`` (the shuffle as an index gather by rotate_left / rotate_right)
+and ``ShuffleExchange.reference_forward`` (Benes blocks, the final layer, the head); nothing is
+recomputed. The model runs faster code for the same result. Where gradients are wanted (no autocast,
+no dropout being drawn), the switch layers, their shuffles and the head run as one autograd node,
+the kernel ``SwitchStack`` (``harness.models.kernels.switch_stack``), with a hand-written backward:
 its forward keeps each block's input (``block``) or every layer's intermediates (``none``); its
 backward recomputes a block without autograd, then walks the layers in reverse with fused ATen kernels
-(layer-norm and GELU backward) and accumulates each shared unit's gradients in place. Outputs and
-gradients equal the module path's to float rounding (tests/test_shuffle_exchange.py, in float64). The
-module path (``SwitchUnit.forward``, ``torch.utils.checkpoint`` per block) serves inference, FLOP
-tracing, autocast and dropout. The fast path exists for speed and memory on long inputs: it avoids
-autograd's many small elementwise backward nodes and keeps only each block's input with ``block``,
-where the module path with ``none`` keeps every switch layer's intermediates. How the two paths
-compare in step time and ``act_bytes`` is measured by ``benchmarks/bench_side_by_side.py``, not
-recorded here.
+(layer-norm and GELU backward) and accumulates each shared unit's gradients in place. It exists for
+speed and memory on long inputs: it avoids autograd's many small elementwise backward nodes and keeps
+only each block's input with ``block``. Elsewhere (inference, FLOP tracing, autocast, dropout) the
+*module path* runs: ``SwitchUnit.forward`` (h folded into W and B, one fused matrix product), the
+shuffle as one transpose copy, ``torch.utils.checkpoint`` per block. tests/test_kernels_reference.py
+checks both against the reference on outputs and on the gradients of every parameter and of the input
+(float64, to rounding). How the kernel and the module path compare in step time and ``act_bytes`` is
+measured by ``benchmarks/bench_side_by_side.py``, not recorded here. The default stays the kernel
+and the module path, so committed results reproduce bit for bit; ``reference`` is an argument of
+``forward``, not a config key, so no run_id changes.
 
 Simplifications and deviations (named):
 - GELU is the exact erf form (the paper's GELU); the official code uses x * sigmoid(1.702 x).
@@ -94,6 +102,7 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 from harness.core.config import bounded, positive
 from harness.core.registry import register_model
 from harness.models.base import IOFormat, ModelOutput
+from harness.models.kernels.switch_stack import StackSpec, SwitchStack, shuffle, unit_tensors
 
 RESIDUAL_INIT = 0.9  # sigmoid(S) at initialisation
 CANDIDATE_SCALE = 0.25 * math.sqrt(1.0 - RESIDUAL_INIT**2)  # h, a constant (~0.109)
@@ -145,19 +154,14 @@ def rotate_right(i: int, k: int) -> int:
     return (i >> 1) | ((i & 1) << (k - 1)) if k > 0 else i
 
 
-def shuffle(x: torch.Tensor, inverse: bool = False) -> torch.Tensor:
-    """Perfect-shuffle permutation of axis 1 of x [B, n, D], n a power of two.
-
-    ``inverse=False``: out[j] = x[rotate_left(j)]; ``inverse=True``: out[j] = x[rotate_right(j)].
-    Writing j = hi * n/2 + r (hi the top bit), rotate_left(j) = 2r + hi: a [n/2, 2] -> [2, n/2]
-    transpose of the index grid.
-    """
-    b, n, d = (int(s) for s in x.shape)
-    if n <= 2:  # a 1-bit rotation is the identity
-        return x
-    if inverse:
-        return x.view(b, 2, n // 2, d).transpose(1, 2).reshape(b, n, d)
-    return x.view(b, n // 2, 2, d).transpose(1, 2).reshape(b, n, d)
+def shuffle_reference(x: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+    """The shuffle layer by its definition, an index gather: out[j] = x[rol_k(j)] (``inverse``:
+    x[ror_k(j)]) for x [B, n, D], n = 2^k. The model runs the same permutation as one transpose copy
+    (``kernels.switch_stack.shuffle``)."""
+    n = int(x.shape[1])
+    k = n.bit_length() - 1
+    rotate = rotate_right if inverse else rotate_left
+    return x[:, [rotate(j, k) for j in range(n)]]  # [B, n, D]
 
 
 # --- the switch unit -----------------------------------------------------------------------------
@@ -203,161 +207,26 @@ class SwitchUnit(nn.Module):
             out = torch.addmm(torch.addcmul(bias, pairs, self.residual_scale()), g, w.t())
         return out.view(b, n, m)
 
+    def reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The RSU as the paper writes it, one step a line (what ``forward`` and the kernel fuse);
+        x [B, n, m] -> [B, n, m]."""
+        b, n, m = (int(s) for s in x.shape)
+        i = x.reshape(b, n // 2, 2 * m)  # [B, n/2, 2m]: pair r is [x_2r, x_2r+1]
+        g = F.gelu(self.reference_norm(i @ self.z.weight.T))  # [B, n/2, F]: GELU(Norm(Z i))
+        c = g @ self.w.weight.T + self.w.bias  # [B, n/2, 2m]: W g + B
+        gate = torch.sigmoid(LR_ADJUST * self.s)  # [2m]: sigmoid(S), S stored as S / lr_adjust
+        out = gate * i + self.drop(CANDIDATE_SCALE * c)  # [B, n/2, 2m]: sigmoid(S) * i + h * c
+        return out.reshape(b, n, m)  # each pair back into its two positions
 
-# --- the training fast path: hand-written backward, recomputation per segment -------------------
-#
-# Autograd through the switch layers keeps every layer's intermediates and spends much of the step on
-# small elementwise backward nodes; torch.utils.checkpoint then replays the autograd forward.
-# SwitchStack computes the same maths with one hand-written backward: the forward keeps only each
-# segment's input (``checkpoint: block``) or every layer's intermediates (``none``), the backward
-# recomputes a segment without autograd, then walks its layers in reverse with fused ATen kernels
-# (native layer-norm and GELU backward) and accumulates the shared units' gradients in place.
-
-
-def _unit_tensors(u: SwitchUnit) -> list[torch.Tensor]:
-    """The tensors SwitchStack reads from one unit, in its fixed order (a buffer, the unit gain, included)."""
-    return [u.z.weight, u.norm_bias, u.unit_gain, u.w.weight, u.w.bias, u.s]
-
-
-_PER_UNIT = 6  # len(_unit_tensors(u))
-
-
-def _norm_forward(z: torch.Tensor, nb: torch.Tensor, gain: torch.Tensor, b: int, axis: str) -> tuple:
-    """Norm of z [N, F] (N = b * n/2 pairs); returns (y, what _norm_backward needs)."""
-    if axis == "feature":
-        y, mean, rstd = torch.native_layer_norm(z, [int(z.shape[1])], gain, nb, FEATURE_NORM_EPS)
-        return y, (z, mean, rstd)
-    z3 = z.view(b, -1, int(z.shape[1]))
-    c = z3 - z3.mean(dim=1, keepdim=True) + nb
-    r = torch.rsqrt(c.square().mean(dim=1, keepdim=True) + SEQ_NORM_EPS)  # [b, 1, F]
-    y = c.mul_(r)
-    return y.view_as(z), (y, r)
-
-
-def _norm_backward(dy: torch.Tensor, saved: tuple, gain: torch.Tensor, nb: torch.Tensor, b: int, axis: str):
-    """(dz, d norm_bias) for _norm_forward."""
-    if axis == "feature":
-        z, mean, rstd = saved
-        dz, _, dnb = torch.ops.aten.native_layer_norm_backward(
-            dy, z, [int(z.shape[1])], mean, rstd, gain, nb, [True, False, True]
-        )
-        return dz, dnb
-    y, r = saved  # y [b, n/2, F], r [b, 1, F]; y = c * r with c = z - mean(z) + nb over axis 1
-    dy3 = dy.view_as(y)
-    dc = (dy3 - y * (dy3 * y).mean(dim=1, keepdim=True)).mul_(r)
-    dnb = dc.sum(dim=(0, 1))
-    return (dc - dc.mean(dim=1, keepdim=True)).view_as(dy), dnb
-
-
-class SwitchStack(torch.autograd.Function):
-    """Switch layers, their shuffles and the output head as one autograd node.
-
-    Inputs: h [B, n, m] (padded), ``spec`` = (layers, segments, t, norm_axis, keep_all) where layers
-    lists (unit index, shuffle after: None | False (rol) | True (ror)), segments the [start, end) layer
-    ranges recomputed together, t the real length; then each unit's ``_unit_tensors`` and the head's
-    weight and bias. Returns the logits [B, t, V]; the maths is ShuffleExchange's autograd path.
-    """
-
-    @staticmethod
-    def _layer(x: torch.Tensor, p: list[torch.Tensor], sig: torch.Tensor, b: int, axis: str, keep: bool):
-        """One switch layer on pairs x [N, 2m]; returns (out [N, 2m], stash for backward or None)."""
-        zw, nb, gain, ww, wb, _ = p
-        z = torch.mm(x, zw.t())
-        y, nstash = _norm_forward(z, nb, gain, b, axis)
-        g = F.gelu(y) if keep else torch.ops.aten.gelu_(y)
-        out = torch.addcmul(wb * CANDIDATE_SCALE, x, sig).addmm_(g, ww.t(), alpha=CANDIDATE_SCALE)
-        return out, ((x, y, g, nstash) if keep else None)
-
-    @staticmethod
-    def _run(ctx, x: torch.Tensor, lo: int, hi: int, keep: bool) -> tuple[torch.Tensor, list]:
-        """Layers [lo, hi) from pairs x; returns the last layer's output pairs and the stashes."""
-        b, axis = ctx.b, ctx.axis
-        stash = []
-        for idx in range(lo, hi):
-            unit, inverse = ctx.layers[idx]
-            out, st = SwitchStack._layer(x, ctx.units[unit], ctx.sigs[unit], b, axis, keep)
-            stash.append(st)
-            x = out if inverse is None else _pairs(shuffle(out.view(b, -1, ctx.m), inverse))
-        return x, stash
-
-    @staticmethod
-    def forward(ctx, h: torch.Tensor, spec: tuple, *tensors: torch.Tensor) -> torch.Tensor:
-        layers, segments, t, axis, keep_all = spec
-        b, n, m = (int(s) for s in h.shape)
-        ctx.layers, ctx.segments, ctx.t, ctx.axis, ctx.keep_all = layers, segments, t, axis, keep_all
-        ctx.b, ctx.m = b, m
-        n_units = (len(tensors) - 2) // _PER_UNIT
-        ctx.units = [list(tensors[i * _PER_UNIT : (i + 1) * _PER_UNIT]) for i in range(n_units)]
-        ctx.sigs = [torch.sigmoid(p[5] * LR_ADJUST) for p in ctx.units]
-        head_w, head_b = tensors[-2:]  # the bias's gradient needs only dlogits
-        x = _pairs(h)
-        inputs, stashes = [], []
-        for lo, hi in segments:
-            inputs.append(x)
-            x, st = SwitchStack._run(ctx, x, lo, hi, keep_all)
-            stashes.append(st)
-        final = x.view(b, n, m)[:, :t]
-        ctx.stashes = stashes if keep_all else None
-        ctx.save_for_backward(*inputs, final if keep_all else x.new_empty(0), head_w)
-        return F.linear(final, head_w, head_b)
-
-    @staticmethod
-    def backward(ctx, dlogits: torch.Tensor):
-        *inputs, final, head_w = ctx.saved_tensors
-        b, m, t, axis = ctx.b, ctx.m, ctx.t, ctx.axis
-        n = int(inputs[0].shape[0]) * 2 // b
-        grads = [[torch.zeros_like(p) if i != 2 else None for i, p in enumerate(u)] for u in ctx.units]
-        dlog = dlogits.reshape(-1, int(dlogits.shape[-1]))
-        d_head_b = dlog.sum(0)
-        scaled_w = [u[3] * CANDIDATE_SCALE for u in ctx.units]  # h W, [2m, F] each
-        d = None  # gradient w.r.t. the current layer's output pairs
-        for seg in reversed(range(len(ctx.segments))):
-            lo, hi = ctx.segments[seg]
-            if ctx.keep_all:
-                stash = ctx.stashes[seg]
-            else:
-                with torch.no_grad():
-                    last, stash = SwitchStack._run(ctx, inputs[seg], lo, hi, True)
-                if seg == len(ctx.segments) - 1:
-                    final = last.view(b, n, m)[:, :t]
-            if d is None:  # the head, once the final switch output is at hand
-                d_head_w = dlog.t().mm(final.reshape(-1, m))
-                d_pos = dlogits.new_zeros(b, n, m)
-                d_pos[:, :t] = dlogits.matmul(head_w)
-                d = _pairs(d_pos)
-            for idx in reversed(range(lo, hi)):
-                unit, inverse = ctx.layers[idx]
-                if inverse is not None:  # the permutation's gradient is the inverse permutation
-                    d = _pairs(shuffle(d.view(b, n, m), not inverse))
-                x, y, g, nstash = stash[idx - lo]
-                zw, nb, gain, _, _, _ = ctx.units[unit]
-                gz, gnb, _, gw, gb, gs = grads[unit]
-                gb.add_(d.sum(0))
-                gs.add_((d * x).sum(0))
-                gw.addmm_(d.t(), g)
-                dy = torch.ops.aten.gelu_backward(torch.mm(d, scaled_w[unit]), y.view_as(g))
-                dz, dnb = _norm_backward(dy, nstash, gain, nb, b, axis)
-                gnb.add_(dnb)
-                gz.addmm_(dz.t(), x)
-                d = (d * ctx.sigs[unit]).addmm_(dz, zw)
-                stash[idx - lo] = None  # free this layer's intermediates as soon as they are used
-        out: list[torch.Tensor | None] = [d.view(b, n, m), None]
-        used = {unit for unit, _ in ctx.layers}
-        for u, (gz, gnb, _, gw, gb, gs) in enumerate(grads):
-            if u not in used:  # as autograd: a unit no layer ran (short inputs, ``inner``) gets no gradient
-                out += [None] * _PER_UNIT
-                continue
-            sig = ctx.sigs[u]
-            d_s = gs.mul_(sig * (1 - sig) * LR_ADJUST)
-            out += [gz, gnb, None, gw.mul_(CANDIDATE_SCALE), gb.mul_(CANDIDATE_SCALE), d_s]
-        ctx.stashes = None
-        return (*out, d_head_w, d_head_b)
-
-
-def _pairs(h: torch.Tensor) -> torch.Tensor:
-    """[B, n, m] positions -> [B n/2, 2m] adjacent pairs (a view when h is contiguous)."""
-    b, n, m = (int(s) for s in h.shape)
-    return h.reshape(b * n // 2, 2 * m)
+    def reference_norm(self, z: torch.Tensor) -> torch.Tensor:
+        """Norm(z) for z [B, n/2, F], written out: ``feature``, a LayerNorm over each pair's F features
+        with a bias and no gain; ``sequence``, the official layer_norm over the n/2 pairs."""
+        if self.norm_axis == "feature":
+            mean = z.mean(dim=-1, keepdim=True)  # [B, n/2, 1]
+            var = z.var(dim=-1, unbiased=False, keepdim=True)  # [B, n/2, 1]
+            return (z - mean) / torch.sqrt(var + FEATURE_NORM_EPS) + self.norm_bias  # [B, n/2, F]
+        c = z - z.mean(dim=1, keepdim=True) + self.norm_bias  # [B, n/2, F]: centred over the pairs, + bias
+        return c / torch.sqrt(c.square().mean(dim=1, keepdim=True) + SEQ_NORM_EPS)  # [B, n/2, F]
 
 
 # --- the network ---------------------------------------------------------------------------------
@@ -414,7 +283,9 @@ class ShuffleExchange(nn.Module):
         """Final switch layer, unpadding and output head: [B, n, m] -> logits [B, t, V]."""
         return self.head(self.last(h)[:, :t])
 
-    def forward(self, x: torch.Tensor) -> ModelOutput:
+    def forward(self, x: torch.Tensor, reference: bool = False) -> ModelOutput:
+        """Logits [B, T, V]. ``reference``: :meth:`reference_forward`, the network as the paper draws it
+        with plain autograd, instead of the kernel or the module path (the same result to rounding)."""
         c = self.config
         t = int(x.shape[1])  # a Python int also under tracing (shapes are static there)
         n = padded_length(t)
@@ -423,6 +294,8 @@ class ShuffleExchange(nn.Module):
         h = self.embed(x)  # [B, n or t, m]
         if int(h.shape[1]) < n:
             h = F.pad(h, (0, 0, 0, n - t))  # zero vectors at the padded positions
+        if reference:
+            return ModelOutput(self.reference_forward(h, t))
         if self.fast_path_applies():
             return ModelOutput(self._stack_forward(h, t))
         recompute = c.checkpoint == "block" and torch.is_grad_enabled()
@@ -463,9 +336,20 @@ class ShuffleExchange(nn.Module):
             segments.append((start, len(layers)))
         layers.append((len(units) - 1, None))
         segments[-1] = (segments[-1][0], len(layers))  # the final layer is recomputed with the last block
-        spec = (tuple(layers), tuple(segments), t, c.norm_axis, c.checkpoint == "none")
-        tensors = [p for u in units for p in _unit_tensors(u)] + [self.head.weight, self.head.bias]
+        eps = FEATURE_NORM_EPS if c.norm_axis == "feature" else SEQ_NORM_EPS
+        spec = StackSpec(tuple(layers), tuple(segments), t, c.norm_axis, eps, c.checkpoint == "none",
+                         CANDIDATE_SCALE, LR_ADJUST)
+        tensors = [p for u in units for p in unit_tensors(u)] + [self.head.weight, self.head.bias]
         return SwitchStack.apply(h.contiguous(), spec, *tensors)
+
+    def reference_forward(self, h: torch.Tensor, t: int) -> torch.Tensor:
+        """The switch layers and the head as the paper draws them, plain autograd, nothing recomputed:
+        h [B, n, m] (padded, n = 2^k) -> logits [B, t, V]."""
+        k = int(h.shape[1]).bit_length() - 1
+        for units in self.blocks:  # Benes blocks: k - 1 switch + rol layers, then k - 1 switch + ror
+            for slot, inverse in block_plan(k, self.config.sharing):
+                h = shuffle_reference(units[slot].reference(h), inverse)  # [B, n, m]
+        return self.head(self.last.reference(h)[:, :t])  # final switch layer, no shuffle: [B, t, V]
 
     def _last_segment(self, h: torch.Tensor, t: int) -> torch.Tensor:
         return self.finish(self.run_block(self.config.n_blocks - 1, h), t)
