@@ -17,7 +17,10 @@ Schema versions:
   A training row may also carry ``samples`` (a task's sample images: panel name -> at most 16 images,
   each a nested list H x W or H x W x 3 of ints 0..255). The field is optional within version 2: a
   row without samples omits it (``to_dict``), a row that lacks it or holds an empty one reads as None,
-  so rows written before it existed load unchanged and the version stays 2.
+  so rows written before it existed load unchanged and the version stays 2. Likewise ``suite_file``
+  (the suite file the job was read from), null in older rows. Rows written before it carry
+  ``report_spec`` instead (the suite's ``report:`` section as it was when the job ran); the report now
+  reads the layout from the suite file, so :func:`migrate` drops it.
 
 :func:`migrate` turns any of these into a current :class:`ResultRow`; nothing else guesses layouts.
 """
@@ -69,7 +72,7 @@ class ResultRow:
     batch_size: int | None = None
     baseline: str | None = None  # the suite's baseline variant for this task
     suite_description: str | None = None
-    report_spec: dict[str, Any] | None = None  # the suite's ``report:`` layout, as written
+    suite_file: str | None = None  # the suite file the job was read from (relative to the working directory)
     device: str | None = None
     device_name: str | None = None
     threads: int | None = None  # torch threads the job ran at (train.threads; older rows: device_name's)
@@ -162,9 +165,9 @@ def migrate(data: Mapping[str, Any]) -> ResultRow:
     Fields keep their stored values; only what is missing is filled: a flat legacy ``config`` gets its
     nested keys, ``seq_len`` and ``batch_size`` come from the config when the row has none, ``threads``
     from the device name, and a null ``metrics``/``curve``/``config`` becomes empty, and so does an
-    empty ``samples`` (None). Unknown fields become extras.
+    empty ``samples`` (None). The retired ``report_spec`` is dropped; other unknown fields become extras.
     """
-    values = {k: v for k, v in data.items() if k != "schema_version"}
+    values = {k: v for k, v in data.items() if k not in ("schema_version", "report_spec")}
     config = values.get("config")
     config = dict(config) if isinstance(config, Mapping) else {}
     for section, key in (("task", "seq_len"), ("train", "steps"), ("train", "batch_size")):

@@ -62,7 +62,7 @@ class Job:
     batch_size: int | None = None
     baseline: str | None = None
     description: str = ""
-    report_spec: dict[str, Any] | None = None  # layout only: not part of the run_id
+    suite_file: str | None = None  # the suite file it was read from: not part of the run_id
     # profile jobs, not part of the run_id: skip longer lengths past this step time, and lengths whose
     # memory is projected past this
     max_step_s: float | None = None
@@ -257,7 +257,7 @@ class Cell:
 
 def expand_train_jobs(cells: Iterable[Cell], seeds: list[int], **common: Any) -> list[Job]:
     """One job per training cell and seed, in cell order; ``common``: suite, device, description,
-    report_spec."""
+    suite_file."""
     jobs = []
     for c in cells:
         for seed in seeds if c.trains else ():
