@@ -31,7 +31,7 @@ from harness.core.heap import pin_heap
 from harness.measure.costs import measure_act_bytes
 from harness.measure.timing import alternate_step_ms
 from harness.run.execute import build_job, job_batch, step_builder
-from harness.suite.load import Job, load_suite
+from harness.suite.load import Job, load_suite, report_layout
 
 
 def profile_jobs(suite_path: str, at: int, variants: list[str] | None) -> list[Job]:
@@ -80,7 +80,7 @@ def main() -> int:
         meta[job.variant] = {"model": job.model, "batch_size": batch.batch_size}
     times = alternate_step_ms(steps, rounds=args.rounds, per_round=args.steps)
     med = {k: statistics.median(v) for k, v in times.items()}
-    refs = cost_references(jobs[0].report_spec, {j.variant: j.model for j in jobs})
+    refs = cost_references(report_layout(args.suite), {j.variant: j.model for j in jobs})
     out: dict[str, Any] = {
         "suite": args.suite, "at": args.at, "threads": torch.get_num_threads(), "rounds": args.rounds,
         "steps_per_round": args.steps, "references": refs,

@@ -33,8 +33,10 @@ variants:
   - {name: a, model: vanilla}
 profile: {seq_lens: [8], batch_size: 2}
 """
-# what differs between two runs of the same job: wall-clock measurements and when it ran
-VOLATILE = {"finished_at", "train_s", "step_ms", "tokens_per_s", "mfu", "git_commit", "device_name"}
+# what differs between two runs of the same job: wall-clock measurements, when it ran and where its suite
+# file was (each run here writes its own copy)
+VOLATILE = {"finished_at", "train_s", "step_ms", "tokens_per_s", "mfu", "git_commit", "device_name",
+            "suite_file"}
 
 
 def _suite_file(tmp_path: Path) -> Path:

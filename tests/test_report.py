@@ -370,29 +370,45 @@ def test_suite_table_plain_text() -> None:
 
 
 def test_report_does_not_import_torch(tmp_path: Path) -> None:
+    """Neither the report nor reading a suite's layout from its file (tasks and models named, not built)."""
     import subprocess
     import sys
 
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    (suites / "quick.yaml").write_text(
+        "tasks: [{task: copy}, {task: reverse}]\n"
+        "variants: [{name: vanilla-post, model: vanilla}, {name: 'rt-{n_hashes}', model: reformer, "
+        "sweep: {n_hashes: [1]}}]\n"
+        "report: {grid: [seq_acc], references: [rt-1]}\n")
+    results = write_results(tmp_path / "results", [r for r in synthetic_rows() if r["suite"] == "quick"])
     code = ("import sys; from pathlib import Path; from harness.analysis.report import write_report; "
-            f"write_report(Path({str(tmp_path / 'none')!r}), Path({str(tmp_path / 'r')!r})); "
-            "print('torch' in sys.modules)")
+            f"p = write_report(Path({str(results)!r}), Path({str(tmp_path / 'r')!r}), "
+            f"suites_dir=Path({str(suites)!r})); "
+            "print('Overview: seq_acc' in p.read_text(encoding='utf-8'), "
+            "[m for m in sys.modules if m == 'torch' or m.startswith(('harness.models', 'harness.tasks'))])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "True []"
 
 
 def test_grid_overview_table(tmp_path: Path) -> None:
     """A suite's `report: {grid: [...], extras: [...]}` lays out variant x task cells like the UT paper."""
-    spec = {"grid": ["tok_acc", "seq_acc"], "extras": ["ponder_steps"]}
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    (suites / "ut.yaml").write_text(
+        "tasks: [{task: copy}, {task: reverse}]\n"
+        "variants: [{name: ut-act, model: universal, act: true}, {name: vanilla, model: vanilla}]\n"
+        "report: {grid: [tok_acc, seq_acc], extras: [ponder_steps]}\n")
     rows = []
     for task, (tok, seq) in {"copy": (0.9, 0.3), "reverse": (0.6, 0.1)}.items():
         for seed in (0, 1):
             rows.append(_row(suite="ut", task=task, variant="ut-act", model="universal", seed=seed, value=seq,
                              metrics={"tok_acc": tok + 0.02 * seed, "seq_acc": seq}, ponder_steps=3.0 + seed,
-                             report_spec=spec, baseline=None))
+                             baseline=None))
             rows.append(_row(suite="ut", task=task, variant="vanilla", model="vanilla", seed=seed, value=0.0,
-                             metrics={"tok_acc": 0.5, "seq_acc": 0.0}, report_spec=spec, baseline=None))
+                             metrics={"tok_acc": 0.5, "seq_acc": 0.0}, baseline=None))
     results = write_results(tmp_path / "results", rows)
-    md = write_report(results, tmp_path / "report").read_text(encoding="utf-8")
+    md = write_report(results, tmp_path / "report", suites_dir=suites).read_text(encoding="utf-8")
     section = md[md.index("### Overview: tok_acc / seq_acc"):]
     assert _table_row(section, "ut-act")[1:] == ["0.910 / 0.300; ponder_steps 3.500 (n=2)",
                                                  "0.610 / 0.100; ponder_steps 3.500 (n=2)"]

@@ -31,27 +31,47 @@ def _row(**kw: object) -> dict:
     return {**base, **kw}
 
 
+# the suite of the rows below; its report: key is the layout the report reads
+LR_SUITE = """\
+name: lr
+train: {eval_modes: {full: {attention: full}, lsh-1: {attention: lsh, eval_n_hashes: 1}}}
+tasks:
+  - {name: dup, task: duplication, seq_len: 8}
+  - {task: copy, seq_len: 8}
+variants:
+  - {name: "ref-{attention}", model: reformer, tasks: [dup], profile: false, sweep: {attention: [full]}}
+  - {name: ref-lsh1, model: reformer, n_hashes: 1, tasks: [dup], profile: false}
+  - {name: vanilla, model: vanilla, tasks: []}
+  - {name: lsh, model: reformer, tasks: []}
+profile: {seq_lens: [256, 512, 1024, 2048], task: copy}
+report:
+  fit_range: [512, 2048]
+  ratio_at: 2048
+  matrix:
+    - {task: dup, metric: tok_acc, title: Duplication, paper: reformer.duplication, scale: 100,
+       rows: {ref-full: Full, ref-lsh1: LSH-1}, columns: {full: Full, lsh-1: LSH-1}}
+"""
+
+
 def test_matrix_and_overtake_sections(tmp_path: Path) -> None:
-    spec = {"grid": [], "extras": [], "fit_range": [512, 2048], "ratio_at": 2048, "matrix": [
-        {"task": "dup", "metric": "tok_acc", "title": "Duplication", "paper": "reformer.duplication",
-         "scale": 100.0, "rows": {"ref-full": "Full", "ref-lsh1": "LSH-1"},
-         "columns": {"full": "Full", "lsh-1": "LSH-1"}}]}
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    (suites / "lr.yaml").write_text(LR_SUITE)
     rows = []
     for seed in (0, 1, 2):
         for v, full, lsh in (("ref-full", 1.0, 0.5), ("ref-lsh1", 0.01, 0.8 + 0.01 * seed)):
             rows.append(_row(run_id=f"{v}{seed}", variant=v, model="reformer", seed=seed, value=full,
-                             report_spec=spec,
                              metrics={"tok_acc": full, "tok_acc@full": full, "tok_acc@lsh-1": lsh}))
     for v, model, k in (("vanilla", "vanilla", 2.0), ("lsh", "reformer", 1.0)):
         for n in (256, 512, 1024, 2048):
             rows.append(_row(run_id=f"p{v}{n}", job="profile", task="copy", variant=v, model=model, seq_len=n,
                              step_ms=(n / 256) ** k * (1 if v == "vanilla" else 3),
                              act_bytes=n * (4 if v == "vanilla" else 1),
-                             mem_bytes=n, report_spec=spec))
+                             mem_bytes=n))
     res = tmp_path / "results"
     res.mkdir()
     (res / "lr.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    text = write_report(res, tmp_path / "report").read_text()
+    text = write_report(res, tmp_path / "report", suites_dir=suites).read_text()
     assert "### Duplication" in text
     # seed values 0.80, 0.81, 0.82 -> 81.0 in percent, with the paper's 77.9 beside it
     line = next(ln for ln in text.splitlines() if ln.startswith("| LSH-1 (`ref-lsh1`)"))

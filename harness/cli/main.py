@@ -190,7 +190,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     results_dir = Path(args.results_dir)
     if not results_dir.is_dir():
         return _bad_input(f"--results-dir {results_dir}: not a directory")
-    path = write_report(results_dir, Path(args.report_dir), lang=args.lang)
+    path = write_report(results_dir, Path(args.report_dir), lang=args.lang, suites_dir=Path(args.suites))
     print(f"report written to {path} and {path.parent / 'index.html'}")
     return EXIT_OK
 
@@ -345,6 +345,18 @@ def _add_verify(sub: Any) -> None:
     v.set_defaults(func=cmd_verify)
 
 
+def _add_report(sub: Any) -> None:
+    rep = sub.add_parser("report",
+                         help="regenerate report/tables.md, report/index.html and figures from results")
+    rep.add_argument("--results-dir", default="results")
+    rep.add_argument("--report-dir", default="report")
+    rep.add_argument("--lang", choices=["en", "zh"], default="en")
+    rep.add_argument("--suites", default="suites", metavar="DIR",
+                     help="where a suite's file is looked for when its rows record none that exists "
+                          "(each suite's layout is read from its suite file as it is now)")
+    rep.set_defaults(func=cmd_report)
+
+
 def _add_prune(sub: Any) -> None:
     pn = sub.add_parser("prune",
                         help="drop a suite's result rows whose run_id the suite no longer expands to "
@@ -393,12 +405,7 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--report-dir", default="report")
     r.set_defaults(func=cmd_run)
 
-    rep = sub.add_parser("report",
-                         help="regenerate report/tables.md, report/index.html and figures from results")
-    rep.add_argument("--results-dir", default="results")
-    rep.add_argument("--report-dir", default="report")
-    rep.add_argument("--lang", choices=["en", "zh"], default="en")
-    rep.set_defaults(func=cmd_report)
+    _add_report(sub)
 
     cl = sub.add_parser("claims", help="the claims ledger: each paper's claims with its computed verdict")
     cl.add_argument("--results-dir", default="results")

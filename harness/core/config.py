@@ -86,9 +86,10 @@ def coerce(value: Any, tp: Any, key: str, locate: Locate) -> Any:
     raise bad
 
 
-def build(cls: type, data: Any, prefix: str, locate: Locate, what: str = "") -> Any:
+def build(cls: type, data: Any, prefix: str, locate: Locate, what: str = "", check: bool = True) -> Any:
     """Build dataclass ``cls`` from mapping ``data``; unknown keys, wrong types, bounds and
-    ``check()`` failures raise :class:`InputError` at ``prefix.key``."""
+    ``check()`` failures raise :class:`InputError` at ``prefix.key``. ``check=False`` skips ``check()``
+    (for a reader that checks only what it can without the registry, which imports torch)."""
     if not isinstance(data, dict):
         raise InputError(locate(prefix), prefix, f"expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -116,9 +117,9 @@ def build(cls: type, data: Any, prefix: str, locate: Locate, what: str = "") -> 
         dotted = f"{prefix}.{missing[0]}" if prefix else missing[0]
         raise InputError(locate(prefix), dotted, "required key is missing")
     obj = cls(**kwargs)
-    check = getattr(obj, "check", None)
-    if check is not None:
-        for key, message in check():
+    checker = getattr(obj, "check", None) if check else None
+    if checker is not None:
+        for key, message in checker():
             dotted = f"{prefix}.{key}" if prefix else key
             raise InputError(locate(dotted), dotted, message)
     return obj

@@ -26,6 +26,8 @@ Schema versions:
   separate profiling step, not from the steps that trained them) and ``code`` from ``git_commit``
   (commit and dirty only; ``files`` unknown). ``scripts/migrate_rows_v3.py`` rewrote the committed
   results files to this version once (their run_ids, and ``code.files`` from each row's commit).
+  Rows written before version 3 may carry ``report_spec`` (the suite's ``report:`` section as it was
+  when the job ran); the report reads the layout from the suite file now, so :func:`migrate` drops it.
 
 :func:`migrate` turns any of these into a current :class:`ResultRow`; nothing else guesses layouts.
 """
@@ -80,7 +82,7 @@ class ResultRow:
     batch_size: int | None = None
     baseline: str | None = None  # the suite's baseline variant for this task
     suite_description: str | None = None
-    report_spec: dict[str, Any] | None = None  # the suite's ``report:`` layout, as written
+    suite_file: str | None = None  # the suite file the job was read from (relative to the working directory)
     device: str | None = None
     device_name: str | None = None
     threads: int | None = None  # torch threads the job ran at (train.threads; older rows: device_name's)
@@ -93,7 +95,6 @@ class ResultRow:
     libraries: dict[str, Any] | None = None  # versions of the numeric libraries (torch, numpy, scipy, ...)
     machine: dict[str, Any] | None = None  # cpu (model), cpu_capability (AVX2, AVX512, ...), gpu
     heap: str | None = None  # the C heap's policy: pinned | system (harness.core.heap)
-    suite_file: str | None = None  # the suite file the job came from
     config: dict[str, Any] = field(default_factory=dict)  # the resolved job config
     finished_at: str | None = None  # ISO 8601, UTC
     extras: dict[str, Any] = field(default_factory=dict)  # model-specific fields (e.g. ponder_steps)
@@ -190,9 +191,9 @@ def migrate(data: Mapping[str, Any]) -> ResultRow:
     Fields keep their stored values; only what is missing is filled: a flat legacy ``config`` gets its
     nested keys, ``seq_len`` and ``batch_size`` come from the config when the row has none, ``threads``
     from the device name, and a null ``metrics``/``curve``/``config`` becomes empty, and so does an
-    empty ``samples`` (None). Unknown fields become extras.
+    empty ``samples`` (None). The retired ``report_spec`` is dropped; other unknown fields become extras.
     """
-    values = {k: v for k, v in data.items() if k != "schema_version"}
+    values = {k: v for k, v in data.items() if k not in ("schema_version", "report_spec")}
     config = values.get("config")
     config = dict(config) if isinstance(config, Mapping) else {}
     for section, key in (("task", "seq_len"), ("train", "steps"), ("train", "batch_size")):

@@ -52,7 +52,7 @@ def new_row(job: Job) -> ResultRow:
         run_id=job.run_id, suite=job.suite, variant=job.variant, model=job.model, preset=job.preset,
         task=job.task_name, seed=job.seed, job=job.kind, status="error", seq_len=job.seq_len,
         batch_size=job.batch_size, baseline=job.baseline, suite_description=job.description,
-        report_spec=job.report_spec, torch_version=torch.__version__, harness_version=__version__,
+        torch_version=torch.__version__, harness_version=__version__,
         git_commit=git_commit(), config=job.config(), code=code_state(job_modules(job)),
         libraries=library_versions(), heap=job.heap, suite_file=job.suite_file,
     )

@@ -67,7 +67,7 @@ class Job:
     batch_size: int | None = None
     baseline: str | None = None
     description: str = ""
-    report_spec: dict[str, Any] | None = None  # layout only: not part of the run_id
+    suite_file: str | None = None  # the suite file it was read from: not part of the run_id
     # profile jobs, not part of the run_id: skip longer lengths past this step time, and lengths whose
     # memory is projected past this
     max_step_s: float | None = None
@@ -76,7 +76,6 @@ class Job:
     # run_id, which hashes the solved config itself
     match: dict[str, Any] | None = None
     heap: str = DEFAULT_HEAP  # the C heap's policy the job runs under (harness.core.heap)
-    suite_file: str | None = None  # the suite file the job came from: provenance, not identity
 
     def identity(self) -> dict[str, Any]:
         """Everything that determines the job's numbers, hashed into ``run_id``: the model and its
@@ -272,7 +271,7 @@ class Cell:
 
 def expand_train_jobs(cells: Iterable[Cell], seeds: list[int], **common: Any) -> list[Job]:
     """One job per training cell and seed, in cell order; ``common``: suite, device, description,
-    report_spec."""
+    suite_file."""
     jobs = []
     for c in cells:
         for seed in seeds if c.trains else ():

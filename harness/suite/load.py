@@ -6,6 +6,9 @@ across sections (a baseline naming a variant, a report naming a task, ...), reso
 config on each task (:mod:`harness.suite.jobs`, which states the resolution order) and expand the training
 and cost-sweep jobs. Every error is an :class:`InputError` naming file, line and dotted key; nothing
 runs before the whole suite has been validated.
+
+:func:`report_layout` is the light reader the report uses: the ``report:`` section of the suite file as it
+is now, checked as :func:`load_suite` checks it, without building a task or a model (no torch).
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ __all__ = [
     "LATER_TRAIN_KEYS", "TOP_KEYS", "VARIANT_KEYS", "Job", "MatchSpec", "MatrixSpec",
     "ProfileConfig",
     "ProfileSpec", "ReportSpec", "Suite", "SuiteSpec", "TaskSpec", "TrainConfig", "VariantSpec",
-    "apply_override", "eval_mode_configs", "load_suite", "resolve_variant_config",
+    "apply_override", "eval_mode_configs", "load_suite", "recorded_path", "report_layout",
+    "resolve_variant_config",
 ]
 
 
@@ -78,7 +82,7 @@ def load_suite(
     check_matches(variants, names, src)
     check_model_defaults(spec.model or {}, variants, src)
     baselines = resolve_baselines(spec.baseline, [t.label for t in tasks], names, src)
-    report_spec = build_report(spec.report, tasks, names, train, src)
+    build_report(spec.report, [t.label for t in tasks], names, sorted(train.eval_modes), src)
     profile = build_profile(spec.profile, tasks, src)
     check_variant_tasks(variants, tasks, profile, src)
     check_eval_mode_keys(train, variants, src)
@@ -87,8 +91,8 @@ def load_suite(
     check_eval_modes_apply(train, cells, src)
     name = spec.name
     dev = device_type(device or spec.device)  # "auto" resolved here: CPU and CUDA jobs never share an id
-    common = dict(suite=name, device=dev, description=spec.description, report_spec=report_spec,
-                  heap=heap_policy(), suite_file=str(path))
+    common = dict(suite=name, device=dev, description=spec.description, heap=heap_policy(),
+                  suite_file=recorded_path(path))
     jobs = expand_train_jobs(cells, list(spec.seeds), **common)
     if profile is not None:
         swept = [c for c in cells if c.swept and c.task_name == (profile.task or tasks[0].label)]
@@ -240,13 +244,14 @@ def _refer(src: Source, key: str, kind: str, name: str, known: list[str]) -> Non
 
 
 def build_report(
-    data: dict[str, Any] | None, tasks: list[TaskSpec], names: list[str], train: TrainConfig, src: Source,
-) -> dict[str, Any] | None:
-    """The ``report:`` section as a plain dict (it travels in every job); its names must exist."""
+    data: dict[str, Any] | None, labels: list[str], names: list[str], eval_modes: list[str], src: Source,
+) -> ReportSpec:
+    """The ``report:`` section (the default layout when there is none, its ``matrices`` built); the
+    tasks, variants and eval modes it names must be among the suite's ``labels``, ``names`` and
+    ``eval_modes``."""
     if data is None:
-        return None
+        return ReportSpec()
     spec = build(ReportSpec, data, "report", src.locate)
-    labels = [t.label for t in tasks]
     for j, m in enumerate(spec.matrix):
         kp = f"report.matrix[{j}]"
         ms = build(MatrixSpec, m, kp, src.locate)
@@ -255,10 +260,60 @@ def build_report(
             _refer(src, f"{kp}.rows.{v}", "variant", v, names)
         for mode in ms.columns:
             if mode:
-                _refer(src, f"{kp}.columns.{mode}", "eval mode", mode, sorted(train.eval_modes))
+                _refer(src, f"{kp}.columns.{mode}", "eval mode", mode, eval_modes)
+        spec.matrices.append(ms)
     for j, v in enumerate(spec.references):
         _refer(src, f"report.references[{j}]", "variant", v, names)
-    return dataclasses.asdict(spec)
+    return spec
+
+
+# --- the report's reader -------------------------------------------------------------------------
+
+
+def recorded_path(path: str | Path) -> str:
+    """A suite file's path as rows record it (``suite_file``): relative to the working directory when
+    the file is inside it, else absolute; '/'-separated."""
+    full = Path(path).resolve()
+    try:
+        return full.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return full.as_posix()
+
+
+def declared_names(spec: SuiteSpec, src: Source) -> tuple[list[str], list[str]]:
+    """The task labels and the variant names (sweeps expanded) that a suite declares, read without the
+    registry (so without torch): an entry's naming keys are checked as a full load checks them, its
+    other keys are not read, and a registered task or model name is not looked up."""
+    labels = []
+    for i, t in enumerate(spec.tasks):
+        own = {k: v for k, v in t.items() if k in ("name", "task")}
+        labels.append(build(TaskSpec, own, f"tasks[{i}]", src.locate, check=False).label)
+    variants = []
+    for i, v in enumerate(spec.variants):
+        kp = f"variants[{i}]"
+        own = {k: x for k, x in v.items() if k in ("name", "model", "sweep")}
+        variant = build(VariantSpec, own, kp, src.locate, check=False)
+        for key, message in variant.sweep_problems():
+            raise InputError(src.locate(f"{kp}.{key}"), f"{kp}.{key}", message)
+        variants.append(variant)
+    check_unique_variants(variants, src)
+    return labels, [name for v in variants for name, _ in v.expand()]
+
+
+def report_layout(path: str | Path) -> ReportSpec:
+    """The ``report:`` layout of the suite file at ``path`` as it is now (includes merged, no overrides;
+    ``ReportSpec()`` when it has no ``report:`` key), with the messages :func:`load_suite` gives for
+    what it reads: the top-level keys and types, ``train`` (for the eval modes), the task labels, the
+    variant names and the ``report:`` section. Builds no task or model, so it imports no torch and
+    does not see what only building them refuses. Raises :class:`InputError` (a missing file too)."""
+    path = Path(path)
+    src = Source(str(path))
+    data = load_with_includes(path.resolve(), str(path), src, (path.resolve(),))
+    check_top_keys(data, src)
+    spec = build(SuiteSpec, {"name": path.stem, **data}, "", src.locate)
+    train = build(TrainConfig, spec.train or {}, "train", src.locate)
+    labels, names = declared_names(spec, src)
+    return build_report(spec.report, labels, names, sorted(train.eval_modes), src)
 
 
 def build_profile(data: dict[str, Any] | None, tasks: list[TaskSpec], src: Source) -> ProfileSpec | None:

@@ -144,15 +144,9 @@ class VariantSpec:
             resolve_model(self.model)
         except HarnessError as e:  # with a did-you-mean
             return [("model", str(e))]
-        if self.sweep is not None:
-            if not self.sweep:
-                return [("sweep", "must be a mapping of key -> list of values")]
-            for k, vals in self.sweep.items():
-                if not isinstance(vals, list) or not vals:
-                    return [(f"sweep.{k}", "must be a non-empty list of values")]
-            unknown = self.name_fields() - set(self.sweep)
-            if unknown:
-                return [("name", f"name uses {{{sorted(unknown)[0]}}} which is not a sweep key")]
+        problems = self.sweep_problems()
+        if problems:
+            return problems
         if self.train is not None:
             if not self.train:
                 return [("train", "must be a mapping of train keys that differ for this variant")]
@@ -160,6 +154,21 @@ class VariantSpec:
                 return [("train.eval_modes", "eval modes are set for the whole suite")]
         if self.match is not None and self.sweep is not None:
             return [("match", "a matched variant cannot have a sweep: give each size its own variant")]
+        return []
+
+    def sweep_problems(self) -> list[tuple[str, str]]:
+        """What in ``sweep`` (and the name's ``{key}`` fields) would keep :meth:`expand` from naming the
+        grid points; needs no model, so a reader of the names alone can check it without torch."""
+        if self.sweep is None:
+            return []
+        if not self.sweep:
+            return [("sweep", "must be a mapping of key -> list of values")]
+        for k, vals in self.sweep.items():
+            if not isinstance(vals, list) or not vals:
+                return [(f"sweep.{k}", "must be a non-empty list of values")]
+        unknown = self.name_fields() - set(self.sweep)
+        if unknown:
+            return [("name", f"name uses {{{sorted(unknown)[0]}}} which is not a sweep key")]
         return []
 
     def name_fields(self) -> set[str]:
@@ -247,14 +256,18 @@ ProfileConfig = ProfileSpec  # the name before the suite schema was typed
 
 @dataclass
 class ReportSpec:
-    """How the report lays out this suite besides the per-task ablation tables."""
+    """How the report lays out this suite besides the per-task ablation tables: the ``report:`` section,
+    which the report reads from the suite file as it is now (:func:`harness.suite.load.report_layout`).
+    ``ReportSpec()`` is the default layout: no grid, no matrix, every exponent over the whole sweep,
+    no ratio table, the vanilla variants as references."""
 
     grid: list[str] = field(default_factory=list)  # metrics shown per cell of a variant x task table
     extras: list[str] = field(default_factory=list)  # row fields appended to each cell (e.g. ponder_steps)
-    matrix: list[dict] = field(default_factory=list)  # train-setting x eval-mode tables (MatrixSpec)
+    matrix: list[dict] = field(default_factory=list)  # train-setting x eval-mode tables, as written
     fit_range: list[int] = field(default_factory=list)  # [lo, hi]: cost exponents fitted on lo <= n <= hi
     ratio_at: int | None = None  # cost sweep: each variant's cost relative to the references at this n
     references: list[str] = field(default_factory=list)  # cost sweep references (default: vanilla variants)
+    matrices: list[MatrixSpec] = field(default_factory=list, init=False)  # ``matrix`` built, in its order
 
     def check(self) -> list[tuple[str, str]]:
         if self.fit_range and (len(self.fit_range) != 2 or not 1 <= self.fit_range[0] < self.fit_range[1]):

@@ -5,21 +5,24 @@ columns and a verdict tally, the claims ledger (one row per claim of ``literatur
 computed verdict), one ablation section per suite, and provenance. Paper numbers come from
 ``harness/literature.yaml``; measurements come only from result rows, and the two never share a cell.
 
-The same result files always give byte-identical output: every collection is sorted before use, floats
-are printed with fixed formats, figures are drawn with matplotlib's default style on the Agg canvas at a
-fixed size and dpi, and PNG metadata carries no software version. No torch import here.
+The same result files and suite files (which hold each suite's layout) always give byte-identical
+output: every collection is sorted before use, floats are printed with fixed formats, figures are drawn
+with matplotlib's default style on the Agg canvas at a fixed size and dpi, and PNG metadata carries no
+software version. No torch import here.
 
-Modules: ``load`` (rows through the store), ``layout`` (a suite's ``report:`` key), ``analysis``
-(ablations, cost fits, overtake lengths), ``doc`` (the report as blocks and sections, and those as
-markdown), ``markdown`` (tables as text), ``html`` and ``html_assets`` (the blocks as one self-contained
-page, ``report/index.html``), ``figures``, ``literature`` (the notes' tables), ``claims`` (the Claims
-section), ``sections`` (one suite's section), ``text`` (every word, en and zh), ``fmt`` (number formats
-and orders).
+Modules: ``load`` (rows through the store), ``layout`` (a suite's ``report:`` key, read from its suite
+file as it is now), ``analysis`` (ablations, cost fits, overtake lengths), ``doc`` (the report as blocks
+and sections, and those as markdown), ``markdown`` (tables as text), ``html`` and ``html_assets`` (the
+blocks as one self-contained page, ``report/index.html``), ``figures``, ``literature`` (the notes'
+tables), ``claims`` (the Claims section), ``sections`` (one suite's section), ``text`` (every word, en
+and zh), ``fmt`` (number formats and orders).
 """
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.analysis.claims import Verdict, evaluate_claims, load_claims
@@ -32,8 +35,9 @@ from harness.analysis.report.analysis import (
 )
 from harness.analysis.report.claims import claims_section
 from harness.analysis.report.doc import Block, Bullets, Heading, Para, Section, markdown_lines
-from harness.analysis.report.fmt import fmt_bytes, fmt_count, fmt_gflops, fmt_rate, natural_key
+from harness.analysis.report.fmt import fmt_bytes, fmt_count, fmt_gflops, fmt_rate
 from harness.analysis.report.html import write_html
+from harness.analysis.report.layout import SUITES_DIR, SuiteLayout, suite_layouts
 from harness.analysis.report.literature import LITERATURE_PATH, Summaries, literature_table, load_literature
 from harness.analysis.report.load import Loaded, load, load_rows
 from harness.analysis.report.markdown import suite_table
@@ -54,6 +58,7 @@ __all__ = [
     "load_literature",
     "load_rows",
     "overtake_length",
+    "print_warning",
     "suite_table",
     "write_html",
     "write_report",
@@ -64,7 +69,19 @@ _PROVENANCE_FIELDS = (("prov_devices", "device"), ("prov_device_names", "device_
                       ("prov_commits", "git_commit"))
 
 
-def _provenance(rows: list[ResultRow], skipped: int, n_files: int, lang: str) -> Section:
+def _layout_note(layout: SuiteLayout, lang: str) -> str | None:
+    """Why a suite's section has the default layout (its suite file missing or refused), or None."""
+    if layout.error is not None:
+        error = layout.error.replace("`", "'")
+        return t(lang, "prov_layout_broken", suite=layout.suite, path=layout.path, error=error)
+    if layout.path is None:
+        tried = t(lang, "sep").join(f"`{p}`" for p in layout.tried)
+        return t(lang, "prov_layout_missing", suite=layout.suite, tried=tried)
+    return None
+
+
+def _provenance(rows: list[ResultRow], skipped: int, n_files: int, layouts: dict[str, SuiteLayout],
+                lang: str) -> Section:
     def counted(name: str) -> str:
         c = Counter(str(v) for r in rows if (v := r.field_value(name)) is not None)
         return ", ".join(f"`{k}` ({n})" for k, n in sorted(c.items())) or t(lang, "prov_none")
@@ -74,12 +91,14 @@ def _provenance(rows: list[ResultRow], skipped: int, n_files: int, lang: str) ->
     stamps = sorted(str(r.finished_at) for r in rows if r.finished_at)
     if stamps:
         items.append(t(lang, "prov_dates", a=stamps[0], b=stamps[-1]))
+    items += [note for layout in layouts.values() if (note := _layout_note(layout, lang))]
     return Section(Heading(t(lang, "provenance")), "provenance", [Bullets(tuple(items))])
 
 
-def _document(loaded: Loaded, results_dir: Path, lang: str, fig_dir: Path, figures: list[str],
-              verdicts: list[Verdict]) -> list[Section | Block]:
-    """The whole report in ``lang`` as sections (figures not yet in ``figures`` are drawn)."""
+def _document(loaded: Loaded, results_dir: Path, layouts: dict[str, SuiteLayout], lang: str, fig_dir: Path,
+              figures: list[str], verdicts: list[Verdict]) -> list[Section | Block]:
+    """The whole report in ``lang`` as sections, each suite's in its layout (figures not yet in
+    ``figures`` are drawn)."""
     rows = loaded.rows
     cache: Summaries = {}
     papers = load_literature()
@@ -88,18 +107,27 @@ def _document(loaded: Loaded, results_dir: Path, lang: str, fig_dir: Path, figur
         doc.append(Section(Heading(t(lang, f"series_{series}")), "literature",
                            [literature_table(papers, series, rows, lang, cache, verdicts)], key=series))
     doc.append(claims_section(verdicts, lang))
-    suites = sorted({str(r.suite) for r in rows if r.suite is not None}, key=natural_key)
-    if not suites:
+    if not layouts:
         doc.append(Para(t(lang, "no_results", path=results_dir.as_posix())))
-    doc += [suite_section(rows, suite, lang, fig_dir, figures) for suite in suites]
-    doc.append(_provenance(rows, loaded.skipped, loaded.files, lang))
+    doc += [suite_section(rows, s, layout.spec, lang, fig_dir, figures) for s, layout in layouts.items()]
+    doc.append(_provenance(rows, loaded.skipped, loaded.files, layouts, lang))
     return doc
 
 
-def write_report(results_dir: Path, report_dir: Path, lang: str = "en", html: bool = True) -> Path:
+def print_warning(message: str) -> None:
+    """A warning of the report on stderr, one line."""
+    sys.stderr.write(f"harness: warning: {message}\n")
+
+
+def write_report(results_dir: Path, report_dir: Path, lang: str = "en", html: bool = True,
+                 suites_dir: Path = SUITES_DIR, warn: Callable[[str], None] = print_warning) -> Path:
     """Write ``report_dir/tables.md`` (in ``lang``), ``report_dir/figures/*.png`` and, with ``html``,
     ``report_dir/index.html`` (every language, ``lang`` shown first; :mod:`harness.analysis.report.html`);
     return the tables path.
+
+    Each suite's layout is read from its suite file as it is now: the one its rows record, else
+    ``suites_dir/<suite>.yaml`` (:mod:`harness.analysis.report.layout`). A suite file that does not load
+    is passed to ``warn`` (one line) and its suite laid out by default; the provenance section says so.
 
     Figures that an earlier report wrote but this one does not are deleted, so the folder always matches
     the results it was built from.
@@ -112,7 +140,11 @@ def write_report(results_dir: Path, report_dir: Path, lang: str = "en", html: bo
     fig_dir.mkdir(parents=True, exist_ok=True)
     figures: list[str] = []
     verdicts = evaluate_claims(load_claims(), loaded.rows)
-    docs = {lang: _document(loaded, results_dir, lang, fig_dir, figures, verdicts)}
+    layouts = suite_layouts(loaded.rows, Path(suites_dir))
+    for layout in layouts.values():
+        if layout.warning is not None:
+            warn(layout.warning)
+    docs = {lang: _document(loaded, results_dir, layouts, lang, fig_dir, figures, verdicts)}
     keep = set(figures)
     for old in sorted(fig_dir.glob("*.png")):
         if old.name not in keep:
@@ -121,6 +153,6 @@ def write_report(results_dir: Path, report_dir: Path, lang: str = "en", html: bo
     path.write_text("\n".join(markdown_lines(docs[lang])).rstrip("\n") + "\n", encoding="utf-8", newline="\n")
     if html:
         for other in LANGS:
-            docs.setdefault(other, _document(loaded, results_dir, other, fig_dir, figures, verdicts))
+            docs.setdefault(other, _document(loaded, results_dir, layouts, other, fig_dir, figures, verdicts))
         write_html(docs, fig_dir, report_dir / "index.html", lang)
     return path

@@ -18,10 +18,10 @@ from typing import Any
 
 from harness.analysis.floors import Bounds, at_bound, bounds
 from harness.analysis.report.fmt import finite, median, natural_key, scalar_key, uniq
-from harness.analysis.report.layout import ReportLayout
 from harness.analysis.report.load import as_rows, latest, row_order
 from harness.analysis.stats import fit_power_law, holm, mean_ci, mode, paired_diff
 from harness.results.rows import ResultRow
+from harness.suite.spec import ReportSpec
 
 __all__ = [
     "ALPHA", "PROFILE_QUANTITIES", "ProfileSeries", "TaskSummary", "VariantSummary", "ablation",
@@ -202,11 +202,10 @@ def profile_series(rows: Iterable[ResultRow], suite: str, task: str,
     return [_series(v, [r for r in rows_ if str(r.variant) == v], fit_range) for v in variants]
 
 
-def cost_references(spec: ReportLayout | Mapping[str, Any] | None, models: Mapping[str, str]) -> list[str]:
+def cost_references(spec: ReportSpec | None, models: Mapping[str, str]) -> list[str]:
     """The variants a cost sweep is compared against: the report layout's ``references``, else every
     ``vanilla`` variant (natural order); only those among ``models`` (variant -> registered model)."""
-    layout = spec if isinstance(spec, ReportLayout) else ReportLayout.from_dict(spec)
-    named = list(layout.references)
+    named = list(spec.references) if spec is not None else []
     refs = named or sorted((v for v, m in models.items() if m == "vanilla"), key=natural_key)
     return [v for v in refs if v in models]
 

@@ -1,65 +1,82 @@
-"""A suite's ``report:`` layout, read once from the rows that carry it (``report_spec``).
+"""Each suite's ``report:`` layout, read from its suite file as the user has it now.
 
-The suite file validates the layout when a suite runs (``harness.suite.load.ReportSpec``); rows store it
-as plain JSON. Rows written by older code may lack keys added since, so every key has a default here.
+The layout is :class:`harness.suite.spec.ReportSpec`, read by :func:`harness.suite.load.report_layout`
+(no torch, no model built), so editing a suite's ``report:`` key changes the next report without any job
+running again. The suite file of a suite's rows is the one its newest row records (``suite_file``,
+relative to the working directory), else ``<suites dir>/<suite>.yaml``. Without either the suite's
+section has the default layout (``ReportSpec()``) and the provenance section says so; a suite file that
+does not load gives the default layout too, with its one-line error in the provenance section and as a
+warning.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from harness.analysis.report.fmt import natural_key
 from harness.analysis.report.load import row_order
+from harness.core.errors import HarnessError
 from harness.results.rows import ResultRow
+from harness.suite.load import report_layout
+from harness.suite.spec import ReportSpec
 
-__all__ = ["MatrixLayout", "ReportLayout", "suite_layout"]
+__all__ = ["SUITES_DIR", "SuiteLayout", "suite_file_candidates", "suite_layout", "suite_layouts"]
 
-
-@dataclass(frozen=True)
-class MatrixLayout:
-    """A train-setting x eval-mode table: rows are variants, columns eval modes ('' = headline)."""
-
-    task: str
-    metric: str
-    rows: dict[str, str]  # variant -> row label
-    columns: dict[str, str]  # eval mode -> column label
-    title: str = ""
-    paper: str | None = None  # "<paper id>.<table>" of literature.yaml
-    scale: float = 1.0  # multiply measured values (100: percent, as papers print them)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> MatrixLayout:
-        return cls(task=str(d["task"]), metric=str(d["metric"]), rows=dict(d["rows"]),
-                   columns=dict(d["columns"]), title=str(d.get("title") or ""),
-                   paper=str(d["paper"]) if d.get("paper") else None, scale=float(d.get("scale") or 1.0))
+SUITES_DIR = Path("suites")  # where a suite's file is looked for when its rows record none that exists
 
 
 @dataclass(frozen=True)
-class ReportLayout:
-    """What the report shows of a suite besides its per-task ablation tables."""
+class SuiteLayout:
+    """A suite's layout and where it came from."""
 
-    grid: tuple[str, ...] = ()  # metrics per cell of a variant x task overview
-    extras: tuple[str, ...] = ()  # row fields added to each overview cell (e.g. ponder_steps)
-    matrix: tuple[MatrixLayout, ...] = ()
-    fit_range: tuple[int, ...] = ()  # (lo, hi): cost exponents fitted on lo <= n <= hi
-    ratio_at: Any = None  # cost relative to the references at this length
-    references: tuple[str, ...] = ()  # cost sweep references (default: the vanilla variants)
+    suite: str
+    spec: ReportSpec = field(default_factory=ReportSpec)
+    path: str | None = None  # the suite file read; None: none found
+    tried: tuple[str, ...] = ()  # the files looked for, in order
+    error: str | None = None  # why ``path`` did not load (one line); the layout is then the default
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> ReportLayout:
-        d = d or {}
-        return cls(grid=tuple(str(m) for m in d.get("grid") or []),
-                   extras=tuple(str(e) for e in d.get("extras") or []),
-                   matrix=tuple(MatrixLayout.from_dict(m) for m in d.get("matrix") or []),
-                   fit_range=tuple(int(x) for x in d.get("fit_range") or []),
-                   ratio_at=d.get("ratio_at"), references=tuple(str(v) for v in d.get("references") or []))
+    @property
+    def warning(self) -> str | None:
+        """The one-line warning of a suite file that does not load (None when it loaded or is missing)."""
+        if self.error is None:
+            return None
+        return (f"suite '{self.suite}': {self.path} does not load, so the report uses the default layout "
+                f"for it: {self.error}")
 
 
-def suite_layout(rows: Iterable[ResultRow]) -> ReportLayout:
-    """The layout of the suite's most recent run (the suite file as the user has it now)."""
-    with_spec = [r for r in rows if r.report_spec]
-    if not with_spec:
-        return ReportLayout()
-    newest = max(with_spec, key=lambda r: (str(r.finished_at or ""), row_order(r)))
-    return ReportLayout.from_dict(newest.report_spec)
+def suite_file_candidates(rows: Iterable[ResultRow], suite: str, suites_dir: Path = SUITES_DIR) -> list[Path]:
+    """The files that may hold ``suite``, in the order they are tried: the one its newest row records,
+    then ``suites_dir/<suite>.yaml``."""
+    recorded = [r for r in rows if r.suite == suite and r.suite_file]
+    out = []
+    if recorded:
+        newest = max(recorded, key=lambda r: (str(r.finished_at or ""), row_order(r)))
+        out.append(Path(str(newest.suite_file)))
+    fallback = Path(suites_dir) / f"{suite}.yaml"
+    if fallback not in out:
+        out.append(fallback)
+    return out
+
+
+def suite_layout(rows: Iterable[ResultRow], suite: str, suites_dir: Path = SUITES_DIR) -> SuiteLayout:
+    """The layout of ``suite`` from the first of its candidate files that exists."""
+    candidates = suite_file_candidates(rows, suite, suites_dir)
+    tried = tuple(p.as_posix() for p in candidates)
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        return SuiteLayout(suite, tried=tried)
+    try:
+        spec = report_layout(path)
+    except Exception as e:  # a refused suite (InputError), or any other failure: the report goes on
+        text = str(e).strip().splitlines()[:1] or [""]
+        first = text[0] if isinstance(e, HarnessError) else f"{type(e).__name__}: {text[0]}"
+        return SuiteLayout(suite, path=path.as_posix(), tried=tried, error=first)
+    return SuiteLayout(suite, spec, path.as_posix(), tried)
+
+
+def suite_layouts(rows: list[ResultRow], suites_dir: Path = SUITES_DIR) -> dict[str, SuiteLayout]:
+    """The layout of every suite that ``rows`` hold, in natural order of the suite names."""
+    suites = sorted({str(r.suite) for r in rows if r.suite is not None}, key=natural_key)
+    return {s: suite_layout(rows, s, suites_dir) for s in suites}

@@ -21,7 +21,6 @@ from harness.analysis.report.curves import curve_section
 from harness.analysis.report.doc import Block, Bullets, Figure, Heading, Para, Section, Table
 from harness.analysis.report.figures import cost_figure, metric_figure, samples_figure
 from harness.analysis.report.fmt import DASH, finite, fmt_mean, natural_key, slug, uniq
-from harness.analysis.report.layout import MatrixLayout, ReportLayout, suite_layout
 from harness.analysis.report.literature import paper_table
 from harness.analysis.report.load import latest
 from harness.analysis.report.markdown import ablation_table, failure_lines, scale_text
@@ -29,6 +28,7 @@ from harness.analysis.report.pareto import pareto_section
 from harness.analysis.report.text import t
 from harness.analysis.stats import mean_ci, mode
 from harness.results.rows import ResultRow
+from harness.suite.spec import MatrixSpec, ReportSpec
 
 __all__ = ["samples_section", "suite_section"]
 
@@ -40,7 +40,7 @@ def _mean3(values: list[Any]) -> str:
     return f"{sum(vals) / len(vals):.3f}" if vals else DASH
 
 
-def _grid_cell(rows: list[ResultRow], layout: ReportLayout) -> str:
+def _grid_cell(rows: list[ResultRow], layout: ReportSpec) -> str:
     if not rows:
         return DASH
     text = " / ".join(_mean3([r.metrics.get(m) for r in rows]) for m in layout.grid)
@@ -50,7 +50,7 @@ def _grid_cell(rows: list[ResultRow], layout: ReportLayout) -> str:
     return f"{text} (n={len(rows)})"
 
 
-def grid_section(srows: list[ResultRow], layout: ReportLayout, tasks: list[str], lang: str) -> list[Block]:
+def grid_section(srows: list[ResultRow], layout: ReportSpec, tasks: list[str], lang: str) -> list[Block]:
     """A variant x task table of several metrics per cell ("tok_acc / seq_acc"), as papers lay out
     their algorithmic tables, with the layout's ``extras`` row fields (such as ponder_steps)."""
     if not layout.grid:
@@ -66,7 +66,7 @@ def grid_section(srows: list[ResultRow], layout: ReportLayout, tasks: list[str],
             Table.of(["variant", *tasks], body, keys=variants)]
 
 
-def _matrix_cell(rows: list[ResultRow], m: MatrixLayout, mode_: str, ref: Any) -> str:
+def _matrix_cell(rows: list[ResultRow], m: MatrixSpec, mode_: str, ref: Any) -> str:
     mean, hw, n = mean_ci([r.metrics.get(f"{m.metric}@{mode_}" if mode_ else m.metric) for r in rows])
     if not n:
         text = DASH
@@ -77,7 +77,7 @@ def _matrix_cell(rows: list[ResultRow], m: MatrixLayout, mode_: str, ref: Any) -
     return text + (f" [{ref}]" if ref is not None else "")
 
 
-def matrix_section(srows: list[ResultRow], m: MatrixLayout, lang: str) -> list[Block]:
+def matrix_section(srows: list[ResultRow], m: MatrixSpec, lang: str) -> list[Block]:
     """Rows = variants (training setting), columns = eval modes, with the paper's table beside ours."""
     rows, _ = latest((r for r in srows if not r.is_profile and str(r.task) == m.task),
                      ("variant", "task", "seed"))
@@ -193,7 +193,7 @@ def samples_section(rows: list[ResultRow], suite: str, task: str, lang: str, fig
     return [Figure(name, f"{suite} {task} samples"), Para(t(lang, "fig_samples"))]
 
 
-def _exponent_table(series: list[ProfileSeries], layout: ReportLayout, lang: str) -> list[Block]:
+def _exponent_table(series: list[ProfileSeries], layout: ReportSpec, lang: str) -> list[Block]:
     headers = ["variant", *(f"k({q})" for q in PROFILE_QUANTITIES), "seq_len"]
     body = []
     for ps in series:
@@ -208,7 +208,7 @@ def _exponent_table(series: list[ProfileSeries], layout: ReportLayout, lang: str
 
 
 def _profile_section(rows: list[ResultRow], srows: list[ResultRow], suite: str, task: str,
-                     layout: ReportLayout, lang: str, fig_dir: Path, figures: list[str]) -> list[Block]:
+                     layout: ReportSpec, lang: str, fig_dir: Path, figures: list[str]) -> list[Block]:
     """One task's cost sweep: the figure, fitted exponents, overtake lengths and failed cells."""
     series = profile_series(rows, suite, task, layout.fit_range)
     prows = [r for r in srows if r.is_profile and str(r.task) == task]
@@ -233,14 +233,15 @@ def _profile_section(rows: list[ResultRow], srows: list[ResultRow], suite: str, 
     return out
 
 
-def suite_section(rows: list[ResultRow], suite: str, lang: str, fig_dir: Path,
+def suite_section(rows: list[ResultRow], suite: str, layout: ReportSpec, lang: str, fig_dir: Path,
                   figures: list[str]) -> Section:
-    """The whole section of one suite; the figures it draws are added to ``figures`` (a figure already
-    there is not drawn again)."""
+    """The whole section of one suite in its ``layout`` (read from the suite file:
+    :mod:`harness.analysis.report.layout`); the figures it draws are added to ``figures`` (a figure
+    already there is not drawn again)."""
     srows = [r for r in rows if r.suite == suite]
     out: list[Block] = []
-    # the description of the suite's most recent run, like its layout (an edited suite file's text
-    # shows once a job of it has run again)
+    # the description of the suite's most recent run (an edited suite file's text shows once a job of
+    # it has run again; the layout, by contrast, is read from the suite file as it is now)
     newest = max(srows, key=lambda r: (str(r.finished_at or ""), str(r.run_id)), default=None)
     desc = newest.suite_description if newest is not None else None
     if desc:
@@ -248,9 +249,8 @@ def suite_section(rows: list[ResultRow], suite: str, lang: str, fig_dir: Path,
     baseline = mode(r.baseline for r in srows)
     out.append(Para(t(lang, "baseline_is", baseline=baseline) if baseline else t(lang, "no_baseline")))
     train_tasks = sorted({str(r.task) for r in srows if not r.is_profile}, key=natural_key)
-    layout = suite_layout(srows)
     out += grid_section(srows, layout, train_tasks, lang)
-    for m in layout.matrix:
+    for m in layout.matrices:
         out += matrix_section(srows, m, lang)
     for task in train_tasks:
         out += _task_section(rows, suite, task, lang, fig_dir, figures)

@@ -79,6 +79,10 @@ TEXT: dict[str, dict[str, str]] = {
         "prov_commits": "git commits",
         "prov_dates": "Finished between {a} and {b} (UTC).",
         "prov_none": "none recorded",
+        "prov_layout_missing": ("Suite `{suite}`: no suite file found (looked for {tried}), so its section "
+                                "has the default layout."),
+        "prov_layout_broken": ("Suite `{suite}`: its suite file `{path}` does not load, so its section has "
+                               "the default layout: `{error}`"),
         "sep": ", ",
         "tokens_per_example": " ({tokens} tokens/example)",
         "memory": "memory: {kinds}",
@@ -213,6 +217,8 @@ TEXT: dict[str, dict[str, str]] = {
         "prov_commits": "git 提交",
         "prov_dates": "完成时间范围：{a} 至 {b}（UTC）。",
         "prov_none": "无记录",
+        "prov_layout_missing": "套件 `{suite}`：未找到套件文件（查找了 {tried}），其章节使用默认布局。",
+        "prov_layout_broken": "套件 `{suite}`：套件文件 `{path}` 无法加载，其章节使用默认布局：`{error}`",
         "sep": "，",
         "tokens_per_example": "（每样本 {tokens} tokens）",
         "memory": "内存口径 {kinds}",
