@@ -139,7 +139,7 @@ def test_sweep_expands_names(tmp_path: Path) -> None:
     from harness.suite.load import load_suite
 
     p = tmp_path / "s.yaml"
-    swept = "{name: 'b-L{n_layers}', model: vanilla, sweep: {n_layers: [1, 2, 3]}}"
+    swept = "{name: 'b-L{n_layers}', model: vanilla, norm: pre, sweep: {n_layers: [1, 2, 3]}}"
     p.write_text(GOOD.replace("{name: b, model: vanilla, norm: pre}", swept))
     s = load_suite(p)
     assert s.variants == ["a", "b-L1", "b-L2", "b-L3"]

@@ -23,6 +23,7 @@ from harness.core.device import device_type
 from harness.core.errors import HarnessError, InputError
 from harness.core.heap import policy as heap_policy
 from harness.core.registry import MODELS, TASKS, resolve_model, unknown_message
+from harness.suite.checks import check_distinct_jobs, check_phases_compile
 from harness.suite.jobs import (
     LATER_TRAIN_KEYS,
     Cell,
@@ -87,7 +88,7 @@ def load_suite(
     check_variant_tasks(variants, tasks, profile, src)
     check_eval_mode_keys(train, variants, src)
     cells = resolve_cells(spec, train, tasks, variants, profile, baselines, src)
-    check_phases_compile(cells, src, variants)
+    check_phases_compile(cells, src, variants, device_type(device or spec.device))
     check_eval_modes_apply(train, cells, src)
     name = spec.name
     dev = device_type(device or spec.device)  # "auto" resolved here: CPU and CUDA jobs never share an id
@@ -103,37 +104,6 @@ def load_suite(
     check_distinct_jobs(jobs, variants, src)
     baseline = spec.baseline if not isinstance(spec.baseline, dict) else None
     return Suite(name, str(path), spec.description, list(spec.seeds), baseline, dev, train, jobs, names)
-
-
-def variant_index(variants: list[VariantSpec], name: str) -> int:
-    """The ``variants:`` entry a (sweep-expanded) variant name comes from."""
-    return next(i for i, v in enumerate(variants) if name in [n for n, _ in v.expand()])
-
-
-def check_distinct_jobs(jobs: list[Job], variants: list[VariantSpec], src: Source) -> None:
-    """Two variants whose jobs are the same job (every key that decides the numbers resolves alike, so
-    the run_ids agree) would share one row: the second is refused."""
-    first: dict[str, Job] = {}
-    for job in jobs:
-        other = first.setdefault(job.run_id, job)
-        if other is not job and other.variant != job.variant:
-            kp = f"variants[{variant_index(variants, job.variant)}].name"
-            why = (f"variant '{job.variant}' is the same job as variant '{other.variant}' on task "
-                   f"'{job.task_name}' (every model, task and train key resolves alike): drop one, or set "
-                   "the key that should differ")
-            raise InputError(src.locate(kp), kp, why)
-
-
-def check_phases_compile(cells: list[Cell], src: Source, variants: list[VariantSpec]) -> None:
-    """``compile: true`` for a model trained in optimiser phases (a GAN) is refused: the step compiles
-    single-optimiser models only."""
-    for c in cells:
-        if c.train.get("compile") and hasattr(MODELS.get(c.model).obj, "optim_phases"):
-            i = variant_index(variants, c.variant)
-            own = (variants[i].train or {}).get("compile") is not None
-            kp = f"variants[{i}].train.compile" if own else "train.compile"
-            why = f"model {c.model} trains in optimiser phases, which torch.compile is not applied to"
-            raise InputError(src.locate(kp), kp, why)
 
 
 # --- sections ----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 from harness.analysis.claims.schema import Claim, Text
 from harness.analysis.floors import Bounds, bounds
 from harness.analysis.stats import as_finite, detectable_effect, holm, paired_diff, paired_sd, pairs_needed
+from harness.results.provenance import code_differences
 from harness.results.rows import ResultRow
 from harness.results.store import json_safe
 
@@ -185,11 +186,14 @@ def holm_family(values: Mapping[str, Mapping[Any, float]], reference: str) -> di
 
 
 def scale_of(rows: Iterable[ResultRow]) -> dict[str, list[Any]]:
-    """Steps, lengths, batch and device names the rows ran at."""
+    """Steps, lengths, batch and device names the rows ran at, and the files the rows hold in different
+    versions (``code_files``) or rows of unknown code (``code_unknown``)."""
     rows = list(rows)
 
     def uniq(xs: Iterable[Any]) -> list[Any]:
         return sorted({x for x in xs if x is not None}, key=lambda x: (str(type(x)), x))
 
+    code = code_differences(rows)  # whether the rows (both arms) ran the same code for what they share
     return {"steps": uniq(r.steps for r in rows), "seq_len": uniq(r.task_len for r in rows),
-            "batch_size": uniq(r.batch_size for r in rows), "device_name": uniq(r.device_name for r in rows)}
+            "batch_size": uniq(r.batch_size for r in rows), "device_name": uniq(r.device_name for r in rows),
+            "code_files": code["files"], "code_unknown": [code["unknown"]] if code["unknown"] else []}

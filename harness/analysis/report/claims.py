@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.analysis.claims import VERDICTS, Verdict
 from harness.analysis.claims.evidence import NOT_SEPARABLE, Comparison
+from harness.analysis.report.codecheck import code_note
 from harness.analysis.report.doc import Heading, Para, Section, Table
 from harness.analysis.report.fmt import DASH, finite, fmt_bytes, fmt_count, fmt_diff, fmt_gflops, fmt_p, sig
 from harness.analysis.report.text import CLAIM_HEADERS, EXPECT_WORDS, VERDICT_WORDS, t
@@ -147,6 +148,9 @@ def scale_cell(v: Verdict, lang: str) -> str:
         parts.append("batch " + "/".join(str(x) for x in sc["batch_size"]))
     if sc.get("device_name"):
         parts.append("/".join(str(x) for x in sc["device_name"]))
+    code = code_note({"files": sc.get("code_files"), "unknown": (sc.get("code_unknown") or [0])[0]}, lang)
+    if code:
+        parts.append(t(lang, "code_scale") + ": " + code)
     link = t(lang, "section_link", anchor=anchor(t(lang, "suite", suite=v.suite)))
     return t(lang, "sep").join(parts) + " " + link
 

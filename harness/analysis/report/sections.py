@@ -17,6 +17,7 @@ from harness.analysis.report.analysis import (
     profile_series,
 )
 from harness.analysis.report.budget import budget_lines
+from harness.analysis.report.codecheck import code_lines
 from harness.analysis.report.curves import curve_section
 from harness.analysis.report.doc import Block, Bullets, Figure, Heading, Para, Section, Table
 from harness.analysis.report.figures import cost_figure, metric_figure, samples_figure
@@ -151,6 +152,7 @@ def _task_section(rows: list[ResultRow], suite: str, task: str, lang: str, fig_d
         Para(t(lang, "direction", metric=ts.metric, alpha=ALPHA, k=k,
                direction=t(lang, "higher" if ts.higher_is_better else "lower")))]
     out += budget_lines(ts, rows, lang)  # which budget each comparison holds; budget-matched pairs
+    out += code_lines(ts, rows, lang)  # whether each comparison's arms ran the same code
     if ts.superseded:
         out.append(Para(t(lang, "superseded", n=ts.superseded)))
     if ts.all_at and ts.bound is not None:  # nothing was learned (or everything): say so, draw nothing

@@ -90,6 +90,13 @@ TEXT: dict[str, dict[str, str]] = {
         "budget_held": ("Budgets held against `{baseline}` (equal within {tol}; in brackets variant / "
                         "baseline): {cells}."),
         "budget_none": "none",
+        "code_same": "Code: every variant and `{baseline}` ran the same version of each file they share.",
+        "code_differ": ("Code: arms of a comparison with `{baseline}` that did not run the same code "
+                        "(from the rows' `code` records): {cells}."),
+        "code_files": "different versions of {files}",
+        "code_more": " and {n} more",
+        "code_unknown": "{n} row(s) of code not known file by file (a dirty tree)",
+        "code_scale": "arms ran different code",
         "budget_matched": ("`{variant}` is matched to `{to}` on {budget}: {width} = {value} gives {achieved} "
                            "against {target} ({rel}, tolerance {tol}). `{to}` − `{variant}` ({metric}, "
                            "paired by seed): {diff}, p = {p} (n={n})."),
@@ -225,6 +232,12 @@ TEXT: dict[str, dict[str, str]] = {
         "budget_held": ("相对 `{baseline}` 保持相同的预算（相差不超过 {tol}；括号内为变体 / 基线之比）："
                         "{cells}。"),
         "budget_none": "无",
+        "code_same": "代码：各变体与 `{baseline}` 共用的每个文件版本都相同。",
+        "code_differ": "代码：与 `{baseline}` 比较时两组所用代码不同（依据各行的 `code` 记录）：{cells}。",
+        "code_files": "{files} 的版本不同",
+        "code_more": " 等另外 {n} 个文件",
+        "code_unknown": "{n} 行的代码无法逐文件确认（工作区有未提交的修改）",
+        "code_scale": "两组所用代码不同",
         "budget_matched": ("`{variant}` 按 {budget} 与 `{to}` 对齐：{width} = {value} 得到 {achieved}，"
                            "目标为 {target}（{rel}，容差 {tol}）。"
                            "`{to}` − `{variant}`（{metric}，按种子配对）：{diff}，p = {p}（n={n}）。"),
