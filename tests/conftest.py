@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 import pytest
+from tiny_suites import write_suite, write_tiny_suite
 
 # Tests assert no timings; one thread keeps them fast and immune to OpenMP spinning when the two
 # cores are shared with another process. Subprocesses started by tests inherit this.
@@ -17,16 +22,24 @@ def _seeded() -> None:
 
 
 @pytest.fixture
+def tiny_suite(tmp_path: Path) -> Callable[..., Path]:
+    """``tiny_suite(*patches, file=None, **changes)``: write the tests' tiny suite (tests/tiny_suites.py)
+    with ``patches`` then ``changes`` merged in, as ``tmp_path/file`` (default ``<name>.yaml``), and
+    return its path."""
+    return functools.partial(write_tiny_suite, tmp_path)
+
+
+@pytest.fixture
 def refused_suite(tmp_path, capsys):  # noqa: ANN001, ANN201
-    """Write suite text, ``harness run`` it, assert the bad-input contract, return the one error line.
+    """Write a suite (literal text, or data such as ``tiny_spec(...)``) as ``bad.yaml``, ``harness run``
+    it, assert the bad-input contract, return the one error line.
 
     The contract (docs/design.md): exit code 2, exactly one line on stderr, no traceback, nothing written.
     """
     from harness.cli.main import main
 
-    def run(text: str, *overrides: str) -> str:
-        suite = tmp_path / "bad.yaml"
-        suite.write_text(text)
+    def run(text: str | Mapping[str, Any], *overrides: str) -> str:
+        suite = write_suite(tmp_path / "bad.yaml", text)
         results, report = tmp_path / "results", tmp_path / "report"
         dirs = ["--results-dir", str(results), "--report-dir", str(report)]
         code = main(["run", str(suite), *overrides, *dirs])
@@ -38,3 +51,4 @@ def refused_suite(tmp_path, capsys):  # noqa: ANN001, ANN201
         return lines[0]
 
     return run
+

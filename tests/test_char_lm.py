@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import torch
+from tiny_suites import write_suite
 
 from harness.core.registry import TASKS
 from harness.tasks.base import IGNORE
@@ -231,8 +232,7 @@ def test_tiny_run_end_to_end(tmp_path: Path) -> None:
     from harness.run.execute import execute
     from harness.suite.load import load_suite
 
-    p = tmp_path / "lm.yaml"
-    p.write_text(SUITE.format(task_extra="", variant_extra=", arch: decoder"))
+    p = write_suite(tmp_path / "lm.yaml", SUITE.format(task_extra="", variant_extra=", arch: decoder"))
     (job,) = load_suite(p).jobs
     assert job.model_cfg["vocab_size"] == 256 and job.model_cfg["max_len"] == 32
     row = execute(job)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,19 +14,16 @@ from harness.models.base import ModelOutput
 from harness.run.train import train
 from harness.suite.load import TrainConfig, load_suite
 
-TRAIN = "{steps: 30, batch_size: 8, lr: 3.0e-3, warmup_steps: 5, eval_every: 10, eval_batches: 1, " + \
-    "eval_batch_size: 16, profile_steps: 2, profile_warmup: 1}"
-SUITE = """\
-name: tiny
-seeds: [0]
-baseline: a
-train: """ + TRAIN + """
-model: {d_model: 16, n_heads: 2, d_ff: 32, n_layers: 1, dropout: 0.1}
-tasks:
-  - {task: copy, seq_len: 4, test_len: 6, vocab: 4}
-variants:
-  - {name: a, model: vanilla}
-"""
+# the tiny suite with one variant: 30 steps, evaluated every 10, on copy with longer test sequences
+ONE_VARIANT = dict(
+    seeds=[0],
+    train={"steps": 30, "batch_size": 8, "warmup_steps": 5, "eval_every": 10, "eval_batch_size": 16,
+           "profile_steps": 2, "profile_warmup": 1},
+    model={"dropout": 0.1},
+    tasks=[{"task": "copy", "seq_len": 4, "test_len": 6, "vocab": 4}],
+    variants=[{"name": "a", "model": "vanilla"}],
+    profile=None,
+)
 
 
 def test_lr_schedule() -> None:
@@ -37,16 +35,14 @@ def test_lr_schedule() -> None:
     assert lr_at(110, **kw) == pytest.approx(0.1)
 
 
-def _job(tmp_path: Path):  # noqa: ANN202
-    p = tmp_path / "tiny.yaml"
-    p.write_text(SUITE)
-    return load_suite(p).jobs[0]
+def _job(tiny_suite: Callable[..., Path]):  # noqa: ANN202
+    return load_suite(tiny_suite(ONE_VARIANT)).jobs[0]
 
 
-def test_same_seed_same_numbers(tmp_path: Path) -> None:
+def test_same_seed_same_numbers(tiny_suite: Callable[..., Path]) -> None:
     from harness.run.execute import execute
 
-    job = _job(tmp_path)
+    job = _job(tiny_suite)
     a, b = execute(job), execute(job)
     assert a["status"] == "ok", a["error"]
     assert a["curve"] == b["curve"] and a["metrics"] == b["metrics"]
@@ -55,10 +51,10 @@ def test_same_seed_same_numbers(tmp_path: Path) -> None:
     assert a["value"] == a["metrics"]["seq_acc"] and a["metric"] == "seq_acc"
 
 
-def test_row_has_every_design_field(tmp_path: Path) -> None:
+def test_row_has_every_design_field(tiny_suite: Callable[..., Path]) -> None:
     from harness.run.execute import execute
 
-    row = execute(_job(tmp_path))
+    row = execute(_job(tiny_suite))
     required = (
         "run_id suite variant model task seed status error params params_applied flops_fwd flops_unsupported "
         "mem_bytes mem_kind act_bytes step_ms tokens_per_s mfu metric value higher_is_better curve train_s "
@@ -95,14 +91,13 @@ def test_nan_loss_is_diverged_with_step() -> None:
     assert not math.isnan(out.train_s)
 
 
-def test_failing_job_is_recorded_and_suite_goes_on(tmp_path: Path) -> None:
+def test_failing_job_is_recorded_and_suite_goes_on(tiny_suite: Callable[..., Path]) -> None:
     from harness.run.orchestrate import run_suite
 
-    p = tmp_path / "tiny.yaml"
-    big = "\n  - {name: big, model: vanilla, d_model: 1048576, n_heads: 1, d_ff: 1048576}"
-    p.write_text(SUITE.replace("{name: a, model: vanilla}", "{name: a, model: vanilla}" + big))
-    suite = load_suite(p, ["train.steps=2", "train.warmup_steps=0", "train.eval_every=1"])
-    summary = run_suite(suite, tmp_path / "res", quiet=True)
+    big = {"name": "big", "model": "vanilla", "d_model": 1048576, "n_heads": 1, "d_ff": 1048576}
+    path = tiny_suite(ONE_VARIANT, variants=[{"name": "a", "model": "vanilla"}, big])
+    suite = load_suite(path, ["train.steps=2", "train.warmup_steps=0", "train.eval_every=1"])
+    summary = run_suite(suite, path.parent / "res", quiet=True)
     assert summary.ran == 2
     from harness.results.store import read_rows
 
