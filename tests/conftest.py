@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import functools
 import os
+import random
+import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -52,3 +54,39 @@ def refused_suite(tmp_path, capsys):  # noqa: ANN001, ANN201
 
     return run
 
+
+class CountingRandom(random.Random):
+    """``random.Random`` that counts its draws (calls of ``random()`` and ``getrandbits()``, which every
+    other method is built on). The stream is the same: defining ``getrandbits`` keeps ``randrange``
+    on the bits-based path of the base class."""
+
+    def __init__(self, seed: Any = None) -> None:
+        self.draws = 0
+        super().__init__(seed)
+
+    def random(self) -> float:
+        self.draws += 1
+        return super().random()
+
+    def getrandbits(self, k: int) -> int:
+        self.draws += 1
+        return super().getrandbits(k)
+
+
+@pytest.fixture
+def counted_random(monkeypatch: pytest.MonkeyPatch) -> Callable[[Any], list[CountingRandom]]:
+    """``counted_random(module)``: from now on the ``random.Random(seed)`` that ``module`` makes are
+    :class:`CountingRandom`; returns the list they are appended to. The work of pure-Python generation
+    (a corpus, a tree sampler) is counted in draws, the same on every machine, where a timing is not."""
+
+    def count(module: Any) -> list[CountingRandom]:
+        made: list[CountingRandom] = []
+
+        def make(seed: Any = None) -> CountingRandom:
+            made.append(CountingRandom(seed))
+            return made[-1]
+
+        monkeypatch.setattr(module, "random", types.SimpleNamespace(Random=make))
+        return made
+
+    return count
