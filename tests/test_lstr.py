@@ -79,6 +79,7 @@ def depth_at_row(v: float, pitch: float, height: float, w: int, h: int) -> float
     return (lo + hi) / 2
 
 
+@pytest.mark.slow
 def test_lanes_deterministic_and_labels_agree_with_an_independent_redraw() -> None:
     t = lanes(image_size=64, image_height=32)
     a = t.train_batch(4, "lanes", torch.Generator().manual_seed(3))

@@ -86,6 +86,7 @@ GEN = dict(
 )
 
 
+@pytest.mark.slow
 def test_a_suite_run_stores_samples_and_the_report_draws_them(
     tmp_path: Path, tiny_suite: Callable[..., Path],
 ) -> None:
