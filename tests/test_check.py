@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from tiny_suites import section_only
 from torch import nn
 
 from harness.cli.check import (
@@ -148,32 +150,26 @@ def test_a_slowdown_must_show_twice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _verdict(unconfirmed, "m", "time_rel") == "REGRESSION" and len(timed_again) == 1
 
 
-TINY = """\
-name: gate
-seeds: [0]
-baseline: post
-train: {steps: 1, batch_size: 8}
-model: {d_model: 32, n_heads: 2, d_ff: 64, n_layers: 2, dropout: 0.0}
-tasks:
-  - {task: copy, seq_len: 8, vocab: 8}
-variants:
-  - {name: post, model: vanilla, norm: post}
-  - {name: pre, model: vanilla, norm: pre}
-  - {name: ut, model: universal}
-profile: {seq_lens: [16, 32], batch_size: 8}
-"""
+# the tiny suite as a check gate: post-norm (the reference), pre-norm and a universal transformer,
+# two layers wide enough to time, profiled at two lengths
+GATE = dict(
+    name="gate",
+    seeds=[0],
+    baseline="post",
+    train=section_only("train", steps=1, batch_size=8),
+    model={"d_model": 32, "d_ff": 64, "n_layers": 2, "dropout": 0.0},
+    tasks=[{"task": "copy", "seq_len": 8, "vocab": 8}],
+    variants=[{"name": "post", "model": "vanilla", "norm": "post"},
+              {"name": "pre", "model": "vanilla", "norm": "pre"},
+              {"name": "ut", "model": "universal"}],
+    profile={"seq_lens": [16, 32], "batch_size": 8},
+)
 
 
-def _tiny(tmp_path: Path, text: str = TINY) -> Path:
-    p = tmp_path / "gate.yaml"
-    p.write_text(text)
-    return p
-
-
-def test_reruns_measure_the_same_costs(tmp_path: Path) -> None:
+def test_reruns_measure_the_same_costs(tiny_suite: Callable[..., Path]) -> None:
     """Parameters, FLOPs and memory are deterministic: a rerun of unchanged code moves none of them.
     (That the time ratios raise no false alarm over five reruns is benchmarks/test_check_gate.py's.)"""
-    subjects, reference = suite_subjects(load_suite(_tiny(tmp_path)))
+    subjects, reference = suite_subjects(load_suite(tiny_suite(GATE)))
     assert reference == "post" and [s.name for s in subjects] == ["post", "pre", "ut"]
     assert all("seq_len=16 batch_size=8" in s.shape for s in subjects)  # the sweep's smallest cell
     base = measure(subjects, reference, rounds=1)
@@ -185,15 +181,17 @@ def test_reruns_measure_the_same_costs(tmp_path: Path) -> None:
         assert all(f.verdict == "same" for f in fixed), findings_table(findings)
 
 
-def test_without_profile_section_the_training_batch_is_profiled(tmp_path: Path) -> None:
-    suite = load_suite(_tiny(tmp_path, TINY.replace("profile: {seq_lens: [16, 32], batch_size: 8}\n", "")))
+def test_without_profile_section_the_training_batch_is_profiled(tiny_suite: Callable[..., Path]) -> None:
+    suite = load_suite(tiny_suite(GATE, profile=None))
     subjects, _ = suite_subjects(suite)
     assert all("(training batch)" in s.shape and "batch_size=8" in s.shape for s in subjects)
 
 
 @pytest.mark.slow
-def test_tampered_baseline_fails_the_real_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    suite, baseline = _tiny(tmp_path), tmp_path / "baseline.json"
+def test_tampered_baseline_fails_the_real_cli(
+    tmp_path: Path, tiny_suite: Callable[..., Path], capsys: pytest.CaptureFixture[str],
+) -> None:
+    suite, baseline = tiny_suite(GATE), tmp_path / "baseline.json"
     assert main(["check", str(suite), "--baseline", str(baseline), "--update", "--repeats", "3"]) == 0
     assert "baseline written" in capsys.readouterr().out
     data = load_baseline(baseline)
@@ -211,8 +209,10 @@ def test_tampered_baseline_fails_the_real_cli(tmp_path: Path, capsys: pytest.Cap
     assert "pre" in proc.stdout and "mem_bytes" in proc.stdout  # the table names it too
 
 
-def test_bad_baseline_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    suite = _tiny(tmp_path)
+def test_bad_baseline_is_bad_input(
+    tmp_path: Path, tiny_suite: Callable[..., Path], capsys: pytest.CaptureFixture[str],
+) -> None:
+    suite = tiny_suite(GATE)
     assert main(["check", str(suite), "--baseline", str(tmp_path / "none.json")]) == 2
     assert "harness check --update" in capsys.readouterr().err
     (tmp_path / "junk.json").write_text("{}")

@@ -11,38 +11,28 @@ import functools
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tiny_suites import write_tiny_suite
 
 from harness.cli.main import main
 from harness.results.store import read_rows
 from harness.suite.load import Job, load_suite
 
-SUITE = """\
-name: par
-seeds: [0, 1]
-baseline: a
-train: {steps: 12, batch_size: 8, lr: 3.0e-3, warmup_steps: 2, eval_every: 6, eval_batches: 1,
-        eval_batch_size: 16, profile_steps: 1, profile_warmup: 0}
-model: {d_model: 16, n_heads: 2, d_ff: 32, n_layers: 1, dropout: 0.1}
-tasks:
-  - {task: copy, seq_len: 4, vocab: 4}
-variants:
-  - {name: a, model: vanilla}
-profile: {seq_lens: [8], batch_size: 2}
-"""
+# the tiny suite with one variant, 12 steps with dropout (the random stream must match across processes)
+PAR = dict(
+    name="par",
+    train={"steps": 12, "batch_size": 8, "warmup_steps": 2, "eval_every": 6, "eval_batch_size": 16},
+    model={"dropout": 0.1},
+    variants=[{"name": "a", "model": "vanilla"}],
+)
 # what differs between two runs of the same job: wall-clock measurements, when it ran and where its suite
 # file was (each run here writes its own copy)
 VOLATILE = {"finished_at", "train_s", "step_ms", "tokens_per_s", "mfu", "git_commit", "device_name",
             "suite_file"}
-
-
-def _suite_file(tmp_path: Path) -> Path:
-    p = tmp_path / "par.yaml"
-    p.write_text(SUITE)
-    return p
 
 
 def _stable(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -66,7 +56,8 @@ def _assert_same_rows(serial: list[dict[str, Any]], parallel: list[dict[str, Any
 @pytest.fixture(scope="module")
 def serial_rows(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("serial")
-    assert main(["run", str(_suite_file(tmp)), "--results-dir", str(tmp / "res"), "--no-report"]) == 0
+    suite = write_tiny_suite(tmp, PAR)
+    assert main(["run", str(suite), "--results-dir", str(tmp / "res"), "--no-report"]) == 0
     return list(read_rows(tmp / "res" / "par.jsonl"))
 
 
@@ -74,11 +65,12 @@ def serial_rows(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]
 
 
 def test_ray_missing_exits_2_with_install_command(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, tiny_suite: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as if it were not installed
     res = tmp_path / "res"
-    code = main(["run", str(_suite_file(tmp_path)), "--executor", "ray", "--results-dir", str(res),
+    code = main(["run", str(tiny_suite(PAR)), "--executor", "ray", "--results-dir", str(res),
                  "--no-report"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
@@ -93,11 +85,12 @@ def test_ray_missing_exits_2_with_install_command(
     (["--precision", "fp8"], "invalid choice"),
 ])
 def test_bad_executor_flags_exit_2(
-    flags: list[str], words: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    flags: list[str], words: str, tmp_path: Path, tiny_suite: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     res = tmp_path / "res"
     try:
-        code = main(["run", str(_suite_file(tmp_path)), *flags, "--results-dir", str(res), "--no-report"])
+        code = main(["run", str(tiny_suite(PAR)), *flags, "--results-dir", str(res), "--no-report"])
     except SystemExit as e:  # argparse's own refusals exit from inside the parser
         code = e.code
     err = capsys.readouterr().err.strip().splitlines()
@@ -105,10 +98,11 @@ def test_bad_executor_flags_exit_2(
     assert not res.exists()
 
 
-def test_precision_flag_enters_run_id(tmp_path: Path) -> None:
-    plain = load_suite(_suite_file(tmp_path)).jobs
-    bf16 = load_suite(_suite_file(tmp_path), ["train.precision=bf16"]).jobs
-    compiled = load_suite(_suite_file(tmp_path), ["train.compile=true"]).jobs
+def test_precision_flag_enters_run_id(tiny_suite: Callable[..., Path]) -> None:
+    path = tiny_suite(PAR)
+    plain = load_suite(path).jobs
+    bf16 = load_suite(path, ["train.precision=bf16"]).jobs
+    compiled = load_suite(path, ["train.compile=true"]).jobs
     for a, b, c in zip(plain, bf16, compiled):
         assert len({a.run_id, b.run_id, c.run_id}) == 3, a.kind
 
@@ -117,11 +111,13 @@ def test_precision_flag_enters_run_id(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_jobs_2_gives_serial_rows(tmp_path: Path, serial_rows: list[dict[str, Any]]) -> None:
+def test_jobs_2_gives_serial_rows(
+    tmp_path: Path, tiny_suite: Callable[..., Path], serial_rows: list[dict[str, Any]],
+) -> None:
     from harness.run.executors import LocalPool
     from harness.run.orchestrate import run_suite
 
-    suite = load_suite(_suite_file(tmp_path))
+    suite = load_suite(tiny_suite(PAR))
     with LocalPool(2, threads=1) as pool:
         summary = run_suite(suite, tmp_path / "res", quiet=True, executor=pool)
     assert summary.ran == 3 and summary.statuses == {"ok": 3}
@@ -139,8 +135,8 @@ def _crashy(markers: str, job: Job) -> dict[str, Any]:
     return {"run_id": job.run_id, "seed": job.seed, "status": "ok", "error": None, "pid": os.getpid()}
 
 
-def _crash_jobs(tmp_path: Path) -> list[Job]:
-    return load_suite(_suite_file(tmp_path), ["seeds=[0,1,2]"]).train_jobs()
+def _crash_jobs(tiny_suite: Callable[..., Path]) -> list[Job]:
+    return load_suite(tiny_suite(PAR), ["seeds=[0,1,2]"]).train_jobs()
 
 
 def _check_crash_rows(rows: dict[int, dict[str, Any]], expect: str) -> None:
@@ -151,10 +147,12 @@ def _check_crash_rows(rows: dict[int, dict[str, Any]], expect: str) -> None:
         assert k in rows[1]
 
 
-def test_local_worker_death_is_retried_once_then_error(tmp_path: Path) -> None:
+def test_local_worker_death_is_retried_once_then_error(
+    tmp_path: Path, tiny_suite: Callable[..., Path],
+) -> None:
     from harness.run.executors import LocalPool
 
-    jobs = _crash_jobs(tmp_path)
+    jobs = _crash_jobs(tiny_suite)
     fn = functools.partial(_crashy, str(tmp_path))
     with LocalPool(2, threads=1, fn=fn, meta={}) as pool:
         rows = {job.seed: row for job, row in pool.map_unordered(jobs)}
@@ -177,29 +175,33 @@ def ray_local() -> Any:
 
 
 @pytest.mark.slow
-def test_ray_gives_serial_rows(tmp_path: Path, serial_rows: list[dict[str, Any]], ray_local: Any) -> None:
+def test_ray_gives_serial_rows(
+    tmp_path: Path, tiny_suite: Callable[..., Path], serial_rows: list[dict[str, Any]], ray_local: Any,
+) -> None:
     res = tmp_path / "res"
     # the CLI path: it finds Ray initialised (2 CPUs) and uses that instance
-    argv = ["run", str(_suite_file(tmp_path)), "--executor", "ray", "--results-dir", str(res), "--no-report"]
+    argv = ["run", str(tiny_suite(PAR)), "--executor", "ray", "--results-dir", str(res), "--no-report"]
     assert main(argv) == 0
     assert ray_local.is_initialized()
     _assert_same_rows(serial_rows, list(read_rows(res / "par.jsonl")))
 
 
-def test_ray_worker_death_is_retried_once_then_error(tmp_path: Path, ray_local: Any) -> None:
+def test_ray_worker_death_is_retried_once_then_error(
+    tmp_path: Path, tiny_suite: Callable[..., Path], ray_local: Any,
+) -> None:
     from harness.run.executors import RayExecutor
 
-    jobs = _crash_jobs(tmp_path)
+    jobs = _crash_jobs(tiny_suite)
     ex = RayExecutor(fn=functools.partial(_crashy, str(tmp_path)), meta={})
     rows = {job.seed: row for job, row in ex.map_unordered(jobs)}
     _check_crash_rows(rows, "after a retry")
 
 
-def test_error_row_has_every_result_field(tmp_path: Path) -> None:
+def test_error_row_has_every_result_field(tiny_suite: Callable[..., Path]) -> None:
     from harness.results.rows import SCHEMA_VERSION, ResultRow
     from harness.run.executors import error_row
 
-    job = load_suite(_suite_file(tmp_path)).jobs[0]
+    job = load_suite(tiny_suite(PAR)).jobs[0]
     row = error_row(job, "worker process killed by SIGKILL")
     assert row["status"] == "error" and row["error"] == "worker process killed by SIGKILL"
     assert row["run_id"] == job.run_id and row["finished_at"] and row["schema_version"] == SCHEMA_VERSION

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,36 +19,32 @@ import torch
 from harness.results.store import read_rows
 from harness.suite.load import load_suite
 
-SUITE = """\
-name: gpu
-seeds: [0]
-baseline: a
-train: {steps: 6, batch_size: 8, lr: 3.0e-3, warmup_steps: 1, eval_every: 3, eval_batches: 1,
-        eval_batch_size: 16, profile_steps: 2, profile_warmup: 1}
-model: {d_model: 32, n_heads: 2, d_ff: 64, n_layers: 1, dropout: 0.0}
-tasks:
-  - {task: copy, seq_len: 6, vocab: 6}
-variants:
-  - {name: a, model: vanilla}
-"""
+# the tiny suite with one wider variant, one seed and no cost sweep
+GPU = dict(
+    name="gpu",
+    seeds=[0],
+    train={"batch_size": 8, "eval_batch_size": 16, "profile_steps": 2, "profile_warmup": 1},
+    model={"d_model": 32, "d_ff": 64, "dropout": 0.0},
+    tasks=[{"task": "copy", "seq_len": 6, "vocab": 6}],
+    variants=[{"name": "a", "model": "vanilla"}],
+    profile=None,
+)
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def _job(tmp_path: Path, *overrides: str, text: str = SUITE, device: str | None = None) -> Any:
-    p = tmp_path / "gpu.yaml"
-    p.write_text(text)
-    return load_suite(p, list(overrides), device=device).jobs[0]
+def _job(tiny_suite: Callable[..., Path], *overrides: str, device: str | None = None) -> Any:
+    return load_suite(tiny_suite(GPU), list(overrides), device=device).jobs[0]
 
 
 # --- CPU-side logic ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_precision_trains_on_cpu(tmp_path: Path, precision: str) -> None:
+def test_precision_trains_on_cpu(tiny_suite: Callable[..., Path], precision: str) -> None:
     from harness.run.execute import execute
 
-    fp32 = execute(_job(tmp_path))
-    row = execute(_job(tmp_path, f"train.precision={precision}"))
+    fp32 = execute(_job(tiny_suite))
+    row = execute(_job(tiny_suite, f"train.precision={precision}"))
     assert row["status"] == "ok", row["error"]
     assert row["config"]["train"]["precision"] == precision
     assert len(row["curve"]) == 2 and all(c["loss"] == c["loss"] for c in row["curve"])
@@ -86,7 +83,9 @@ def test_loss_scaling_only_for_fp16(precision: str, scaled: bool, monkeypatch: p
     assert len(made) == 1 and made[0].is_enabled() == scaled and made[0].steps == 4
 
 
-def test_compile_flag_trains_through_torch_compile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compile_flag_trains_through_torch_compile(
+    tiny_suite: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The wiring only: compiling for real on the CPU takes minutes (the cuda test compiles for real)."""
     from harness.run.execute import execute
 
@@ -97,8 +96,8 @@ def test_compile_flag_trains_through_torch_compile(tmp_path: Path, monkeypatch: 
         return model
 
     monkeypatch.setattr(torch, "compile", fake_compile)
-    eager = execute(_job(tmp_path))
-    row = execute(_job(tmp_path, "train.compile=true"))
+    eager = execute(_job(tiny_suite))
+    row = execute(_job(tiny_suite, "train.compile=true"))
     assert row["status"] == "ok" and len(compiled) == 1
     assert row["curve"] == eager["curve"]  # an identity "compiler" changes nothing
     assert row["run_id"] != eager["run_id"]
@@ -118,7 +117,9 @@ class _OomModel(torch.nn.Module):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
 
-def test_oom_row_names_the_size_and_frees_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_oom_row_names_the_size_and_frees_the_model(
+    tmp_path: Path, tiny_suite: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from harness.run import execute as runner
     from harness.run.orchestrate import run_suite
 
@@ -133,10 +134,8 @@ def test_oom_row_names_the_size_and_frees_the_model(tmp_path: Path, monkeypatch:
         return model, task
 
     monkeypatch.setattr(runner, "build_job", build)
-    text = SUITE.replace("{name: a, model: vanilla}",
-                         "{name: big, model: vanilla}\n  - {name: a, model: vanilla}")
-    suite_path = tmp_path / "gpu.yaml"
-    suite_path.write_text(text)
+    suite_path = tiny_suite(GPU, variants=[{"name": "big", "model": "vanilla"},
+                                           {"name": "a", "model": "vanilla"}])
     summary = run_suite(load_suite(suite_path), tmp_path / "res", quiet=True)
     rows = {r["variant"]: r for r in read_rows(summary.results_path)}
     assert rows["big"]["status"] == "oom"
@@ -153,10 +152,10 @@ def test_oom_row_names_the_size_and_frees_the_model(tmp_path: Path, monkeypatch:
 @cuda
 @pytest.mark.cuda
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
-def test_cuda_job_rows(tmp_path: Path, precision: str) -> None:
+def test_cuda_job_rows(tiny_suite: Callable[..., Path], precision: str) -> None:
     from harness.run.execute import execute
 
-    row = execute(_job(tmp_path, f"train.precision={precision}", device="cuda"))
+    row = execute(_job(tiny_suite, f"train.precision={precision}", device="cuda"))
     assert row["status"] == "ok", row["error"]
     assert row["device"] == "cuda" and row["mem_kind"] == "cuda_allocated"
     assert row["mem_bytes"] > row["params"] * 4 and row["act_bytes"] > 0
@@ -166,20 +165,20 @@ def test_cuda_job_rows(tmp_path: Path, precision: str) -> None:
 
 @cuda
 @pytest.mark.cuda
-def test_cuda_auto_device_picks_cuda(tmp_path: Path) -> None:
+def test_cuda_auto_device_picks_cuda(tiny_suite: Callable[..., Path]) -> None:
     from harness.run.execute import execute
 
-    row = execute(_job(tmp_path, text=SUITE.replace("seeds: [0]", "seeds: [0]\ndevice: auto")))
+    row = execute(load_suite(tiny_suite(GPU, device="auto")).jobs[0])
     assert row["config"]["device"] == "auto"
     assert row["status"] == "ok" and row["device"] == "cuda"
 
 
 @cuda
 @pytest.mark.cuda
-def test_cuda_compile(tmp_path: Path) -> None:
+def test_cuda_compile(tiny_suite: Callable[..., Path]) -> None:
     from harness.run.execute import execute
 
-    row = execute(_job(tmp_path, "train.compile=true", "train.precision=bf16", device="cuda"))
+    row = execute(_job(tiny_suite, "train.compile=true", "train.precision=bf16", device="cuda"))
     assert row["status"] == "ok", row["error"]
     assert row["curve"] and row["value"] is not None
 
@@ -206,15 +205,15 @@ def test_cuda_peak_memory_is_reproducible() -> None:
 
 @cuda
 @pytest.mark.cuda
-def test_cuda_oom_is_recorded_memory_freed_suite_goes_on(tmp_path: Path) -> None:
+def test_cuda_oom_is_recorded_memory_freed_suite_goes_on(
+    tmp_path: Path, tiny_suite: Callable[..., Path],
+) -> None:
     from harness.run.execute import execute
     from harness.run.orchestrate import run_suite
 
     # one profile cell whose 64 x 2 x 131072^2 attention matrix cannot exist on any GPU
-    text = SUITE.replace("{name: a, model: vanilla}", "{name: huge, model: vanilla, attention: math}")
-    text += "profile: {seq_lens: [131072], batch_size: 64}\n"
-    p = tmp_path / "gpu.yaml"
-    p.write_text(text)
+    p = tiny_suite(GPU, baseline="huge", variants=[{"name": "huge", "model": "vanilla", "attention": "math"}],
+                   profile={"seq_lens": [131072], "batch_size": 64})
     torch.cuda.empty_cache()
     before = torch.cuda.memory_allocated()
     summary = run_suite(load_suite(p, device="cuda"), tmp_path / "res", quiet=True)
@@ -224,5 +223,5 @@ def test_cuda_oom_is_recorded_memory_freed_suite_goes_on(tmp_path: Path) -> None
     assert rows["profile"]["error"].startswith("out of memory at seq_len=131072 batch_size=64")
     gc.collect()
     assert torch.cuda.memory_allocated() - before < 64 << 20  # the failed job's tensors are gone
-    after = execute(_job(tmp_path, device="cuda"))  # and the device is usable again
+    after = execute(_job(tiny_suite, device="cuda"))  # and the device is usable again
     assert after["status"] == "ok" and after["device"] == "cuda"

@@ -37,6 +37,7 @@ def _probe(heap: str) -> tuple[str, int]:
     return state, int(faults)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_pinned_heap_reuses_freed_blocks() -> None:
     pinned_state, pinned = _probe("pinned")

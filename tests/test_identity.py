@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tiny_suites import tiny_spec, write_tiny_suite
 
 from harness.cli.main import main
 from harness.results import provenance
 from harness.results.store import read_rows
 from harness.run.orchestrate import run_suite
 from harness.suite.load import load_suite
-from tests.tiny_suites import TWO_VARIANTS, write_two_variants
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,7 +25,7 @@ def test_auto_is_the_resolved_device(tmp_path: Path) -> None:
     """On a machine without CUDA, device auto gives the ids of device cpu, and cuda others."""
     import torch
 
-    path = write_two_variants(tmp_path, "ident", "identity")
+    path = write_tiny_suite(tmp_path, name="ident")
     cpu, cuda = ids(path, device="cpu"), ids(path, device="cuda")
     assert set(cpu).isdisjoint(cuda)
     assert ids(path, device="auto") == (cuda if torch.cuda.is_available() else cpu)
@@ -34,7 +34,7 @@ def test_auto_is_the_resolved_device(tmp_path: Path) -> None:
 
 
 def test_names_are_not_hashed_what_changes_numbers_is(tmp_path: Path) -> None:
-    path = write_two_variants(tmp_path, "ident", "identity")
+    path = write_tiny_suite(tmp_path, name="ident")
     base = ids(path)
     renamed = tmp_path / "other.yaml"
     renamed.write_text(path.read_text().replace("name: ident", "name: other").replace("name: a,", "name: a2,")
@@ -51,7 +51,7 @@ def test_names_are_not_hashed_what_changes_numbers_is(tmp_path: Path) -> None:
 def test_the_heap_policy_is_part_of_the_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from harness.core import heap
 
-    path = write_two_variants(tmp_path, "ident", "identity")
+    path = write_tiny_suite(tmp_path, name="ident")
     base = load_suite(path).jobs
     monkeypatch.setattr(heap, "_state", "system")
     system = load_suite(path).jobs
@@ -61,7 +61,7 @@ def test_the_heap_policy_is_part_of_the_identity(tmp_path: Path, monkeypatch: py
 
 
 def test_renaming_a_variant_or_the_suite_retrains_nothing(tmp_path: Path) -> None:
-    path = write_two_variants(tmp_path, "ident", "identity")
+    path = write_tiny_suite(tmp_path, name="ident")
     results = tmp_path / "results"
     first = run_suite(load_suite(path), results, quiet=True)
     assert first.ran == 6
@@ -85,16 +85,15 @@ def test_renaming_a_variant_or_the_suite_retrains_nothing(tmp_path: Path) -> Non
 
 
 def test_two_variants_that_are_one_job_are_refused(refused_suite) -> None:  # noqa: ANN001
-    text = TWO_VARIANTS.format(name="dup", description="d").replace(
-        "  - {name: b, model: vanilla, norm: pre}", "  - {name: b, model: vanilla}")
-    line = refused_suite(text)
+    line = refused_suite(tiny_spec(name="dup", variants=[{"name": "a", "model": "vanilla"},
+                                                         {"name": "b", "model": "vanilla"}]))
     assert "variants[1].name" in line and "same job as variant 'a'" in line, line
 
 
 def test_rows_record_code_libraries_machine_and_heap(tmp_path: Path) -> None:
     import torch
 
-    path = write_two_variants(tmp_path, "prov", "provenance")
+    path = write_tiny_suite(tmp_path, name="prov")
     summary = run_suite(load_suite(path), tmp_path / "results", quiet=True)
     row = next(read_rows(summary.results_path))
     code = row["code"]
@@ -130,7 +129,7 @@ def test_a_run_into_committed_results_from_a_dirty_tree_is_refused(
     train, harness run exits 2 with one line and writes nothing; --allow-dirty goes ahead."""
     assert provenance.tracked_by_git(ROOT / "results") and not provenance.tracked_by_git(tmp_path)
     monkeypatch.setattr(provenance, "git_state", lambda: ("abc", ["harness/models/vanilla.py"]))
-    path = write_two_variants(tmp_path, "dirtyprobe", "dirty")
+    path = write_tiny_suite(tmp_path, name="dirtyprobe")
     before = sorted(p.name for p in (ROOT / "results").iterdir())
     code = main(["run", str(path), "--results-dir", str(ROOT / "results"), "--no-report"])
     err = capsys.readouterr().err.strip().splitlines()

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from tiny_suites import write_suite
 
 import harness
 from harness.core.registry import TASKS
@@ -219,8 +220,7 @@ def test_bad_settings_are_refused_at_load(case: str, refused_suite) -> None:  # 
 def test_the_image_size_is_filled_from_the_task(tmp_path) -> None:  # noqa: ANN001
     from harness.suite.load import load_suite
 
-    path = tmp_path / "ok.yaml"
-    path.write_text(SUITE.replace("image_size: 8}", "image_size: 16, levels: 32}"))
+    path = write_suite(tmp_path / "ok.yaml", SUITE.replace("image_size: 8}", "image_size: 16, levels: 32}"))
     jobs = load_suite(path, []).jobs
     keys = {(j.model_cfg["height"], j.model_cfg["width"], j.model_cfg["levels"]) for j in jobs}
     assert keys == {(16, 16, 32)}
@@ -229,8 +229,8 @@ def test_the_image_size_is_filled_from_the_task(tmp_path) -> None:  # noqa: ANN0
 def test_the_cost_sweep_sizes_the_image_to_each_profiled_side(tmp_path) -> None:  # noqa: ANN001
     from harness.suite.load import load_suite
 
-    path = tmp_path / "ok.yaml"
-    path.write_text(SUITE + "profile: {image_sizes: [16, 32], batch_size: 1, task: px}\n")
+    sweep = "profile: {image_sizes: [16, 32], batch_size: 1, task: px}\n"
+    path = write_suite(tmp_path / "ok.yaml", SUITE + sweep)
     prof = [j for j in load_suite(path, []).jobs if j.kind == "profile"]
     assert {(j.variant, j.seq_len, j.model_cfg["height"], j.model_cfg["width"]) for j in prof} == {
         (v, n, n, n) for v in ("a", "b") for n in (16, 32)}

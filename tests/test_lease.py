@@ -9,11 +9,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tiny_suites import write_two_variants
 
 from harness.results.store import ResultStore, read_rows
 from harness.run.lease import Claims, acquire, holder_pid, lease_path
@@ -24,8 +24,7 @@ EXE = str(Path(sys.executable).parent / "harness")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _suite(tmp_path: Path) -> Path:
-    return write_two_variants(tmp_path, "lease", "Two tiny variants for the lease tests. Nothing else.")
+LEASE = dict(name="lease", description="Two tiny variants for the lease tests. Nothing else.")  # as it is
 
 
 def _fast(job: Job, progress: Any = None) -> dict[str, Any]:
@@ -58,8 +57,10 @@ def test_a_lease_excludes_another_holder_until_released(tmp_path: Path) -> None:
     second.release()  # idempotent
 
 
-def test_claims_defer_a_held_job_and_skip_one_stored_meanwhile(tmp_path: Path) -> None:
-    jobs = load_suite(_suite(tmp_path)).train_jobs()
+def test_claims_defer_a_held_job_and_skip_one_stored_meanwhile(
+    tmp_path: Path, tiny_suite: Callable[..., Path],
+) -> None:
+    jobs = load_suite(tiny_suite(LEASE)).train_jobs()
     store = ResultStore(tmp_path / "res" / "lease.jsonl")
     mine = Claims(tmp_path / "res", "lease", store.rows)
     theirs = Claims(tmp_path / "res", "lease", store.rows)
@@ -76,10 +77,12 @@ def test_claims_defer_a_held_job_and_skip_one_stored_meanwhile(tmp_path: Path) -
     theirs.close()
 
 
-def test_a_row_stored_after_the_start_counts_even_with_force(tmp_path: Path) -> None:
+def test_a_row_stored_after_the_start_counts_even_with_force(
+    tmp_path: Path, tiny_suite: Callable[..., Path],
+) -> None:
     """The baseline is the rows at the start: a job with an older row is run again (--force), one
     whose row another process appended since is not."""
-    job = load_suite(_suite(tmp_path)).train_jobs()[0]
+    job = load_suite(tiny_suite(LEASE)).train_jobs()[0]
     store = ResultStore(tmp_path / "lease.jsonl")
     store.append(_fast(job))
     seen: list[Job] = []
@@ -93,11 +96,11 @@ def test_a_row_stored_after_the_start_counts_even_with_force(tmp_path: Path) -> 
 
 
 def test_run_suite_skips_held_jobs_without_wait_and_waits_otherwise(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, tiny_suite: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     from harness.run.orchestrate import run_suite
 
-    suite = load_suite(_suite(tmp_path))
+    suite = load_suite(tiny_suite(LEASE))
     held = suite.train_jobs()[1]
     lease = acquire(lease_path(tmp_path, "lease", held.run_id), block=False)
     summary = run_suite(suite, tmp_path, runner=_fast, wait=False)
@@ -122,10 +125,10 @@ time.sleep(600)
 """
 
 
-def test_a_sigkilled_holder_blocks_no_rerun(tmp_path: Path) -> None:
+def test_a_sigkilled_holder_blocks_no_rerun(tmp_path: Path, tiny_suite: Callable[..., Path]) -> None:
     from harness.run.orchestrate import run_suite
 
-    suite = load_suite(_suite(tmp_path))
+    suite = load_suite(tiny_suite(LEASE))
     job = suite.train_jobs()[0]
     path = lease_path(tmp_path, "lease", job.run_id)
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True,
@@ -150,11 +153,11 @@ def _fast_in_worker(job: Job) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_jobs_2_leaves_held_jobs_to_their_holder(tmp_path: Path) -> None:
+def test_jobs_2_leaves_held_jobs_to_their_holder(tmp_path: Path, tiny_suite: Callable[..., Path]) -> None:
     from harness.run.executors import LocalPool
     from harness.run.orchestrate import run_suite
 
-    suite = load_suite(_suite(tmp_path))
+    suite = load_suite(tiny_suite(LEASE))
     held = suite.train_jobs()[2]
     lease = acquire(lease_path(tmp_path, "lease", held.run_id), block=False)
     try:
@@ -167,11 +170,11 @@ def test_jobs_2_leaves_held_jobs_to_their_holder(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_local_pool_reads_its_jobs_lazily(tmp_path: Path) -> None:
+def test_the_local_pool_reads_its_jobs_lazily(tmp_path: Path, tiny_suite: Callable[..., Path]) -> None:
     """A job is taken from the runner (and so its lease claimed) only when a worker is free for it."""
     from harness.run.executors import LocalPool
 
-    jobs = load_suite(_suite(tmp_path)).train_jobs()
+    jobs = load_suite(tiny_suite(LEASE)).train_jobs()
     handed: list[int] = []
 
     def source() -> Any:
@@ -205,16 +208,19 @@ def _blocked_on(path: Path) -> set[int]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux's /proc/locks")
-def test_two_harness_runs_on_one_folder_leave_one_row_per_job(tmp_path: Path) -> None:
+def test_two_harness_runs_on_one_folder_leave_one_row_per_job(
+    tmp_path: Path, tiny_suite: Callable[..., Path],
+) -> None:
     """Two real ``harness run`` on one suite and folder. This test holds one job's lease until every
     other job is stored and both processes wait for it, then lets go without a row: exactly one of
     them runs it, and each says the job was taken by another process (this one)."""
-    suite = load_suite(_suite(tmp_path))
+    suite_path = tiny_suite(LEASE)
+    suite = load_suite(suite_path)
     held = suite.train_jobs()[0]
     path = lease_path(tmp_path / "res", "lease", held.run_id)
     lease = acquire(path, block=False)
     assert lease is not None
-    argv = [EXE, "run", str(_suite(tmp_path)), "--results-dir", str(tmp_path / "res"), "--no-report"]
+    argv = [EXE, "run", str(suite_path), "--results-dir", str(tmp_path / "res"), "--no-report"]
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
              for _ in range(2)]
     results = tmp_path / "res" / "lease.jsonl"

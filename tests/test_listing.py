@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tiny_suites import section_only
 
 from harness.cli.listing import ELLIPSIS, first_sentence, fit, suite_lines
 from harness.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITE = """\
-name: listed
-description: >-
-  Two tiny variants (Vaswani et al. 2017. Not a sentence end), e.g. for listing. The second sentence
-  is long and only harness list SUITE shows it; it goes on past any terminal's width, on purpose, to be
-  wrapped.
-seeds: [0]
-baseline: a
-train: {steps: 2, batch_size: 2}
-model: {d_model: 16, n_heads: 2, d_ff: 32, n_layers: 1}
-tasks:
-  - {task: copy, seq_len: 4, vocab: 4}
-variants:
-  - {name: a, model: vanilla}
-  - {name: b, model: vanilla, norm: pre}
-profile: {seq_lens: [8], batch_size: 2}
-"""
+# the tiny suite with a description of two sentences, the second too long for any terminal line
+LISTED = dict(
+    name="listed",
+    description="Two tiny variants (Vaswani et al. 2017. Not a sentence end), e.g. for listing. The second "
+                "sentence is long and only harness list SUITE shows it; it goes on past any terminal's "
+                "width, on purpose, to be wrapped.",
+    seeds=[0],
+    train=section_only("train", steps=2, batch_size=2),
+)
 
 
 def test_first_sentence() -> None:
@@ -72,11 +66,10 @@ def test_list_suites_fits_the_terminal(
 
 
 def test_list_suite_shows_the_description_and_the_dry_run_grid(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, tiny_suite: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    (tmp_path / "suites").mkdir()
-    path = tmp_path / "suites" / "listed.yaml"
-    path.write_text(SUITE)
+    path = tiny_suite(LISTED, file="suites/listed.yaml")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("COLUMNS", "80")
     assert main(["run", str(path), "--dry-run"]) == 0

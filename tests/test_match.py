@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tiny_suites import write_suite
 
 from harness.core.errors import HarnessError
 from harness.suite.match import scaled_keys, solve, start_value
@@ -69,9 +70,7 @@ def test_scaled_keys_keep_proportions_and_scale_lists() -> None:
 def test_matched_variant_is_solved_at_load_and_hashes_the_solved_config(tmp_path: Path) -> None:
     from harness.suite.load import load_suite
 
-    p = tmp_path / "s.yaml"
-    p.write_text(GOOD)
-    jobs = {j.variant: j for j in load_suite(p).jobs}
+    jobs = {j.variant: j for j in load_suite(write_suite(tmp_path / "s.yaml", GOOD)).jobs}
     a, b = jobs["a"], jobs["b"]
     assert (b.model_cfg["d_model"], b.model_cfg["d_ff"]) == (16, 32)
     target = b.match["target"]
@@ -79,17 +78,16 @@ def test_matched_variant_is_solved_at_load_and_hashes_the_solved_config(tmp_path
                        "achieved": target, "rel": 0.0, "tolerance": 0.1}
     assert b.config()["match"] == b.match and "match" not in a.config()
     # the run_id is that of the solved config written out by hand
-    plain = tmp_path / "plain.yaml"
-    plain.write_text(GOOD.replace(f"d_model: 64, d_ff: 128,\n     {MATCH}", "d_model: 16, d_ff: 32"))
+    plain = write_suite(tmp_path / "plain.yaml",
+                        GOOD.replace(f"d_model: 64, d_ff: 128,\n     {MATCH}", "d_model: 16, d_ff: 32"))
     assert {j.variant: j for j in load_suite(plain).jobs}["b"].run_id == b.run_id
 
 
 def test_match_on_flops_and_applied_params(tmp_path: Path) -> None:
     from harness.suite.load import load_suite
 
-    p = tmp_path / "s.yaml"
     for budget in ("flops_fwd", "params_applied"):
-        p.write_text(GOOD.replace("budget: params", f"budget: {budget}"))
+        p = write_suite(tmp_path / "s.yaml", GOOD.replace("budget: params", f"budget: {budget}"))
         b = {j.variant: j for j in load_suite(p).jobs}["b"]
         assert b.match["budget"] == budget and abs(b.match["rel"]) <= 0.1
         assert b.model_cfg["d_model"] == 16

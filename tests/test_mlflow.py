@@ -6,11 +6,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tiny_suites import write_two_variants
+from tiny_suites import write_tiny_suite
 
 from harness.cli.main import main
 from harness.results.store import read_rows
@@ -19,8 +20,7 @@ needs_mlflow = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None,
                                   reason="MLflow is not installed (pip install -e '.[mlflow]')")
 
 
-def _suite(tmp: Path) -> Path:
-    return write_two_variants(tmp, "track", "Two tiny variants logged to MLflow.")
+TRACK = dict(name="track", description="Two tiny variants logged to MLflow.")  # the tiny suite as it is
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,8 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     uri = (tmp / "store").as_uri()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", uri)
-        argv = ["run", str(_suite(tmp)), "--results-dir", str(tmp / "res"), "--no-report", "--log", "mlflow"]
+        suite = write_tiny_suite(tmp, TRACK)
+        argv = ["run", str(suite), "--results-dir", str(tmp / "res"), "--no-report", "--log", "mlflow"]
         assert main(argv) == 0
     return tmp / "res" / "track.jsonl", uri
 
@@ -121,13 +122,14 @@ def test_export_of_nothing_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture
 
 @needs_mlflow
 def test_an_unusable_tracking_uri_exits_2_before_any_job(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, tiny_suite: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")  # a file where the store's folder would go
     monkeypatch.setenv("MLFLOW_TRACKING_URI", (blocker / "mlruns").as_uri())
     res = tmp_path / "res"
-    argv = ["run", str(_suite(tmp_path)), "--results-dir", str(res), "--no-report", "--log", "mlflow"]
+    argv = ["run", str(tiny_suite(TRACK)), "--results-dir", str(res), "--no-report", "--log", "mlflow"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "MLflow tracking URI" in err[0] and "file/mlruns" in err[0], err
@@ -135,11 +137,12 @@ def test_an_unusable_tracking_uri_exits_2_before_any_job(
 
 
 def test_without_mlflow_run_and_export_exit_2_in_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, tiny_suite: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow fails as if it were not installed
     res = tmp_path / "res"
-    argv = ["run", str(_suite(tmp_path)), "--results-dir", str(res), "--no-report", "--log", "mlflow"]
+    argv = ["run", str(tiny_suite(TRACK)), "--results-dir", str(res), "--no-report", "--log", "mlflow"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["harness: error: --log mlflow needs MLflow, which is not installed: "

@@ -7,6 +7,7 @@ report does not mix old and new settings; the file is rewritten atomically under
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,23 +18,22 @@ from harness.core.registry import TASKS
 from harness.results.store import ResultStore, prune_rows, read_rows
 from harness.suite.load import load_suite
 
-SUITE = """\
-name: tiny
-seeds: [0, 1]
-train: {steps: 2, batch_size: 4, lr: 1.0e-3, warmup_steps: 0, eval_every: 2, eval_batches: 1,
-        eval_batch_size: 4}
-model: {d_model: 16, n_heads: 2, d_ff: 32, n_layers: 1, dropout: 0.0}
-tasks:
-  - {name: copy, task: copy, seq_len: 4, min_len: 2, test_len: 6, vocab: 4%s}
-variants:
-  - {name: vanilla, model: vanilla}
-"""
+# the tiny suite with one variant trained for two steps on copy (no cost sweep), its task's keys apart
+COPY = {"name": "copy", "task": "copy", "seq_len": 4, "min_len": 2, "test_len": 6, "vocab": 4}
+PRUNE = dict(
+    baseline=None,
+    train={"steps": 2, "lr": 1.0e-3, "warmup_steps": 0, "eval_every": 2, "eval_batch_size": 4,
+           "profile_steps": None, "profile_warmup": None},
+    model={"dropout": 0.0},
+    tasks=[COPY],
+    variants=[{"name": "vanilla", "model": "vanilla"}],
+    profile=None,
+)
 
 
-def _suite(tmp_path: Path, extra: str = "") -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(SUITE % extra)
-    return path
+def _with_task_keys(**keys: object) -> dict[str, object]:
+    """PRUNE with ``keys`` added to its task (a ``None`` is written: ``metric: null``)."""
+    return PRUNE | {"tasks": [COPY | keys]}
 
 
 def test_prune_rows_keeps_listed_ids_and_rows_without_one(tmp_path: Path) -> None:
@@ -59,9 +59,9 @@ def test_prune_rows_keeps_listed_ids_and_rows_without_one(tmp_path: Path) -> Non
 
 
 def test_prune_command_drops_what_the_suite_no_longer_expands_to(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, tiny_suite: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    suite = load_suite(_suite(tmp_path))
+    suite = load_suite(tiny_suite(PRUNE))
     res = tmp_path / "res"
     store = ResultStore(res / "tiny.jsonl")
     for job in suite.jobs:
@@ -78,16 +78,16 @@ def test_prune_command_drops_what_the_suite_no_longer_expands_to(
     assert main(["prune", str(tmp_path / "nope.yaml")]) == 2
 
 
-def test_task_metric_chooses_the_headline_and_leaves_old_run_ids(tmp_path: Path) -> None:
+def test_task_metric_chooses_the_headline_and_leaves_old_run_ids(tiny_suite: Callable[..., Path]) -> None:
     entry = TASKS.get("copy")
     assert entry.obj(entry.config(seq_len=4)).metric == "seq_acc"
     assert entry.obj(entry.config(seq_len=4, metric="tok_acc")).metric == "tok_acc"
     assert TASKS.get("binary_addition").config(seq_len=5, metric="tok_acc").check() == []
     with pytest.raises(InputError, match="metric"):
-        load_suite(_suite(tmp_path, ", metric: loss"))
-    plain = load_suite(_suite(tmp_path)).jobs
-    explicit = load_suite(_suite(tmp_path, ", metric: null")).jobs
-    tok = load_suite(_suite(tmp_path, ", metric: tok_acc")).jobs
+        load_suite(tiny_suite(_with_task_keys(metric="loss")))
+    plain = load_suite(tiny_suite(PRUNE)).jobs
+    explicit = load_suite(tiny_suite(_with_task_keys(metric=None))).jobs
+    tok = load_suite(tiny_suite(_with_task_keys(metric="tok_acc"))).jobs
     # a suite that does not set the key keeps the run_ids it had before the key existed
     assert "metric" not in json.dumps(plain[0].identity()["task_cfg"])
     assert [j.run_id for j in plain] == [j.run_id for j in explicit]
@@ -95,18 +95,20 @@ def test_task_metric_chooses_the_headline_and_leaves_old_run_ids(tmp_path: Path)
 
 
 @pytest.mark.slow
-def test_task_metric_is_the_rows_headline(tmp_path: Path) -> None:
-    path = _suite(tmp_path, ", metric: tok_acc")
+def test_task_metric_is_the_rows_headline(tmp_path: Path, tiny_suite: Callable[..., Path]) -> None:
+    path = tiny_suite(_with_task_keys(metric="tok_acc"))
     res = tmp_path / "res"
     assert main(["run", str(path), "seeds=[0]", "--results-dir", str(res), "--no-report"]) == 0
     (row,) = read_rows(res / "tiny.jsonl")
     assert row["metric"] == "tok_acc" and row["value"] == row["metrics"]["tok_acc"]
 
 
-def test_prune_keeps_rows_of_another_device_or_precision(tmp_path: Path) -> None:
+def test_prune_keeps_rows_of_another_device_or_precision(
+    tmp_path: Path, tiny_suite: Callable[..., Path],
+) -> None:
     """A results file may hold a suite's CPU rows and its CUDA or bf16 rows (other run_ids): pruning with
     the default device judges only the CPU fp32 rows; `--device cuda` judges the CUDA ones."""
-    path = _suite(tmp_path)
+    path = tiny_suite(PRUNE)
     res = tmp_path / "res"
     store = ResultStore(res / "tiny.jsonl")
     for device, extra in (("cpu", []), ("cuda", []), ("cpu", ["train.precision=bf16"])):

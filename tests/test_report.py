@@ -172,6 +172,7 @@ def _paper_row(md: str, title_part: str) -> list[str]:
     raise AssertionError(f"no paper row mentioning {title_part!r}")
 
 
+@pytest.mark.slow
 def test_report_is_byte_identical(results: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     tables = write_report(results, out)

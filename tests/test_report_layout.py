@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tiny_suites import TWO_VARIANTS
+from tiny_suites import suite_yaml, tiny_spec
 
 from harness.analysis.report import write_report
 from harness.cli.main import main
@@ -20,7 +20,7 @@ from harness.suite.load import load_suite, recorded_path, report_layout
 from harness.suite.spec import MatrixSpec, ReportSpec
 
 # two vanilla variants on copy, two seeds, and a cost sweep at two lengths
-TINY = TWO_VARIANTS.format(name="tiny", description="tiny").replace("seq_lens: [8]", "seq_lens: [8, 16]")
+TINY = suite_yaml(tiny_spec(name="tiny", profile={"seq_lens": [8, 16]}))
 
 
 def _report(results: Path, out: Path, suites: Path, warnings: list[str] | None = None,

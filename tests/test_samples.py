@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -69,28 +70,31 @@ def test_task_base_gives_no_samples() -> None:
     assert digits.samples(torch.nn.Linear(1, 1), torch.device("cpu"), 0) == {}
 
 
-SUITE = """\
-name: gen
-seeds: [0, 1]
-baseline: {px: full, rev: a}
-train: {steps: 2, batch_size: 4, eval_every: 2, eval_batches: 1, eval_batch_size: 8}
-model: {d_model: 16, n_heads: 2, d_ff: 32, n_layers: 1}
-tasks:
-  - {name: px, task: pixels, image_size: 8, levels: 4}
-  - {name: rev, task: reverse, seq_len: 4, vocab: 4}
-variants:
-  - {name: full, model: image_transformer, attention: full, tasks: [px]}
-  - {name: local, model: image_transformer, attention: local1d, block: 8, memory: 8, tasks: [px]}
-  - {name: a, model: vanilla, tasks: [rev]}
-"""
+# the tiny suite on pixels (two image transformers) and reverse (vanilla), two steps a job
+GEN = dict(
+    name="gen",
+    baseline={"px": "full", "rev": "a"},
+    train={"steps": 2, "lr": None, "warmup_steps": None, "eval_every": 2, "profile_steps": None,
+           "profile_warmup": None},
+    tasks=[{"name": "px", "task": "pixels", "image_size": 8, "levels": 4},
+           {"name": "rev", "task": "reverse", "seq_len": 4, "vocab": 4}],
+    variants=[{"name": "full", "model": "image_transformer", "attention": "full", "tasks": ["px"]},
+              {"name": "local", "model": "image_transformer", "attention": "local1d", "block": 8, "memory": 8,
+               "tasks": ["px"]},
+              {"name": "a", "model": "vanilla", "tasks": ["rev"]}],
+    profile=None,
+)
 
 
-def test_a_suite_run_stores_samples_and_the_report_draws_them(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_a_suite_run_stores_samples_and_the_report_draws_them(
+    tmp_path: Path, tiny_suite: Callable[..., Path],
+) -> None:
     from harness.cli.main import main
 
-    (tmp_path / "gen.yaml").write_text(SUITE)
+    suite = tiny_suite(GEN)
     results, report = tmp_path / "results", tmp_path / "report"
-    assert main(["run", str(tmp_path / "gen.yaml"), "--results-dir", str(results),
+    assert main(["run", str(suite), "--results-dir", str(results),
                  "--report-dir", str(report)]) == 0
     rows = [json.loads(line) for line in (results / "gen.jsonl").read_text().splitlines()]
     px = [r for r in rows if r["task"] == "px" and r["job"] == "train"]

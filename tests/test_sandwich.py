@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_suites import write_suite
 
 import harness
 from harness.cli.main import main
@@ -127,8 +128,8 @@ def test_model_accepts_random_order_directly() -> None:
 def test_suite_resolves_random_order_per_seed(tmp_path: Path) -> None:
     from harness.suite.load import load_suite
 
-    p = tmp_path / "s.yaml"
-    p.write_text(
+    p = write_suite(
+        tmp_path / "s.yaml",
         GOOD.replace("seeds: [0]", "seeds: [0, 1, 2]")
         .replace("k: 1}", "order: random}")
         .replace("n_layers: 2", "n_layers: 4")

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -45,18 +46,14 @@ def test_load_results_keeps_last_row_per_run_id(tmp_path: Path) -> None:
     assert len(df) == 1 and df.iloc[0]["value"] == 2
 
 
-SUITE = """\
-name: killme
-seeds: [0, 1, 2, 3]
-train: {steps: 60, batch_size: 8, eval_every: 30, eval_batches: 1, eval_batch_size: 8,
-        profile_steps: 1, profile_warmup: 0}
-model: {d_model: 16, n_heads: 2, d_ff: 32, n_layers: 1}
-tasks:
-  - {task: copy, seq_len: 4, vocab: 4}
-variants:
-  - {name: a, model: vanilla}
-  - {name: b, model: vanilla, norm: pre}
-"""
+# the tiny suite with four seeds and 60 steps a job (long enough for the kill to land mid-suite)
+KILLME = dict(
+    name="killme",
+    seeds=[0, 1, 2, 3],
+    baseline=None,
+    train={"steps": 60, "batch_size": 8, "lr": None, "warmup_steps": None, "eval_every": 30},
+    profile=None,
+)
 
 
 def _lines(path: Path) -> list[dict]:
@@ -66,9 +63,8 @@ def _lines(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_sigkill_then_rerun_finds_every_job_once(tmp_path: Path) -> None:
-    suite = tmp_path / "killme.yaml"
-    suite.write_text(SUITE)
+def test_sigkill_then_rerun_finds_every_job_once(tmp_path: Path, tiny_suite: Callable[..., Path]) -> None:
+    suite = tiny_suite(KILLME)
     results = tmp_path / "results"
     exe = str(Path(sys.executable).parent / "harness")
     cmd = [exe, "run", str(suite), "--results-dir", str(results), "--report-dir", str(tmp_path / "rep"),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tiny_suites import write_suite
 
 from harness.cli.main import main
 
@@ -107,10 +109,9 @@ def test_missing_suite_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "none.yaml: file not found" in capsys.readouterr().err
 
 
-def test_console_script_bad_suite_subprocess(tmp_path: Path) -> None:
+def test_console_script_bad_suite_subprocess(tmp_path: Path, tiny_suite: Callable[..., Path]) -> None:
     """The installed entry point, as a user runs it: exit 2, one line on stderr, no traceback."""
-    suite = tmp_path / "bad.yaml"
-    suite.write_text(GOOD.replace("n_heads: 2", "n_heads: 5"))
+    suite = tiny_suite(file="bad.yaml", model={"n_heads": 5})
     exe = Path(sys.executable).parent / "harness"
     proc = subprocess.run(
         [str(exe), "run", str(suite), "--results-dir", str(tmp_path / "r"),
@@ -123,34 +124,31 @@ def test_console_script_bad_suite_subprocess(tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
 
 
-def test_include_and_override_merge(tmp_path: Path) -> None:
+def test_include_and_override_merge(tmp_path: Path, tiny_suite: Callable[..., Path]) -> None:
     from harness.suite.load import load_suite
 
-    (tmp_path / "base.yaml").write_text(GOOD)
-    (tmp_path / "child.yaml").write_text("include: base.yaml\nname: child\nseeds: [0, 1]\n")
-    s = load_suite(tmp_path / "child.yaml", ["train.steps=3", "model.d_model=32"])
+    tiny_suite(file="base.yaml", seeds=[0], profile=None)  # two variants, one task, one seed
+    child = write_suite(tmp_path / "child.yaml", "include: base.yaml\nname: child\nseeds: [0, 1]\n")
+    s = load_suite(child, ["train.steps=3", "model.d_model=32"])
     assert s.name == "child" and s.seeds == [0, 1]
     assert {j.train["steps"] for j in s.jobs} == {3}
     assert {j.model_cfg["d_model"] for j in s.jobs} == {32}
     assert len(s.jobs) == 2 * 1 * 2
 
 
-def test_sweep_expands_names(tmp_path: Path) -> None:
+def test_sweep_expands_names(tiny_suite: Callable[..., Path]) -> None:
     from harness.suite.load import load_suite
 
-    p = tmp_path / "s.yaml"
-    swept = "{name: 'b-L{n_layers}', model: vanilla, norm: pre, sweep: {n_layers: [1, 2, 3]}}"
-    p.write_text(GOOD.replace("{name: b, model: vanilla, norm: pre}", swept))
-    s = load_suite(p)
+    swept = {"name": "b-L{n_layers}", "model": "vanilla", "norm": "pre", "sweep": {"n_layers": [1, 2, 3]}}
+    s = load_suite(tiny_suite(seeds=[0], variants=[{"name": "a", "model": "vanilla"}, swept], profile=None))
     assert s.variants == ["a", "b-L1", "b-L2", "b-L3"]
     assert [j.model_cfg["n_layers"] for j in s.jobs if j.variant.startswith("b")] == [1, 2, 3]
 
 
-def test_run_ids_stable_and_distinct(tmp_path: Path) -> None:
+def test_run_ids_stable_and_distinct(tiny_suite: Callable[..., Path]) -> None:
     from harness.suite.load import load_suite
 
-    p = tmp_path / "s.yaml"
-    p.write_text(GOOD)
+    p = tiny_suite(profile=None)  # training jobs only: every one of them depends on train.lr
     a, b = load_suite(p), load_suite(p)
     assert [j.run_id for j in a.jobs] == [j.run_id for j in b.jobs]
     assert len({j.run_id for j in a.jobs}) == len(a.jobs)

@@ -3,36 +3,40 @@ a limit, eval modes (train with one setting, evaluate with others) and sweeps ov
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tiny_suites import section_only, tiny_spec
 
 from harness.results.store import ResultStore
 from harness.run.orchestrate import run_suite
 from harness.suite.load import load_suite
 
-SUITE = """
-name: feat
-seeds: [0, 1]
-train: {steps: 4, batch_size: 4, eval_every: 4, eval_batches: 1, eval_batch_size: 8}
-model: {d_model: 16, n_heads: 2, d_ff: 32, n_layers: 1, dropout: 0.0}
-tasks:
-  - {name: rev, task: reverse, seq_len: 4, vocab: 4}
-  - {name: cp, task: copy, seq_len: 4, vocab: 4}
-variants:
-  - {name: a, model: vanilla}
-  - {name: b, model: vanilla, norm: pre, tasks: [cp], profile: false}
-profile: {seq_lens: [8, 16, 32, 64], batch_size: 1, task: rev}
-"""
+# the tiny suite on two tasks, reverse and copy, with a cost sweep over four lengths of reverse; variant
+# b trains on copy only and is left out of the sweep
+A = {"name": "a", "model": "vanilla"}
+B = {"name": "b", "model": "vanilla", "norm": "pre", "tasks": ["cp"], "profile": False}
+FEAT = dict(
+    name="feat",
+    baseline=None,
+    train={"steps": 4, "lr": None, "warmup_steps": None, "eval_every": 4, "profile_steps": None,
+           "profile_warmup": None},
+    model={"dropout": 0.0},
+    tasks=[{"name": "rev", "task": "reverse", "seq_len": 4, "vocab": 4},
+           {"name": "cp", "task": "copy", "seq_len": 4, "vocab": 4}],
+    variants=[A, B],
+    profile={"seq_lens": [8, 16, 32, 64], "batch_size": 1, "task": "rev"},
+)
 
 
-def _write(tmp_path: Path, text: str) -> Path:
-    p = tmp_path / "feat.yaml"
-    p.write_text(text)
-    return p
+def _feat(**changes: Any) -> dict[str, Any]:
+    """The suite's data with ``changes``, as ``refused_suite`` takes it."""
+    return tiny_spec(FEAT, **changes)
 
 
-def test_variant_tasks_and_profile_flag_restrict_the_grid(tmp_path: Path) -> None:
-    suite = load_suite(_write(tmp_path, SUITE))
+def test_variant_tasks_and_profile_flag_restrict_the_grid(tiny_suite: Callable[..., Path]) -> None:
+    suite = load_suite(tiny_suite(FEAT))
     train = {(j.variant, j.task_name) for j in suite.jobs if j.kind == "train"}
     assert train == {("a", "rev"), ("a", "cp"), ("b", "cp")}
     profiled = {j.variant for j in suite.jobs if j.kind == "profile"}
@@ -40,16 +44,16 @@ def test_variant_tasks_and_profile_flag_restrict_the_grid(tmp_path: Path) -> Non
 
 
 def test_variant_tasks_are_validated(refused_suite: Any) -> None:
-    line = refused_suite(SUITE.replace("tasks: [cp]", "tasks: [cpp]"))
+    line = refused_suite(_feat(variants=[A, B | {"tasks": ["cpp"]}]))
     assert "variants[1].tasks[0]" in line and "cpp" in line and "Did you mean: cp" in line
-    line = refused_suite(SUITE.replace("profile: false", "profile: maybe"))
+    line = refused_suite(_feat(variants=[A, B | {"profile": "maybe"}]))
     assert "variants[1].profile" in line
 
 
-def test_sweep_stops_after_the_time_budget(tmp_path: Path) -> None:
+def test_sweep_stops_after_the_time_budget(tmp_path: Path, tiny_suite: Callable[..., Path]) -> None:
     """A length whose step took longer than max_step_s stops the variant's sweep; the longer lengths
     are stored as 'skipped' with the reason, the suite goes on, and a rerun retries only those."""
-    suite = load_suite(_write(tmp_path, SUITE.replace("task: rev}", "task: rev, max_step_s: 0.5}")))
+    suite = load_suite(tiny_suite(FEAT, profile={"max_step_s": 0.5}))
     calls: list[int] = []
 
     def fake(job: Any, _progress: Any) -> dict[str, Any]:
@@ -73,8 +77,8 @@ def test_sweep_stops_after_the_time_budget(tmp_path: Path) -> None:
     assert calls == [] and again.statuses == {"skipped": 2}
 
 
-def test_sweep_stops_after_oom(tmp_path: Path) -> None:
-    suite = load_suite(_write(tmp_path, SUITE))
+def test_sweep_stops_after_oom(tmp_path: Path, tiny_suite: Callable[..., Path]) -> None:
+    suite = load_suite(tiny_suite(FEAT))
 
     def fake(job: Any, _progress: Any) -> dict[str, Any]:
         status = "oom" if job.kind == "profile" and job.seq_len >= 32 else "ok"
@@ -85,9 +89,9 @@ def test_sweep_stops_after_oom(tmp_path: Path) -> None:
     assert summary.statuses == {"ok": 8, "oom": 1, "skipped": 1}
 
 
-def test_eval_modes_evaluate_trained_weights_under_other_keys(tmp_path: Path) -> None:
-    text = SUITE.replace("eval_batch_size: 8}", "eval_batch_size: 8, eval_modes: {math: {attention: math}}}")
-    suite = load_suite(_write(tmp_path, text.replace("profile: {", "#")))
+def test_eval_modes_evaluate_trained_weights_under_other_keys(tiny_suite: Callable[..., Path]) -> None:
+    math_mode = {"eval_modes": {"math": {"attention": "math"}}}
+    suite = load_suite(tiny_suite(FEAT, train=math_mode, profile=None))
     job = next(j for j in suite.jobs if j.variant == "a" and j.task_name == "rev")
     from harness.run.execute import execute
 
@@ -99,55 +103,53 @@ def test_eval_modes_evaluate_trained_weights_under_other_keys(tmp_path: Path) ->
 
 
 def test_eval_modes_are_validated(refused_suite: Any) -> None:
-    base = SUITE.replace("eval_batch_size: 8}", "eval_batch_size: 8, eval_modes: {m: {attentoin: math}}}")
-    line = refused_suite(base)
+    line = refused_suite(_feat(train={"eval_modes": {"m": {"attentoin": "math"}}}))
     assert "train.eval_modes.m.attentoin" in line and "did you mean 'attention'" in line
-    line = refused_suite(base.replace("attentoin: math", "attention: fast"))
+    line = refused_suite(_feat(train={"eval_modes": {"m": {"attention": "fast"}}}))
     assert "train.eval_modes.m.attention" in line and "must be one of" in line
 
 
-def test_image_sizes_profile_alias(tmp_path: Path) -> None:
-    text = SUITE.replace("profile: {seq_lens: [8, 16, 32, 64]", "profile: {image_sizes: [8, 16]")
-    suite = load_suite(_write(tmp_path, text))
+def test_image_sizes_profile_alias(tiny_suite: Callable[..., Path]) -> None:
+    suite = load_suite(tiny_suite(FEAT, profile={"seq_lens": None, "image_sizes": [8, 16]}))
     assert sorted(j.seq_len for j in suite.jobs if j.kind == "profile") == [8, 16]
 
 
-def test_profile_only_variant(tmp_path: Path, refused_suite: Any) -> None:
-    suite = load_suite(_write(tmp_path, SUITE.replace("tasks: [cp], profile: false", "tasks: []")))
+def test_profile_only_variant(tiny_suite: Callable[..., Path], refused_suite: Any) -> None:
+    profile_only = {"name": "b", "model": "vanilla", "norm": "pre", "tasks": []}
+    suite = load_suite(tiny_suite(FEAT, variants=[A, profile_only]))
     assert {j.kind for j in suite.jobs if j.variant == "b"} == {"profile"}
-    line = refused_suite(SUITE.replace("tasks: [cp]", "tasks: []"))
+    line = refused_suite(_feat(variants=[A, B | {"tasks": []}]))  # and not profiled either
     assert "variants[1].tasks" in line and "would run nothing" in line
 
 
-def test_baseline_per_task(tmp_path: Path, refused_suite: Any) -> None:
-    text = SUITE.replace("seeds: [0, 1]", "seeds: [0, 1]\nbaseline: {rev: a, cp: b}")
-    suite = load_suite(_write(tmp_path, text))
+def test_baseline_per_task(tiny_suite: Callable[..., Path], refused_suite: Any) -> None:
+    suite = load_suite(tiny_suite(FEAT, baseline={"rev": "a", "cp": "b"}))
     assert {(j.task_name, j.baseline) for j in suite.jobs if j.kind == "train"} == {("rev", "a"), ("cp", "b")}
-    line = refused_suite(text.replace("cp: b}", "cp: c}"))
+    line = refused_suite(_feat(baseline={"rev": "a", "cp": "c"}))
     assert "baseline.cp" in line and "unknown baseline variant 'c'" in line
-    line = refused_suite(text.replace("{rev: a", "{rve: a"))
+    line = refused_suite(_feat(baseline={"rve": "a", "cp": "b"}))
     assert "baseline.rve" in line
 
 
-def test_variant_train_overrides(tmp_path: Path, refused_suite: Any) -> None:
-    text = SUITE.replace("tasks: [cp], profile: false}", "tasks: [cp], profile: false, train: {steps: 8}}")
-    suite = load_suite(_write(tmp_path, text))
+def test_variant_train_overrides(tiny_suite: Callable[..., Path], refused_suite: Any) -> None:
+    suite = load_suite(tiny_suite(FEAT, variants=[A, B | {"train": {"steps": 8}}]))
     steps = {(j.variant, j.train["steps"]) for j in suite.jobs if j.kind == "train"}
     assert steps == {("a", 4), ("b", 8)}
     # the other variants keep their run_ids
-    plain = {j.run_id for j in load_suite(_write(tmp_path, SUITE)).jobs if j.variant == "a"}
+    plain = {j.run_id for j in load_suite(tiny_suite(FEAT)).jobs if j.variant == "a"}
     assert plain == {j.run_id for j in suite.jobs if j.variant == "a"}
-    line = refused_suite(text.replace("train: {steps: 8}", "train: {steps: 0}"))
+    line = refused_suite(_feat(variants=[A, B | {"train": {"steps": 0}}]))
     assert "variants[1].train.steps" in line and "must be >= 1" in line
-    line = refused_suite(text.replace("train: {steps: 8}", "train: {stpes: 8}"))
+    line = refused_suite(_feat(variants=[A, B | {"train": {"stpes": 8}}]))
     assert "variants[1].train.stpes" in line and "did you mean 'steps'" in line
 
 
-def test_sweep_skips_a_length_projected_over_the_memory_budget(tmp_path: Path) -> None:
+def test_sweep_skips_a_length_projected_over_the_memory_budget(
+    tmp_path: Path, tiny_suite: Callable[..., Path],
+) -> None:
     """mem_bytes 1, 4 MiB at 8, 16 tokens: n^2, so 16 MiB at 32 and 64 MiB at 64. With a 20 MiB budget
     32 runs and 64 is skipped before it starts, with the projection in the reason; a rerun with a
     larger budget retries it."""
-    text = SUITE.replace("task: rev}", "task: rev, max_mem_gib: 0.01953125}")  # 20 MiB
     calls: list[int] = []
 
     def fake(job: Any, _progress: Any) -> dict[str, Any]:
@@ -159,23 +161,24 @@ def test_sweep_skips_a_length_projected_over_the_memory_budget(tmp_path: Path) -
                 "mem_bytes": mem}
 
     results = tmp_path / "results"
-    summary = run_suite(load_suite(_write(tmp_path, text)), results, quiet=True, runner=fake)
+    twenty_mib = tiny_suite(FEAT, profile={"max_mem_gib": 0.01953125})
+    summary = run_suite(load_suite(twenty_mib), results, quiet=True, runner=fake)
     assert calls == [8, 16, 32] and summary.statuses == {"ok": 9, "skipped": 1}
     skipped = [r for r in ResultStore(results / "feat.jsonl").rows() if r["status"] == "skipped"]
     assert [r["seq_len"] for r in skipped] == [64]
     why = "projected to 0.1 GiB at n=64 (n^2.00 through n=16 and n=32), over the 0.0 GiB budget"
     assert why in skipped[0]["error"]
     calls.clear()
-    bigger = text.replace("max_mem_gib: 0.01953125", "max_mem_gib: 1")
-    again = run_suite(load_suite(_write(tmp_path, bigger)), results, quiet=True, runner=fake)
+    bigger = tiny_suite(FEAT, profile={"max_mem_gib": 1})
+    again = run_suite(load_suite(bigger), results, quiet=True, runner=fake)
     assert calls == [64] and again.statuses == {"ok": 1}
 
 
-def test_memory_budget_defaults_to_a_quarter_of_the_ram_on_cpu(tmp_path: Path) -> None:
+def test_memory_budget_defaults_to_a_quarter_of_the_ram_on_cpu(tiny_suite: Callable[..., Path]) -> None:
     from harness.core.device import physical_memory_bytes
     from harness.run.limits import mem_budget_bytes
 
-    job = next(j for j in load_suite(_write(tmp_path, SUITE)).jobs if j.kind == "profile")
+    job = next(j for j in load_suite(tiny_suite(FEAT)).jobs if j.kind == "profile")
     ram = physical_memory_bytes()
     assert ram is not None and ram > 2**30
     assert mem_budget_bytes(job) == ram / 4
@@ -186,28 +189,27 @@ def test_memory_budget_defaults_to_a_quarter_of_the_ram_on_cpu(tmp_path: Path) -
 
 
 def test_max_mem_gib_is_validated(refused_suite: Any) -> None:
-    line = refused_suite(SUITE.replace("task: rev}", "task: rev, max_mem_gib: 0}"))
+    line = refused_suite(_feat(profile={"max_mem_gib": 0}))
     assert "profile.max_mem_gib" in line and "must be > 0" in line
 
 
-RESOLUTION = """
-name: order
-seeds: [0]
-train: {steps: 1, batch_size: 2}
-model: {d_model: 64, n_heads: 4, d_ff: 128, dropout: 0.0}
-tasks:
-  - {task: copy, seq_len: 4, vocab: 4}
-variants:
-  - {name: plain, model: vanilla}
-  - {name: big, model: transformer-base, n_heads: 2, sweep: {d_ff: [96]}}
-profile: {seq_lens: [64], batch_size: 1}
-"""
+# the tiny suite for key resolution: the suite's model: sets no n_layers; a preset variant with a sweep
+RESOLUTION = dict(
+    name="order",
+    seeds=[0],
+    baseline=None,
+    train=section_only("train", steps=1, batch_size=2),
+    model={"d_model": 64, "n_heads": 4, "d_ff": 128, "n_layers": None, "dropout": 0.0},
+    variants=[{"name": "plain", "model": "vanilla"},
+              {"name": "big", "model": "transformer-base", "n_heads": 2, "sweep": {"d_ff": [96]}}],
+    profile={"seq_lens": [64], "batch_size": 1},
+)
 
 
-def test_model_keys_resolve_in_order(tmp_path: Path) -> None:
+def test_model_keys_resolve_in_order(tiny_suite: Callable[..., Path]) -> None:
     """Later wins: model defaults, preset, the suite's model:, the variant's keys, sweep values; the task
     fills vocab_size and max_len; a cost-sweep cell's max_len grows to its length."""
-    suite = load_suite(_write(tmp_path, RESOLUTION))
+    suite = load_suite(tiny_suite(RESOLUTION))
     cfg = {(j.variant, j.kind): j.model_cfg for j in suite.jobs}
     plain, big = cfg[("plain", "train")], cfg[("big-d_ff96", "train")]
     assert plain["vocab_size"] == 8 and plain["max_len"] == 9  # the copy task's: 4 + 4 specials; 4 + 1 + 4
@@ -230,11 +232,13 @@ def test_profile_command_resolves_like_a_suite() -> None:
     assert small.vocab_size == 14 and small.max_len == 512  # copy's vocabulary; the default length
 
 
-def test_sweep_rows_carry_the_model_extras_like_training_rows(tmp_path: Path) -> None:
+def test_sweep_rows_carry_the_model_extras_like_training_rows(
+    tmp_path: Path, tiny_suite: Callable[..., Path],
+) -> None:
     """One row type: an ACT model's cost-sweep cells carry ponder_steps, as its training rows do."""
-    text = (SUITE.replace("{name: a, model: vanilla}", "{name: a, model: universal, act: true, max_steps: 2}")
-            .replace("seeds: [0, 1]", "seeds: [0]").replace("[8, 16, 32, 64]", "[8]"))
-    summary = run_suite(load_suite(_write(tmp_path, text)), tmp_path / "res", quiet=True)
+    act = {"name": "a", "model": "universal", "act": True, "max_steps": 2}
+    path = tiny_suite(FEAT, seeds=[0], variants=[act, B], profile={"seq_lens": [8]})
+    summary = run_suite(load_suite(path), tmp_path / "res", quiet=True)
     rows = list(ResultStore(summary.results_path).rows())
     act = [r for r in rows if r["variant"] == "a" and r["status"] == "ok"]
     assert {r["job"] for r in act} == {"train", "profile"}

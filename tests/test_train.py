@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -13,19 +15,16 @@ from harness.models.base import ModelOutput
 from harness.run.train import train
 from harness.suite.load import TrainConfig, load_suite
 
-TRAIN = "{steps: 30, batch_size: 8, lr: 3.0e-3, warmup_steps: 5, eval_every: 10, eval_batches: 1, " + \
-    "eval_batch_size: 16, profile_steps: 2, profile_warmup: 1}"
-SUITE = """\
-name: tiny
-seeds: [0]
-baseline: a
-train: """ + TRAIN + """
-model: {d_model: 16, n_heads: 2, d_ff: 32, n_layers: 1, dropout: 0.1}
-tasks:
-  - {task: copy, seq_len: 4, test_len: 6, vocab: 4}
-variants:
-  - {name: a, model: vanilla}
-"""
+# the tiny suite with one variant: 30 steps, evaluated every 10, on copy with longer test sequences
+ONE_VARIANT = dict(
+    seeds=[0],
+    train={"steps": 30, "batch_size": 8, "warmup_steps": 5, "eval_every": 10, "eval_batch_size": 16,
+           "profile_steps": 2, "profile_warmup": 1},
+    model={"dropout": 0.1},
+    tasks=[{"task": "copy", "seq_len": 4, "test_len": 6, "vocab": 4}],
+    variants=[{"name": "a", "model": "vanilla"}],
+    profile=None,
+)
 
 
 def test_lr_schedule() -> None:
@@ -37,16 +36,14 @@ def test_lr_schedule() -> None:
     assert lr_at(110, **kw) == pytest.approx(0.1)
 
 
-def _job(tmp_path: Path):  # noqa: ANN202
-    p = tmp_path / "tiny.yaml"
-    p.write_text(SUITE)
-    return load_suite(p).jobs[0]
+def _job(tiny_suite: Callable[..., Path]):  # noqa: ANN202
+    return load_suite(tiny_suite(ONE_VARIANT)).jobs[0]
 
 
-def test_same_seed_same_numbers(tmp_path: Path) -> None:
+def test_same_seed_same_numbers(tiny_suite: Callable[..., Path]) -> None:
     from harness.run.execute import execute
 
-    job = _job(tmp_path)
+    job = _job(tiny_suite)
     a, b = execute(job), execute(job)
     assert a["status"] == "ok", a["error"]
     assert a["curve"] == b["curve"] and a["metrics"] == b["metrics"]
@@ -55,10 +52,10 @@ def test_same_seed_same_numbers(tmp_path: Path) -> None:
     assert a["value"] == a["metrics"]["seq_acc"] and a["metric"] == "seq_acc"
 
 
-def test_row_has_every_design_field(tmp_path: Path) -> None:
+def test_row_has_every_design_field(tiny_suite: Callable[..., Path]) -> None:
     from harness.run.execute import execute
 
-    row = execute(_job(tmp_path))
+    row = execute(_job(tiny_suite))
     required = (
         "run_id suite variant model task seed status error params params_applied flops_fwd flops_unsupported "
         "mem_bytes mem_kind act_bytes step_ms tokens_per_s mfu metric value higher_is_better curve train_s "
@@ -95,17 +92,66 @@ def test_nan_loss_is_diverged_with_step() -> None:
     assert not math.isnan(out.train_s)
 
 
-def test_failing_job_is_recorded_and_suite_goes_on(tmp_path: Path) -> None:
+CPU_OOM = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+           "you tried to allocate 13194139533312 bytes. Error code 12 (Cannot allocate memory)")
+CUDA_OOM = "CUDA out of memory. Tried to allocate 2.00 GiB"
+AT = "out of memory at seq_len=4 batch_size=8: "  # the job's training length and batch size
+FAILURES = {  # what building the model raised -> the row's status and error
+    "cpu_allocator": (RuntimeError(CPU_OOM), "oom", f"{AT}RuntimeError: {CPU_OOM}"),
+    "cuda": (torch.OutOfMemoryError(CUDA_OOM), "oom", f"{AT}OutOfMemoryError: {CUDA_OOM}"),
+    "python": (MemoryError("no room for activations"), "oom", f"{AT}MemoryError: no room for activations"),
+    "other": (ValueError("no kernel for this shape\nsecond line of detail"), "error",
+              "ValueError: no kernel for this shape"),
+}
+
+
+def _failing_build(monkeypatch: pytest.MonkeyPatch, failures: dict[str, BaseException]) -> None:
+    """Building the model of variant ``v`` raises ``failures[v]`` (the other variants build as usual):
+    the same failure on every machine, whatever its memory, and nothing allocated."""
+    from harness.run import execute
+
+    real_build = execute.build_job
+
+    def build(job: Any) -> Any:
+        if job.variant in failures:
+            raise failures[job.variant]
+        return real_build(job)
+
+    monkeypatch.setattr(execute, "build_job", build)
+
+
+@pytest.mark.parametrize("case", sorted(FAILURES))
+def test_a_failing_job_is_a_row_that_says_why(
+    case: str, tiny_suite: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Out of memory (CUDA's, the CPU allocator's, Python's) is ``oom`` naming the size that failed;
+    any other exception is ``error`` with its first line. Either way the job returns its row."""
+    from harness.run.execute import execute
+
+    exc, status, error = FAILURES[case]
+    _failing_build(monkeypatch, {"big": exc})
+    big = [{"name": "big", "model": "vanilla"}]
+    job = load_suite(tiny_suite(ONE_VARIANT, baseline="big", variants=big)).jobs[0]
+    row = execute(job)
+    assert (row["status"], row["error"]) == (status, error)
+    assert row["run_id"] == job.run_id and row["variant"] == "big"
+
+
+def test_failing_jobs_are_recorded_and_suite_goes_on(
+    tiny_suite: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harness.results.store import read_rows
     from harness.run.orchestrate import run_suite
 
-    p = tmp_path / "tiny.yaml"
-    big = "\n  - {name: big, model: vanilla, d_model: 1048576, n_heads: 1, d_ff: 1048576}"
-    p.write_text(SUITE.replace("{name: a, model: vanilla}", "{name: a, model: vanilla}" + big))
-    suite = load_suite(p, ["train.steps=2", "train.warmup_steps=0", "train.eval_every=1"])
-    summary = run_suite(suite, tmp_path / "res", quiet=True)
-    assert summary.ran == 2
-    from harness.results.store import read_rows
-
+    exc, _, oom_error = FAILURES["cpu_allocator"]
+    _failing_build(monkeypatch, {"big": exc, "broken": FAILURES["other"][0]})
+    variants = [{"name": "big", "model": "vanilla"}, {"name": "broken", "model": "vanilla"},
+                {"name": "a", "model": "vanilla"}]  # the failures first: the job after them still runs
+    path = tiny_suite(ONE_VARIANT, variants=variants)
+    suite = load_suite(path, ["train.steps=2", "train.warmup_steps=0", "train.eval_every=1"])
+    summary = run_suite(suite, path.parent / "res", quiet=True)
+    assert summary.ran == 3 and summary.statuses == {"oom": 1, "error": 1, "ok": 1}
     rows = {r["variant"]: r for r in read_rows(summary.results_path)}
-    assert rows["a"]["status"] == "ok"
-    assert rows["big"]["status"] in ("oom", "error") and rows["big"]["error"]
+    assert (rows["big"]["status"], rows["big"]["error"]) == ("oom", oom_error)
+    assert (rows["broken"]["status"], rows["broken"]["error"]) == ("error", FAILURES["other"][2])
+    assert rows["a"]["status"] == "ok" and rows["a"]["error"] is None

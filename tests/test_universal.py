@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_suites import write_suite
 
 import harness
 from harness.measure.costs import count_params, count_params_applied
@@ -258,8 +259,7 @@ def test_runner_row_carries_ponder_steps(tmp_path: Path) -> None:
     from harness.run.execute import execute
     from harness.suite.load import load_suite
 
-    path = tmp_path / "ut.yaml"
-    path.write_text(SUITE.format(extra=", max_steps: 3"))
+    path = write_suite(tmp_path / "ut.yaml", SUITE.format(extra=", max_steps: 3"))
     row = execute(load_suite(path).jobs[0])
     assert row["status"] == "ok", row["error"]
     assert 1.0 <= row["ponder_steps"] <= 3.0

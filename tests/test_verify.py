@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tiny_suites import write_tiny_suite
 
 from harness.cli.main import main
 from harness.cli.verify import ABS_TOL, draw_sample, job_cost
@@ -22,28 +23,18 @@ from harness.results.store import read_rows
 from harness.run.executors import run_in_worker
 from harness.suite.load import load_suite
 
-SUITE = """\
-name: vtiny
-seeds: [0, 1]
-baseline: a
-train: {steps: 12, batch_size: 8, lr: 3.0e-3, warmup_steps: 2, eval_every: 6, eval_batches: 1,
-        eval_batch_size: 16, profile_steps: 1, profile_warmup: 0}
-model: {d_model: 16, n_heads: 2, d_ff: 32, n_layers: 1, dropout: 0.1}
-tasks:
-  - {task: copy, seq_len: 4, vocab: 4}
-variants:
-  - {name: a, model: vanilla}
-  - {name: b, model: vanilla, norm: pre}
-profile: {seq_lens: [8], batch_size: 2}
-"""
+# the tiny suite trained for 12 steps with dropout, so that a verified row has a curve and a random stream
+VTINY = dict(
+    name="vtiny",
+    train={"steps": 12, "batch_size": 8, "warmup_steps": 2, "eval_every": 6, "eval_batch_size": 16},
+    model={"dropout": 0.1},
+)
 N_JOBS = 6  # 2 variants x 2 seeds, and 2 profile cells
 
 
 @pytest.fixture(scope="module")
 def suite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    suite = tmp_path_factory.mktemp("suite") / "vtiny.yaml"
-    suite.write_text(SUITE)
-    return suite
+    return write_tiny_suite(tmp_path_factory.mktemp("suite"), VTINY)
 
 
 @pytest.fixture(scope="module")
