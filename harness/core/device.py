@@ -73,7 +73,7 @@ def use_deterministic() -> None:
     import torch.utils.deterministic
 
     torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.utils.deterministic.fill_uninitialized_memory = False
+    torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
 
 
 def use_tf32() -> None:

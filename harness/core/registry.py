@@ -31,7 +31,7 @@ class Entry:
 
     name: str
     obj: Any
-    config: type | None
+    config: Any  # the config dataclass (a type)
     summary: str
     module: str
 

@@ -89,6 +89,11 @@ class Counted:
         return self.flops_batch / max(self.tokens, 1) * batch.batch_size * batch.n_tokens, False
 
 
+def bound_loss(loss: Callable[[Batch], torch.Tensor]) -> Callable[[nn.Module, Batch], torch.Tensor]:
+    """A step's loss (of a batch) in the ``loss_fn(model, batch)`` form the counters take."""
+    return lambda _model, batch: loss(batch)
+
+
 def count_costs(model: nn.Module, batch: Batch, make_step: MakeStep, device: torch.device | str) -> Counted:
     """The counted fields of ``model`` on ``batch`` (see the module docstring), on a deep copy."""
     device = canonical(device)
@@ -98,7 +103,7 @@ def count_costs(model: nn.Module, batch: Batch, make_step: MakeStep, device: tor
         batch = batch.to(device)
         flops_batch, unsupported = count_flops(work, batch)
         step = make_step(work)
-        act = max(measure_act_bytes(work, batch, lambda _m, b, loss=loss: loss(b)) for loss in step.losses())
+        act = max(measure_act_bytes(work, batch, bound_loss(loss)) for loss in step.losses())
         counted = Counted(count_params(work), count_params_applied(work, batch), flops_batch, unsupported,
                           act, batch.batch_size, batch.batch_size * batch.n_tokens, shape_key(batch),
                           step.saw_extras)

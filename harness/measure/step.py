@@ -139,7 +139,8 @@ class TrainStep:
         self.task_loss = loss if loss is not None else task.loss
         self.gen = gen if gen is not None else torch.Generator().manual_seed(0)
         self.saw_extras = False  # whether the model's outputs carried extras (ACT's ponder_steps)
-        phases: list[OptimPhase] | None = model.optim_phases() if hasattr(model, "optim_phases") else None
+        make_phases = getattr(model, "optim_phases", None)
+        phases: list[OptimPhase] | None = make_phases() if callable(make_phases) else None
         if phases is not None and spec.compile:
             raise ValueError("compile: true is not supported for models trained in optimiser phases")
         self.forward = torch.compile(model) if spec.compile else model

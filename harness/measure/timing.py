@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 import torch
@@ -17,7 +17,7 @@ PEAK_CACHE: dict[str, float] = {}
 
 
 def alternate_step_ms(
-    steps: dict[str, Callable[[], None]],
+    steps: Mapping[str, Callable[[], object]],
     *,
     rounds: int,
     per_round: int,

@@ -164,17 +164,18 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
-def code_differences(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def code_differences(rows: Iterable[Any]) -> dict[str, Any]:
     """Whether ``rows`` (the arms of a comparison) ran the same code for everything they share.
 
     Returns ``{"unknown": n, "files": [paths]}``: ``unknown`` counts rows whose code is not known file by
     file (produced from a dirty tree, or before rows recorded it); ``files`` lists the files that two
     rows both depend on but hold in different versions. Both empty: the same code."""
-    unknown, versions = 0, {}
+    unknown = 0
+    versions: dict[str, set[str]] = {}
     for row in rows:
         code = row.get("code") if isinstance(row, Mapping) else getattr(row, "code", None)
         files = code.get("files") if isinstance(code, Mapping) else None
-        if not isinstance(files, Mapping) or code.get("dirty"):
+        if not isinstance(code, Mapping) or not isinstance(files, Mapping) or code.get("dirty"):
             unknown += 1
             continue
         for path, digest in files.items():

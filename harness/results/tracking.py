@@ -157,7 +157,7 @@ class MlflowLogger:
 
         when = _millis(row)
         train_s = row.get("train_s")
-        start = when - int(1000 * train_s) if when is not None and _number(train_s) else when
+        start = when - int(1000 * float(train_s or 0)) if when is not None and _number(train_s) else when
         run = self.client.create_run(self.experiment_id(str(row.get("suite"))), start_time=start,
                                      tags=row_tags(row))
         rid, stamp = run.info.run_id, when or 0

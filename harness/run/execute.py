@@ -4,6 +4,7 @@ with its one-line reason."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -46,7 +47,12 @@ def eval_builders(job: Job) -> dict[str, Callable[[], Any]]:
 
     entry = MODELS.get(job.model)
     modes = eval_mode_configs(entry.config, job.model_cfg, job.train.get("eval_modes") or {})
-    return {m: (lambda c=c: entry.obj(entry.config(**c))) for m, c in modes.items()}
+    return {m: functools.partial(build_config, entry, c) for m, c in modes.items()}
+
+
+def build_config(entry: Any, cfg: dict[str, Any]) -> Any:
+    """A registry entry's model built from a config dict."""
+    return entry.obj(entry.config(**cfg))
 
 
 def job_batch(job: Job, model: Any, task: Task) -> Batch:
@@ -56,6 +62,7 @@ def job_batch(job: Job, model: Any, task: Task) -> Batch:
 
     gen = torch.Generator().manual_seed(job.seed)
     if job.kind == "profile":
+        assert job.seq_len is not None and job.batch_size is not None  # a profile job has both
         return task.profile_batch(job.seq_len, job.batch_size, model.io, gen)
     return task.longest_batch(job.train["batch_size"], model.io, gen)
 

@@ -45,7 +45,7 @@ class LengthLimits:
         if row.get("status") == "ok" and row.get("mem_bytes"):
             self.mem.setdefault((job.variant, job.task_name), {})[job.seq_len] = int(row["mem_bytes"])
         why = None
-        over_time = bool(job.max_step_s) and (row.get("step_ms") or 0) > 1000 * job.max_step_s
+        over_time = job.max_step_s is not None and (row.get("step_ms") or 0) > 1000 * job.max_step_s
         if row.get("status") == "oom":
             why = f"ran out of memory at n={job.seq_len}"
         elif row.get("status") == "ok" and over_time:

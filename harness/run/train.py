@@ -98,7 +98,7 @@ def train(
     ``counted``: the model's counted costs (:func:`harness.measure.meter.count_costs`), which the
     steps' meter needs for MFU and the CPU memory estimate; with it the outcome's ``costs`` holds the
     cost fields measured on the training steps themselves (from ``profile_warmup`` on)."""
-    io = model.io
+    io: str = model.io  # type: ignore[assignment]  # every registered model declares its io
     gen = torch.Generator().manual_seed(seed)
     eval_sets = task.eval_sets(cfg["eval_batches"], cfg["eval_batch_size"], io, seed)
     steps = cfg["steps"]

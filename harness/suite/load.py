@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -429,6 +430,11 @@ def solve_match(
     cell.cfg, cell.match = solved.cfg, record
 
 
+def mode_locator(src: Source, prefix: str) -> Callable[[str], str]:
+    """Where an eval mode's refused key was set: ``prefix.<the key's last part>``."""
+    return lambda dotted: src.locate(f"{prefix}.{dotted.split('.')[-1]}")
+
+
 def check_eval_modes_apply(train: TrainConfig, cells: list[Cell], src: Source) -> None:
     """Each eval mode must apply to some variant: for the first cell whose model has the mode's keys
     but refuses its values, say why."""
@@ -441,8 +447,7 @@ def check_eval_modes_apply(train: TrainConfig, cells: list[Cell], src: Source) -
             if mode in used or not set(over) <= model_keys(cfg_cls):
                 continue
             mp = f"train.eval_modes.{mode}"
-            err = eval_mode_error(cfg_cls, cdict, over, mp,
-                                  lambda d, _m=mp: src.locate(f"{_m}.{d.split('.')[-1]}"))
+            err = eval_mode_error(cfg_cls, cdict, over, mp, mode_locator(src, mp))
             if err is None:
                 used.add(mode)
             else:

@@ -103,8 +103,8 @@ def metric_verdict(claim: Claim, rows: Sequence[ResultRow]) -> Verdict:
         label = f"{spec.variant}: {spec.task} − {ref_task}"
         v.comparison = compare(label, mine, ref)
     else:
-        names = {str(r.variant) for r in train if r.task == spec.task}
-        family = {n: seed_values(train, n, spec.task, metric) for n in names}
+        on_task = {str(r.variant) for r in train if r.task == spec.task}
+        family = {n: seed_values(train, n, spec.task, metric) for n in on_task}
         adjusted = holm_family({n: vals for n, vals in family.items() if vals}, spec.reference)
         size = sum(1 for p in adjusted.values() if math.isfinite(p))
         v.comparison = compare(label, mine, ref, p_holm=adjusted.get(spec.variant, math.nan), family=size)

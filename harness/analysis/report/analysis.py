@@ -185,7 +185,7 @@ def _series(variant: str, rows: list[ResultRow], fit_range: Sequence[int]) -> Pr
     for q in PROFILE_QUANTITIES:
         by_len: dict[float, list[Any]] = {}
         for r in ok:
-            by_len.setdefault(float(r.seq_len), []).append(r.field_value(q))
+            by_len.setdefault(float(r.seq_len or 0), []).append(r.field_value(q))
         pts = [(x, m) for x, vs in sorted(by_len.items()) if (m := median(vs)) is not None and m > 0]
         points[q] = pts
         fit = [(x, y) for x, y in pts if not fit_range or fit_range[0] <= x <= fit_range[1]]

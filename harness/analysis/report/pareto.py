@@ -57,7 +57,7 @@ def _point(s: VariantSummary, axis: str) -> ParetoPoint | None:
     cost = s.cost.get(axis)
     if s.n == 0 or not finite(s.mean) or not finite(cost):
         return None
-    return ParetoPoint(s.variant, s.mean, s.half_width if s.n > 1 else math.nan, s.n, float(cost))
+    return ParetoPoint(s.variant, s.mean, s.half_width if s.n > 1 else math.nan, s.n, float(cost or 0.0))
 
 
 def pareto_points(ts: TaskSummary, axis: str) -> list[ParetoPoint]:

@@ -122,9 +122,9 @@ def overtake_section(series: list[ProfileSeries], prows: list[ResultRow], refs: 
     if not refs or not others:
         return []
     by_name = {ps.variant: ps for ps in series}
-    lengths = sorted({float(r.seq_len) for r in prows if finite(r.seq_len)})
+    lengths = sorted({float(r.seq_len or 0) for r in prows if finite(r.seq_len)})
     # the newest cell per length only: a reference that failed once and ran later is no win there
-    failed = {v: [float(r.seq_len) for r in by_name[v].failures if finite(r.seq_len)] for v in refs}
+    failed = {v: [float(r.seq_len or 0) for r in by_name[v].failures if finite(r.seq_len)] for v in refs}
     pairs = [(ref, q) for ref in refs for q in CROSS_QUANTITIES]
     body = [[ps.variant, *(_overtake_cell(ps, by_name[ref], q, failed[ref], lengths, lang)
                            for ref, q in pairs)] for ps in others]
