@@ -145,8 +145,9 @@ def test_failing_jobs_are_recorded_and_suite_goes_on(
 
     exc, _, oom_error = FAILURES["cpu_allocator"]
     _failing_build(monkeypatch, {"big": exc, "broken": FAILURES["other"][0]})
-    variants = [{"name": "big", "model": "vanilla"}, {"name": "broken", "model": "vanilla"},
-                {"name": "a", "model": "vanilla"}]  # the failures first: the job after them still runs
+    # the failures first: the job after them still runs (three different jobs, one key apart)
+    variants = [{"name": "big", "model": "vanilla", "n_layers": 2}, {"name": "broken", "model": "vanilla",
+                "norm": "pre"}, {"name": "a", "model": "vanilla"}]
     path = tiny_suite(ONE_VARIANT, variants=variants)
     suite = load_suite(path, ["train.steps=2", "train.warmup_steps=0", "train.eval_every=1"])
     summary = run_suite(suite, path.parent / "res", quiet=True)
