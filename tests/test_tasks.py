@@ -224,3 +224,54 @@ def test_variable_training_lengths() -> None:
     g = torch.Generator().manual_seed(0)
     lens = {int((task.train_batch(2, "lm", g).labels[0] != IGNORE).sum()) for _ in range(40)}
     assert min(lens) >= 2 and max(lens) <= 8 and len(lens) > 3
+
+
+# --- the sizes a batch carries ---------------------------------------------------------------------
+
+
+def _read_off(batch: Batch) -> tuple[int, int]:
+    """The sizes ``Batch`` once guessed from its tensors (float 4-d inputs: images, pixels per image;
+    any other input of rank >= 2: its length; the size: the first image's side, else the tokens). The
+    tasks now state them; they must state the same numbers for every batch they build."""
+    images = [t for t in batch.inputs.values() if t.is_floating_point() and t.dim() == 4]
+    n = sum(int(t.shape[-2] * t.shape[-1]) if t.is_floating_point() and t.dim() == 4 else int(t.shape[1])
+            for t in batch.inputs.values() if t.dim() >= 2)
+    return n, (int(images[0].shape[-1]) if images else n)
+
+
+@pytest.mark.parametrize(("name", "io"), CASES, ids=[f"{n}-{io}" for n, io in CASES])
+def test_batch_sizes_are_stated_and_unchanged(name: str, io: str) -> None:
+    """Every batch constructor of every task states n_tokens and seq_len, equal to the old guess, and
+    ``to()`` keeps them."""
+    task = make(name, **SMALL.get(name, {}))
+    gen = torch.Generator().manual_seed(5)
+    batches = [task.train_batch(3, io, gen), task.longest_batch(2, io, gen),
+               task.profile_batch(8, 2, io, gen), task.profile_batch(12, 2, io, gen)]
+    batches += [b for s in task.eval_sets(2, 3, io, seed=0).values() for b in s[:2]]
+    for b in batches:
+        assert isinstance(b.n_tokens, int) and isinstance(b.seq_len, int)
+        assert (b.n_tokens, b.seq_len) == _read_off(b)
+        moved = b.to("cpu")
+        assert (moved.n_tokens, moved.seq_len) == (b.n_tokens, b.seq_len)
+
+
+def test_batch_sizes_by_hand() -> None:
+    g = torch.Generator().manual_seed(0)
+
+    def sizes(b: Batch) -> tuple[int, int]:
+        return b.n_tokens, b.seq_len
+
+    copy = make("copy", seq_len=5)  # src SEP tgt: lm drops the last token, masked keeps all 11
+    assert [sizes(copy.train_batch(2, io, g)) for io in IOS] == [(10, 10), (11, 11), (10, 10)]
+    assert sizes(copy.profile_batch(8, 2, "seq2seq", g)) == (16, 16)
+    assert sizes(make("binary_addition", seq_len=9).train_batch(2, "masked", g)) == (9, 9)  # in place
+    assert sizes(make("digits", image_size=8).train_batch(2, "image", g)) == (64, 8)
+    sr = make("ref_sr", image_size=16, canvas=24, ref_size=20, eval_images=4)
+    assert sizes(sr.train_batch(2, "sr", g)) == (20 * 20 + 4 * 4, 20)  # reference and LR pixels
+    assert sizes(sr.eval_sets(1, 3, "sr", 0)["_unrel"][1]) == (416, 20)  # a slice keeps them
+    lanes = make("lanes", image_size=32, image_height=16, row_start=8)
+    assert sizes(lanes.train_batch(2, "lanes", g)) == (16 * 32, 32)  # a row records the width
+    assert sizes(lanes.profile_batch(12, 2, "lanes", g)) == (6 * 12, 12)
+    gan = make("gan_digits")
+    assert sizes(gan.train_batch(2, "gan", g)) == (64, 8)
+    assert sizes(gan.eval_sets(1, 4, "gan", 0)[""][0]) == (0, 0)  # classes and noise seeds only

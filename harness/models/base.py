@@ -54,36 +54,39 @@ ARCH_IO: dict[str, IOFormat] = {"decoder": "lm", "encoder": "masked", "encdec": 
 
 @dataclass
 class Batch:
-    """Model inputs (passed as keyword arguments: ``model(**batch.inputs)``) and labels.
+    """Model inputs (passed as keyword arguments: ``model(**batch.inputs)``) and labels, with the sizes
+    the task states for them.
 
     ``labels`` has the shape of the logits without their last axis; positions holding ``IGNORE``
-    are not scored. ``n_tokens`` is the number of input tokens per example, for throughput.
+    are not scored. The task that builds a batch says, explicitly (nothing is read off the tensors):
+
+    - ``n_tokens``: input tokens per example, for throughput: the token count of every token input
+      (seq2seq: source plus target), for image inputs their pixels per image (H x W of each image;
+      ref_sr: the reference's and the LR image's), 0 for inputs that are neither (a GAN's
+      evaluation classes and noise seeds);
+    - ``seq_len``: the size a result row records: tokens per example, or the side of the batch's
+      (first) image in pixels (its width, for lane images).
     """
 
     inputs: dict[str, torch.Tensor]
     labels: torch.Tensor
+    n_tokens: int = field(kw_only=True)
+    seq_len: int = field(kw_only=True)
+
+    @classmethod
+    def of_tokens(cls, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> Batch:
+        """A batch whose inputs are token streams [B, T] (one, or a seq2seq source and target): its
+        tokens per example are the streams' lengths added up, which is also the size its rows record."""
+        n = sum(int(t.shape[1]) for t in inputs.values())
+        return cls(inputs, labels, n_tokens=n, seq_len=n)
 
     @property
     def batch_size(self) -> int:
         return int(self.labels.shape[0])
 
-    @property
-    def n_tokens(self) -> int:
-        """Input tokens per example; for images (float [B, C, H, W] inputs), pixels per example."""
-        return sum(
-            int(t.shape[-2] * t.shape[-1]) if t.is_floating_point() and t.dim() == 4 else int(t.shape[1])
-            for t in self.inputs.values()
-            if t.dim() >= 2
-        )
-
-    @property
-    def seq_len(self) -> int:
-        """The size a result row records: tokens per example, or an image's side in pixels."""
-        images = [t for t in self.inputs.values() if t.is_floating_point() and t.dim() == 4]
-        return int(images[0].shape[-1]) if images else self.n_tokens
-
     def to(self, device: torch.device | str) -> Batch:
-        return Batch({k: v.to(device) for k, v in self.inputs.items()}, self.labels.to(device))
+        return Batch({k: v.to(device) for k, v in self.inputs.items()}, self.labels.to(device),
+                     n_tokens=self.n_tokens, seq_len=self.seq_len)
 
 
 @dataclass

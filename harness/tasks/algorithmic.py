@@ -89,14 +89,15 @@ class SeqTask(TaskBase):
             seq = torch.cat([src, sep, tgt], dim=1)
             labels = seq[:, 1:].clone()
             labels[:, : src.shape[1]] = IGNORE  # positions that predict src tokens or SEP
-            return Batch({"x": seq[:, :-1]}, labels)
+            return Batch.of_tokens({"x": seq[:, :-1]}, labels)
         if io == "masked":
             blanks = torch.full_like(tgt, BLANK)
             ignore = torch.full((b, src.shape[1] + 1), IGNORE, dtype=torch.long)
-            return Batch({"x": torch.cat([src, sep, blanks], dim=1)}, torch.cat([ignore, tgt], dim=1))
+            x = torch.cat([src, sep, blanks], dim=1)
+            return Batch.of_tokens({"x": x}, torch.cat([ignore, tgt], dim=1))
         if io == "seq2seq":
             bos = torch.full((b, 1), BOS, dtype=torch.long)
-            return Batch({"x": src, "y": torch.cat([bos, tgt[:, :-1]], dim=1)}, tgt.clone())
+            return Batch.of_tokens({"x": src, "y": torch.cat([bos, tgt[:, :-1]], dim=1)}, tgt.clone())
         raise ValueError(f"{type(self).__name__} cannot lay out a batch for model io '{io}'")
 
     def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
@@ -124,8 +125,9 @@ class SeqTask(TaskBase):
         x = self.symbols((batch_size, seq_len), gen)
         labels = self.symbols((batch_size, seq_len), gen)
         if io == "seq2seq":
-            return Batch({"x": x, "y": self.symbols((batch_size, seq_len), gen)}, labels)
-        return Batch({"x": x}, labels)
+            y = self.symbols((batch_size, seq_len), gen)
+            return Batch({"x": x, "y": y}, labels, n_tokens=2 * seq_len, seq_len=2 * seq_len)
+        return Batch({"x": x}, labels, n_tokens=seq_len, seq_len=seq_len)
 
     @staticmethod
     def score(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int, int, int]:

@@ -387,7 +387,7 @@ class CharLM(TaskBase):
     def layout(self, x: torch.Tensor, y: torch.Tensor, io: str) -> Batch:
         if io != "lm":
             raise ValueError(f"char_lm needs a causal language model (io 'lm'), got io '{io}'")
-        return Batch({"x": x}, y.clone())
+        return Batch.of_tokens({"x": x}, y.clone())
 
     def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
         return self.layout(*self.make(self.cfg.seq_len, batch_size, gen), io)
@@ -422,8 +422,9 @@ class CharLM(TaskBase):
         x = torch.randint(0, VOCAB, (batch_size, seq_len), generator=gen)
         labels = torch.randint(0, VOCAB, (batch_size, seq_len), generator=gen)
         if io == "seq2seq":
-            return Batch({"x": x, "y": torch.randint(0, VOCAB, (batch_size, seq_len), generator=gen)}, labels)
-        return Batch({"x": x}, labels)
+            y = torch.randint(0, VOCAB, (batch_size, seq_len), generator=gen)
+            return Batch({"x": x, "y": y}, labels, n_tokens=2 * seq_len, seq_len=2 * seq_len)
+        return Batch({"x": x}, labels, n_tokens=seq_len, seq_len=seq_len)
 
     @staticmethod
     def score(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, int, int, int]:

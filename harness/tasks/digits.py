@@ -139,12 +139,12 @@ class Digits(ImageTask):
         images = sp.train_images[idx]
         if self.cfg.shift > 0:
             images = random_shift(images, self.cfg.shift, sp.background, gen)
-        return Batch({"images": images}, sp.train_labels[idx].clone())
+        return self.batch(images, sp.train_labels[idx].clone())
 
     def eval_sets(self, n_batches: int, batch_size: int, io: str, seed: int) -> dict[str, list[Batch]]:
         """The whole test split once, in order, in batches of ``batch_size``; ``n_batches`` is ignored."""
         self.need_io(io)
         sp = self.split()
         n = len(sp.test_labels)
-        return {"": [Batch({"images": sp.test_images[i : i + batch_size]}, sp.test_labels[i : i + batch_size])
+        return {"": [self.batch(sp.test_images[i : i + batch_size], sp.test_labels[i : i + batch_size])
                      for i in range(0, n, batch_size)]}

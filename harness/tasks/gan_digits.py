@@ -120,21 +120,24 @@ class GanDigits(TaskBase):
         self.need_io(io)
         x, y, _, _ = self.split()
         idx = torch.randint(0, len(y), (batch_size,), generator=gen)
-        return Batch({"images": x[idx], "labels": y[idx]}, y[idx].clone())
+        s = self.image_size
+        return Batch({"images": x[idx], "labels": y[idx]}, y[idx].clone(), n_tokens=s * s, seq_len=s)
 
     def eval_sets(self, n_batches: int, batch_size: int, io: str, seed: int) -> dict[str, list[Batch]]:
         """The whole test split once: inputs are classes and noise seeds, labels the real images."""
         self.need_io(io)
         _, _, x, y = self.split()
         seeds = 1_000_000 * (seed + 1) + torch.arange(len(y))
+        # no image and no token goes in (classes and noise seeds): no tokens, and no size to record
         return {"": [Batch({"labels": y[i : i + batch_size], "seeds": seeds[i : i + batch_size]},
-                           x[i : i + batch_size]) for i in range(0, len(y), batch_size)]}
+                           x[i : i + batch_size], n_tokens=0, seq_len=0)
+                     for i in range(0, len(y), batch_size)]}
 
     def profile_batch(self, seq_len: int, batch_size: int, io: str, gen: torch.Generator) -> Batch:
         """Random images of side ``seq_len`` in [-1, 1] with random classes (cost only)."""
         images = torch.rand(batch_size, 1, seq_len, seq_len, generator=gen) * 2 - 1
         y = torch.randint(0, N_CLASSES, (batch_size,), generator=gen)
-        return Batch({"images": images, "labels": y}, y.clone())
+        return Batch({"images": images, "labels": y}, y.clone(), n_tokens=seq_len * seq_len, seq_len=seq_len)
 
     def loss(self, out: Any, batch: Batch) -> torch.Tensor:
         """A GAN trains through its optimiser phases; this is the model's one-step stand-in (profiling)."""

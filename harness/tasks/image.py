@@ -57,6 +57,11 @@ class ImageTask(TaskBase):
         return None
 
     # -- batches ------------------------------------------------------------------------------------
+    def batch(self, images: torch.Tensor, labels: torch.Tensor) -> Batch:
+        """Images [B, C, S, S] at the task's ``image_size`` S: S x S pixels per example, of side S."""
+        s = self.image_size
+        return Batch({"images": images}, labels, n_tokens=s * s, seq_len=s)
+
     def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
         raise NotImplementedError
 
@@ -67,7 +72,8 @@ class ImageTask(TaskBase):
         """Random images of side ``seq_len`` with random labels (cost only: nothing is learned)."""
         images = torch.randn(batch_size, self.in_channels, seq_len, seq_len, generator=gen)
         shape = (batch_size, seq_len, seq_len) if self.head == "segment" else (batch_size,)
-        return Batch({"images": images}, torch.randint(0, self.n_classes, shape, generator=gen))
+        labels = torch.randint(0, self.n_classes, shape, generator=gen)
+        return Batch({"images": images}, labels, n_tokens=seq_len * seq_len, seq_len=seq_len)
 
     # -- scoring ------------------------------------------------------------------------------------
     def score(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, ...]:

@@ -295,7 +295,8 @@ class Lanes(TaskBase):
 
     def make(self, batch: int, gen: torch.Generator) -> tuple[Road, Batch]:
         road = self.sample_road(batch, gen)
-        return road, Batch({"images": self.render(road, gen)}, self.labels(road))
+        images = self.render(road, gen)  # H x W pixels; a row records the width
+        return road, Batch({"images": images}, self.labels(road), n_tokens=self.h * self.w, seq_len=self.w)
 
     def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
         return self.make(batch_size, gen)[1]
@@ -310,7 +311,8 @@ class Lanes(TaskBase):
         only)."""
         height = max(1, round(seq_len * self.h / self.w))
         images = torch.rand(batch_size, 1, height, seq_len, generator=gen)
-        return Batch({"images": images}, self.make(batch_size, gen)[1].labels)
+        labels = self.make(batch_size, gen)[1].labels
+        return Batch({"images": images}, labels, n_tokens=height * seq_len, seq_len=seq_len)
 
     # -- loss and scoring ---------------------------------------------------------------------------
     def loss(self, out: Any, batch: Batch) -> torch.Tensor:

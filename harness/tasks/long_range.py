@@ -326,7 +326,7 @@ class BinaryArithmetic(SeqTask):
 
     def layout(self, src: torch.Tensor, tgt: torch.Tensor, io: str) -> Batch:
         if io == "masked":  # in place: output position i answers input position i
-            return Batch({"x": src}, tgt.clone())
+            return Batch.of_tokens({"x": src}, tgt.clone())
         return super().layout(src, tgt, io)
 
 

@@ -120,11 +120,12 @@ class Pixels(TaskBase):
         return quantise(grey, self.levels)
 
     @staticmethod
-    def batch(images: torch.Tensor) -> Batch:
-        return Batch({"images": images}, images[:, 0].long())
+    def batch(images: torch.Tensor, side: int) -> Batch:
+        """Images [B, 1, S, S] (S = ``side``) as inputs and as labels: S x S pixels per example."""
+        return Batch({"images": images}, images[:, 0].long(), n_tokens=side * side, seq_len=side)
 
     def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
-        return self.batch(self.draw(batch_size, gen))
+        return self.batch(self.draw(batch_size, gen), self.image_size)
 
     def held_out(self, n_batches: int, batch_size: int, seed: int) -> list[torch.Tensor]:
         if self.shapes is None:
@@ -135,12 +136,12 @@ class Pixels(TaskBase):
 
     def eval_sets(self, n_batches: int, batch_size: int, io: str, seed: int) -> dict[str, list[Batch]]:
         """Digits: the whole test split once (``n_batches`` ignored); shapes: fixed generated batches."""
-        return {"": [self.batch(x) for x in self.held_out(n_batches, batch_size, seed)]}
+        return {"": [self.batch(x, self.image_size) for x in self.held_out(n_batches, batch_size, seed)]}
 
     def profile_batch(self, seq_len: int, batch_size: int, io: str, gen: torch.Generator) -> Batch:
         """Random images of side ``seq_len`` (cost only)."""
         x = torch.randint(0, self.levels, (batch_size, 1, seq_len, seq_len), generator=gen).float()
-        return self.batch(x)
+        return self.batch(x, seq_len)
 
     # -- scoring ------------------------------------------------------------------------------------
     @staticmethod

@@ -31,6 +31,7 @@ numbers compare variants with each other, never with CUFED5.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -98,6 +99,12 @@ def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(x, (0, 0, r, r), mode="circular"), k.view(1, 1, -1, 1))
 
 
+def sr_batch(ref: torch.Tensor, lr: torch.Tensor, hr: torch.Tensor, ref_side: int, lr_side: int) -> Batch:
+    """Inputs ``ref`` (side ``ref_side``) and ``lr`` (side ``lr_side``), labels ``hr``: the pixels of
+    both inputs per example; the size a row records is the reference's side."""
+    return Batch({"ref": ref, "lr": lr}, hr, n_tokens=ref_side**2 + lr_side**2, seq_len=ref_side)
+
+
 def psnr_ssim(sr: torch.Tensor, hr: torch.Tensor) -> tuple[list[float], list[float]]:
     """Per-image PSNR (dB) and SSIM of sr [B, 1, H, W] (clamped to [0, 1]) against hr, by scikit-image."""
     import numpy as np
@@ -160,8 +167,8 @@ class RefSR(TaskBase):
         if self.cfg.rotate:
             turns = torch.randint(0, 4, (n,), generator=gen).tolist()
             ref = torch.stack([torch.rot90(x, k, dims=(1, 2)) for x, k in zip(ref, turns)])
-        # ref first: a batch's recorded size (Batch.seq_len) is its first image's side
-        return Batch({"ref": ref.contiguous(), "lr": downsample(hr, self.cfg.scale)}, hr.contiguous())
+        lr, lr_side = downsample(hr, self.cfg.scale), self.cfg.image_size // self.cfg.scale
+        return sr_batch(ref.contiguous(), lr, hr.contiguous(), self.cfg.ref_side, lr_side)
 
     # -- the Task contract --------------------------------------------------------------------------
     def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
@@ -176,18 +183,19 @@ class RefSR(TaskBase):
         for suffix, reference in (("", self.cfg.reference), ("_unrel", "unrelated")):
             gen = torch.Generator().manual_seed(self.cfg.eval_seed)
             whole = self.make(self.cfg.eval_images, gen, reference)
-            out[suffix] = [Batch({k: v[i : i + batch_size] for k, v in whole.inputs.items()},
-                                 whole.labels[i : i + batch_size])
-                           for i in range(0, self.cfg.eval_images, batch_size)]
+            out[suffix] = [
+                dataclasses.replace(whole, labels=whole.labels[i : i + batch_size],
+                                    inputs={k: v[i : i + batch_size] for k, v in whole.inputs.items()})
+                for i in range(0, self.cfg.eval_images, batch_size)]
         return out
 
     def profile_batch(self, seq_len: int, batch_size: int, io: str, gen: torch.Generator) -> Batch:
-        """Random images: ``ref`` (first, so the batch's size is its side) of side ``seq_len`` and
-        ``lr`` of side ``seq_len / scale`` (cost only)."""
+        """Random images: ``ref`` of side ``seq_len`` (the batch's size) and ``lr`` of side
+        ``seq_len / scale`` (cost only)."""
         lr_side = max(1, seq_len // self.cfg.scale)
         ref = torch.rand(batch_size, 1, seq_len, seq_len, generator=gen)
         lr = torch.rand(batch_size, 1, lr_side, lr_side, generator=gen)
-        return Batch({"ref": ref, "lr": lr}, torch.rand(batch_size, 1, seq_len, seq_len, generator=gen))
+        return sr_batch(ref, lr, torch.rand(batch_size, 1, seq_len, seq_len, generator=gen), seq_len, lr_side)
 
     def loss(self, out: Any, batch: Batch) -> torch.Tensor:
         """L1 reconstruction (the paper's L_rec)."""

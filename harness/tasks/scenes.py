@@ -148,7 +148,7 @@ class Scenes(TaskBase):
         cls = torch.where(seen, scene.types, -1).float()
         ids = (first_id + torch.arange(batch, dtype=torch.float32))[:, None].expand_as(cls)
         labels = torch.stack([ids, cls, (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], -1)
-        return Batch({"images": images.contiguous()}, labels)
+        return Batch({"images": images.contiguous()}, labels, n_tokens=s * s, seq_len=s)
 
     # -- harness API --------------------------------------------------------------------------------
     def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
@@ -166,7 +166,7 @@ class Scenes(TaskBase):
         images = torch.rand(batch_size, 3, seq_len, seq_len, generator=gen)
         labels = torch.full((batch_size, self.cfg.max_objects, 6), -1.0)
         labels[:, 0] = torch.tensor([0.0, 0.0, 0.5, 0.5, 0.5, 0.5])
-        return Batch({"images": images}, labels)
+        return Batch({"images": images}, labels, n_tokens=seq_len * seq_len, seq_len=seq_len)
 
     def loss(self, out: Any, batch: Batch) -> torch.Tensor:
         loss = set_loss(out.logits, batch.labels, self.n_classes)

@@ -176,7 +176,7 @@ class Shapes(ImageTask):
         if self.cfg.noise > 0:
             images = images + self.cfg.noise * torch.randn(images.shape, generator=gen)
         labels = pixels if self.mode == "segment" else same_type_rule(scene)
-        return scene, Batch({"images": images}, labels)
+        return scene, self.batch(images, labels)
 
     # -- harness API --------------------------------------------------------------------------------
     def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
