@@ -30,7 +30,9 @@ to lay out its batch:
 A model whose io is fixed says so in a class attribute (``io: IOFormat = "image"``). Where the io
 follows the config (``causal``, ``arch``), the config has an ``io`` property and the model class
 derives from :class:`ConfigIO`; :func:`model_io` answers for a class and a config without building
-the model.
+the model. ``harness profile`` runs a model on the task that declares itself the default for its io
+(``Task.profile_ios``) unless the model class names another in ``profile_task`` (image_transformer:
+``pixels``). A model config says how it resizes to a length with ``at_length`` (below).
 
 The token models' shared keys live here too: :class:`TransformerConfig` (vocabulary, width, heads,
 depth, dropout, positions) and :class:`SublayerConfig` (plus the attention and feed-forward
@@ -139,6 +141,35 @@ def model_io(model_cls: type, cfg: Any) -> IOFormat | None:
 
 
 # --------------------------------------------------------------------------------------------------
+# Resizing to a length. A cost sweep (and ``harness profile``) runs a model at lengths it was not
+# configured for: the config says how through ``at_length(n) -> dict``, the keys to change so that the
+# model takes inputs of length ``n`` (token models) or images of side ``n`` (image models). A config
+# without ``at_length`` has one size: the suite loader refuses it in a cost sweep, and ``harness
+# profile`` refuses to run it at a size. The keys it returns must leave every other key as it is.
+
+
+def resizes(cfg: Any) -> bool:
+    """Whether model config ``cfg`` (a class or an instance) says how it resizes to a length."""
+    return callable(getattr(cfg, "at_length", None))
+
+
+class MaxLenAtLength:
+    """``at_length`` of a token model's config: at length ``n`` its ``max_len`` is at least ``n`` (a
+    larger ``max_len`` stays: a learned position table keeps its size)."""
+
+    def at_length(self, n: int) -> dict[str, Any]:
+        return {"max_len": max(self.max_len, n)}  # type: ignore[attr-defined]
+
+
+class ImageSizeAtLength:
+    """``at_length`` of an image model's config: at size ``n`` its ``image_size`` is ``n`` (the image
+    side; for a lane model the width, its ``image_height`` stays the task's)."""
+
+    def at_length(self, n: int) -> dict[str, Any]:
+        return {"image_size": n}
+
+
+# --------------------------------------------------------------------------------------------------
 # Shared keys of the token models. Every model keeps its own key set, defaults and bounds (run ids
 # hash the config), so a model overrides a default by declaring the field again, and a key only
 # some models have stays in their own config. shuffle_exchange has no attention and shares too few
@@ -166,8 +197,9 @@ class TransformerConfig:
 
 
 @dataclass
-class SublayerConfig(TransformerConfig):
-    """Plus the keys of the attention and feed-forward sublayers of ``blocks`` (all but reformer)."""
+class SublayerConfig(TransformerConfig, MaxLenAtLength):
+    """Plus the keys of the attention and feed-forward sublayers of ``blocks`` (all but reformer), and
+    ``max_len``, which a cost sweep raises to the profiled length (:class:`MaxLenAtLength`)."""
 
     # dropout on attention weights; None: same as dropout. On the CPU, torch's fused SDPA kernel has
     # no attention dropout: with attn_dropout > 0 it falls back to a kernel that materialises the

@@ -93,7 +93,7 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from harness.core.config import bounded, positive
 from harness.core.registry import register_model
-from harness.models.base import IOFormat, ModelOutput
+from harness.models.base import IOFormat, MaxLenAtLength, ModelOutput
 
 RESIDUAL_INIT = 0.9  # sigmoid(S) at initialisation
 CANDIDATE_SCALE = 0.25 * math.sqrt(1.0 - RESIDUAL_INIT**2)  # h, a constant (~0.109)
@@ -103,7 +103,7 @@ FEATURE_NORM_EPS = 1e-5
 
 
 @dataclass
-class ShuffleExchangeConfig:
+class ShuffleExchangeConfig(MaxLenAtLength):
     vocab_size: int = positive(32)
     d_model: int = positive(128)  # m, features per position; a switch unit sees pairs of 2m
     d_ff: int | None = None  # F, width of Z's output; None: 4 * d_model (the paper's 4m)

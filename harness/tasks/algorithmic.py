@@ -146,6 +146,8 @@ class SeqTask(TaskBase):
 class Copy(SeqTask):
     """Copy the source string (UT paper, Table 4)."""
 
+    profile_ios = ("lm", "masked", "seq2seq")  # harness profile's task for token models
+
     def make(self, n: int, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         src = self.symbols((batch, n), gen)
         return src, src.clone()

@@ -37,6 +37,11 @@ class Task(Protocol):
     metric: str  # the headline metric, a key of :meth:`metrics` (with suffix "")
     higher_is_better: bool
     ios: tuple[str, ...]  # the model io formats the task lays batches out for
+    # the ios for which this task is ``harness profile``'s default (at most one task per io; a model
+    # class may name another with ``profile_task``), and the size (tokens, or image side) it profiles
+    # at when none is given
+    profile_ios: tuple[str, ...]
+    profile_size: int
 
     def model_keys(self) -> dict[str, Any]:
         """Model keys the task fixes (vocabulary, length, classes, ...): the suite fills them in, and a
@@ -87,10 +92,13 @@ class Task(Protocol):
 
 class TaskBase:
     """Defaults of the :class:`Task` contract: no model keys, every model accepted, the longest batch
-    is a training batch, token cross-entropy as the loss, no sample images."""
+    is a training batch, token cross-entropy as the loss, no sample images, the default profile task of
+    no io (profiled at 128 when it is named)."""
 
     higher_is_better: ClassVar[bool] = True
     ios: ClassVar[tuple[str, ...]] = ("lm", "masked", "seq2seq")
+    profile_ios: ClassVar[tuple[str, ...]] = ()  # the default profile task of no io
+    profile_size: ClassVar[int] = 128
 
     def model_keys(self) -> dict[str, Any]:
         return {}

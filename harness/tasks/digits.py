@@ -121,6 +121,7 @@ class Digits(ImageTask):
     head = "classify"
     n_classes = N_CLASSES
     in_channels = 1
+    profile_ios = ("image",)  # harness profile's task for image models (image_transformer names pixels)
 
     def __init__(self, cfg: DigitsConfig) -> None:
         super().__init__(cfg)

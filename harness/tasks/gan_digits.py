@@ -91,6 +91,8 @@ class GanDigits(TaskBase):
     metric = "fid_digits"
     higher_is_better = False
     ios = ("gan",)
+    profile_ios = ("gan",)
+    profile_size = 32
     needs = "a GAN"
 
     def __init__(self, cfg: GanDigitsConfig) -> None:

@@ -200,6 +200,8 @@ class Lanes(TaskBase):
     """Generated road images, 2..4 lanes from LSTR's curve family; TuSimple accuracy, FP and FN."""
 
     ios = ("lanes",)
+    profile_ios = ("lanes",)
+    profile_size = 64  # the image width; the height keeps the task's aspect
     metric = "acc"
     higher_is_better = True
     in_channels = 1

@@ -125,6 +125,8 @@ class RefSR(TaskBase):
     metric = "psnr"
     higher_is_better = True
     ios = ("sr",)
+    profile_ios = ("sr",)
+    profile_size = 64
     needs = "a reference super-resolution model"
 
     def __init__(self, cfg: RefSRConfig) -> None:

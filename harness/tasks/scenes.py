@@ -102,6 +102,8 @@ class Scenes(TaskBase):
     metric = "ap"
     higher_is_better = True
     ios = ("detect",)
+    profile_ios = ("detect",)
+    profile_size = 64
     n_classes = len(SHAPE_TYPES)
 
     def __init__(self, cfg: ScenesConfig) -> None:
