@@ -17,7 +17,9 @@ Schema versions:
   A training row may also carry ``samples`` (a task's sample images: panel name -> at most 16 images,
   each a nested list H x W or H x W x 3 of ints 0..255). The field is optional within version 2: a
   row without samples omits it (``to_dict``), a row that lacks it or holds an empty one reads as None,
-  so rows written before it existed load unchanged and the version stays 2.
+  so rows written before it existed load unchanged and the version stays 2. Likewise ``bounds``, a
+  training row's metric bounds as its task declares them (metric -> {floor, chance, ceiling,
+  higher_is_better}, harness/tasks/base.py): optional, omitted when None, and None in older rows.
 
 :func:`migrate` turns any of these into a current :class:`ResultRow`; nothing else guesses layouts.
 """
@@ -62,6 +64,8 @@ class ResultRow:
     metric: str | None = None  # the task's headline metric
     value: float | None = None  # its final evaluation
     higher_is_better: bool | None = None
+    # each metric's floor, chance, ceiling and direction, as the task declares them; None: not stated
+    bounds: dict[str, dict[str, Any]] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)  # every final evaluation (``metric@mode`` too)
     curve: list[dict[str, Any]] = field(default_factory=list)  # evaluation history
     train_s: float | None = None
@@ -90,6 +94,8 @@ class ResultRow:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extras"}
         if not self.samples:
             out.pop("samples")
+        if self.bounds is None:
+            out.pop("bounds")
         out.update((k, v) for k, v in self.extras.items() if k not in out)
         return out
 
@@ -180,6 +186,8 @@ def migrate(data: Mapping[str, Any]) -> ResultRow:
             values[key] = type(empty)()
     if not isinstance(values.get("samples"), Mapping) or not values.get("samples"):
         values["samples"] = None
+    if not isinstance(values.get("bounds"), Mapping):
+        values["bounds"] = None
     known = {k: v for k, v in values.items() if k in _FIELDS and k != "extras"}
     extras = {k: v for k, v in values.items() if k not in known}
     return ResultRow(**known, extras=extras, schema_version=SCHEMA_VERSION)

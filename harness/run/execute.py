@@ -75,6 +75,7 @@ def execute_here(
 
     from harness.measure.costs import ExtrasProbe, profile_model
     from harness.run.train import task_samples, train
+    from harness.tasks.base import metric_bounds
 
     started = time.perf_counter()
     row = new_row(job)
@@ -95,6 +96,7 @@ def execute_here(
         if job.kind == "train":
             row.seq_len, row.batch_size = batch.seq_len, batch.batch_size
             row.metric, row.higher_is_better = task.metric, task.higher_is_better
+            row.bounds = metric_bounds(task)  # its own draws: the job's RNG streams are untouched
         probe = ExtrasProbe(task.loss)
         row.update(profile_model(
             model, batch, probe, device=device,

@@ -117,7 +117,11 @@ def build_tasks(entries: list[dict[str, Any]], src: Source) -> list[TaskSpec]:
         spec = build(TaskSpec, {k: v for k, v in t.items() if k in ("name", "task")}, kp, src.locate)
         if spec.label in [x.label for x in out]:
             raise InputError(src.locate(f"{kp}.name"), f"{kp}.name", f"duplicate task name '{spec.label}'")
-        config = TASKS.get(spec.task).config
+        entry = TASKS.get(spec.task)
+        if not callable(getattr(entry.obj, "metric_bounds", None)):
+            why = f"task '{spec.task}' declares no metric bounds (Task.metric_bounds, harness/tasks/base.py)"
+            raise InputError(src.locate(f"{kp}.task"), f"{kp}.task", why)
+        config = entry.config
         rest = {k: v for k, v in t.items() if k not in ("name", "task")}
         spec.cfg = build(config, rest, kp, src.locate, f"task {spec.task}")
         out.append(spec)

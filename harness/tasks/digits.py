@@ -133,6 +133,10 @@ class Digits(ImageTask):
         """The fixed split, read and preprocessed on first use (suite loading never touches it)."""
         return load_split(self.cfg.image_size, float(self.cfg.test_fraction), self.cfg.split_seed)
 
+    def bound_labels(self) -> torch.Tensor:
+        """The test split's labels (``acc`` is over all of them): chance is its largest class's share."""
+        return self.split().test_labels
+
     def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
         self.need_io(io)
         sp = self.split()

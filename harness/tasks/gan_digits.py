@@ -19,6 +19,10 @@ sum p log p. Metrics:
   penultimate features (64) of generated and real test images;
 - ``is_digits``: Inception Score of the generated images (one split), at most 10.
 
+Bounds: ``fid_digits`` ceiling 0 (the real images' own statistics), no floor and no chance (a distance
+with no value for "learned nothing"); ``is_digits`` floor 1 (samples the classifier cannot tell
+apart), ceiling 10 (one certain class per sample, every class equally often), no chance level.
+
 The feature network is a small convnet trained by the harness on the training split, deterministically
 and once, then cached (``harness.tasks.digit_features``). These are NOT ImageNet FID or Inception Score:
 they are comparable only within the harness (same classifier recipe, image size and split), never with
@@ -39,7 +43,7 @@ import torch.nn.functional as F
 from harness.core.config import bounded, positive
 from harness.core.registry import register_task
 from harness.models.base import model_io
-from harness.tasks.base import Batch, TaskBase
+from harness.tasks.base import Batch, MetricBound, TaskBase
 from harness.tasks.digit_features import (
     DigitClassifier,
     frechet_distance,
@@ -164,6 +168,10 @@ class GanDigits(TaskBase):
         mu_r, cov_r = gaussian(fr, frr, n)
         return {f"fid_digits{suffix}": frechet_distance(mu_g, cov_g, mu_r, cov_r),
                 f"is_digits{suffix}": inception_score(p, plogp, n)}
+
+    def metric_bounds(self) -> dict[str, MetricBound]:
+        return {"fid_digits": MetricBound(None, None, 0.0, higher_is_better=False),
+                "is_digits": MetricBound(1.0, None, float(N_CLASSES))}
 
     # -- figures -----------------------------------------------------------------------------------
     def samples(self, model: Any, device: torch.device, seed: int) -> dict[str, list]:

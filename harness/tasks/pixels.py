@@ -20,7 +20,10 @@ before it in raster order and returns logits [B, S, S, levels]. Only models with
 accepted: a per-pixel classifier would see the pixel it is asked to predict.
 
 Metric: ``bpd`` (bits per dimension) = summed cross-entropy in nats / (scored pixels x ln 2), lower is
-better; a model that spreads its probability evenly scores exactly log2(levels). The sum is taken in
+better; a model that spreads its probability evenly scores exactly log2(levels) (the floor). Its chance
+is the mean over pixel positions of the entropy of that position's levels in the held-out images (the
+whole test split for digits, a fixed draw of 1024 scenes for shapes): what a model that knows each
+position's level frequencies, and not the pixels before it, scores; ceiling 0. The sum is taken in
 float64. ``samples()`` draws 16 images from the trained model (``model.sample`` at temperature 1) for
 the report, next to 16 held-out images.
 """
@@ -37,7 +40,7 @@ import torch.nn.functional as F
 
 from harness.core.config import bounded
 from harness.core.registry import register_task
-from harness.tasks.base import MAX_SAMPLES, Batch, TaskBase
+from harness.tasks.base import BOUNDS_SEED, MAX_SAMPLES, Batch, MetricBound, TaskBase, entropy_bits
 from harness.tasks.digits import SOURCE_SIZE, raw_digits, stratified_split
 from harness.tasks.shapes import Shapes, ShapesConfig
 
@@ -154,6 +157,13 @@ class Pixels(TaskBase):
     def metrics(self, counts: tuple[float, int], suffix: str) -> dict[str, float]:
         nats, n = counts
         return {f"bpd{suffix}": nats / (max(n, 1) * math.log(2))}
+
+    def metric_bounds(self) -> dict[str, MetricBound]:
+        images = torch.cat(self.held_out(4, 256, BOUNDS_SEED))[:, 0].long()  # digits: the test split
+        per_position = images.reshape(len(images), -1).T
+        chance = sum(entropy_bits(torch.bincount(p, minlength=self.levels)) for p in per_position)
+        return {"bpd": MetricBound(math.log2(self.levels), chance / len(per_position), 0.0,
+                                   higher_is_better=False)}
 
     def samples(self, model: Any, device: torch.device, seed: int) -> dict[str, list]:
         """16 images drawn from the model at temperature 1, and the first 16 held-out images."""

@@ -27,6 +27,10 @@ Scoring: the output is clamped to [0, 1] and compared with the HR target per ima
 window); ``score`` returns (sum of PSNR, sum of SSIM, images), which add up over batches. PSNR is in
 dB on the [0, 1] grey level (identical images give inf). These scenes are a CPU-sized stand-in: the
 numbers compare variants with each other, never with CUFED5.
+
+Bounds: none for PSNR (no floor: the simplest reconstruction, bicubic upsampling, is a model to compare
+with, not a bound; no finite ceiling: a perfect output is inf dB); SSIM ceiling 1 and no floor. Neither
+has a chance level. The ``_unrel`` metrics have the same bounds.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ import torch.nn.functional as F
 from harness.core.config import bounded, positive
 from harness.core.registry import register_task
 from harness.models.base import model_io
-from harness.tasks.base import Batch, TaskBase
+from harness.tasks.base import Batch, MetricBound, TaskBase
 
 TEXTURE_SIGMA = 0.7
 
@@ -210,6 +214,10 @@ class RefSR(TaskBase):
     def metrics(self, counts: tuple, suffix: str) -> dict[str, float]:
         psnr, ssim, n = counts
         return {f"psnr{suffix}": psnr / max(n, 1), f"ssim{suffix}": ssim / max(n, 1)}
+
+    def metric_bounds(self) -> dict[str, MetricBound]:
+        psnr, ssim = MetricBound(None, None, None), MetricBound(None, None, 1.0)
+        return {"psnr": psnr, "ssim": ssim, "psnr_unrel": psnr, "ssim_unrel": ssim}
 
     def samples(self, model: Any, device: Any, seed: int) -> dict[str, list]:
         """Panels lr, ref, sr, hr of 4 evaluation-style scenes drawn from ``seed``, as 0..255 grey."""
