@@ -70,7 +70,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    batch = Batch(
+    batch = Batch.of_tokens(
         {"x": torch.randint(0, VOCAB, (BATCH, LEN), generator=gen)},
         torch.randint(0, VOCAB, (BATCH, LEN), generator=gen),
     )

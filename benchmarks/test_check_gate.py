@@ -46,7 +46,8 @@ class Stack(nn.Module):
 
 def _subject(name: str, build: Any) -> Subject:
     gen = torch.Generator().manual_seed(0)
-    batch = Batch({"x": torch.randn(ROWS, WIDTH, generator=gen)}, torch.zeros(ROWS))
+    x = torch.randn(ROWS, WIDTH, generator=gen)
+    batch = Batch({"x": x}, torch.zeros(ROWS), n_tokens=WIDTH, seq_len=WIDTH)
     return Subject(name, build, batch, SquareLoss(), {}, f"rows={ROWS}", "stack")
 
 

@@ -28,7 +28,7 @@ def small(**keys: object) -> torch.nn.Module:
 
 def token_batch(b: int = 2, t: int = 6, v: int = V) -> Batch:
     x = torch.randint(0, v, (b, t), generator=torch.Generator().manual_seed(3))
-    return Batch({"x": x}, x)
+    return Batch.of_tokens({"x": x}, x)
 
 
 # Pieces of the small config, counted by hand (weights + biases; a LayerNorm has 2 x its width):

@@ -34,12 +34,22 @@ NOISE = [0.010, -0.020, 0.015, -0.005, 0.000]  # shared by the variants of a see
 COPY = {"name": "copy", "vocab": 8, "seq_len": 8}
 
 
+def accuracy_bounds(floor: float, chance: float) -> dict[str, Any]:
+    return {"floor": floor, "chance": chance, "ceiling": 1.0, "higher_is_better": True}
+
+
+# what the copy task declares at vocab 8, seq_len 8 (harness/tasks/algorithmic.py), and duplication at 16
+COPY_BOUNDS = {"tok_acc": accuracy_bounds(1 / 8, 1 / 8), "seq_acc": accuracy_bounds(8.0**-8, 8.0**-8)}
+DUP_BOUNDS = {"tok_acc": accuracy_bounds(1 / 16, 1 / 16), "seq_acc": accuracy_bounds(16.0**-8, 16.0**-8)}
+
+
 def train(variant: str, seed: int, value: float, *, metric: str = "tok_acc", task: str = "copy",
           suite: str = "s", task_cfg: dict[str, Any] | None = None, curve: list[dict[str, Any]] | None = None,
-          **extras: Any) -> ResultRow:
+          bounds: dict[str, Any] | None = COPY_BOUNDS, **extras: Any) -> ResultRow:
     row = ResultRow(run_id=f"{suite}-{task}-{variant}-{seed}", suite=suite, variant=variant, task=task,
                     seed=seed, job="train", status="ok", metric=metric, value=value,
-                    higher_is_better=metric != "bpc", metrics={metric: value}, curve=curve or [],
+                    higher_is_better=metric != "bpc", bounds=bounds, metrics={metric: value},
+                    curve=curve or [],
                     device="cpu", device_name="Test CPU (2 threads)",
                     config={"task": dict(task_cfg or COPY), "train": {"steps": 400, "batch_size": 16}},
                     finished_at="2026-01-01T00:00:00Z", baseline="ref")
@@ -253,7 +263,8 @@ def test_counts() -> None:
 
 def test_layout_reformer_table_2() -> None:
     def dup(variant: str, seed: int, high: float, low: float) -> ResultRow:
-        r = train(variant, seed, high, task="dup", task_cfg={"name": "duplication", "vocab": 16})
+        r = train(variant, seed, high, task="dup", task_cfg={"name": "duplication", "vocab": 16},
+                  bounds=DUP_BOUNDS)
         r.metrics.update({"tok_acc@lsh-8": high, "tok_acc@lsh-1": low})
         return r
 
@@ -361,21 +372,36 @@ def test_power_of_the_paired_t_test() -> None:
     assert math.isnan(detectable_effect(1.0, 1)) and detectable_effect(0.0, 5) == 0.0
 
 
-def test_floors_per_task_and_metric() -> None:
-    from harness.analysis.floors import at_bound, bounds
+def test_floors_come_from_the_rows_bounds() -> None:
+    """The worst value is the declared chance, else the floor; one within the tolerance of zero is zero;
+    no ceiling or no worst value, no bounds; an eval mode's suffix keeps the metric's bounds, an
+    evaluation set's suffix is a metric of its own; rows without bounds have none."""
+    from harness.analysis.floors import at_bound, bounds, row_bounds
 
-    assert bounds("copy", "tok_acc", {"vocab": 8}).worst == 0.125
-    assert bounds("copy", "tok_acc_train_len", {"vocab": 8}).worst == 0.125
-    assert bounds("duplication", "tok_acc@lsh-1", {"vocab": 16}).worst == 1 / 16
-    assert bounds("listops", "seq_acc").worst == 0.1 and bounds("digits", "acc").worst == 0.1
-    assert bounds("binary_addition", "tok_acc").worst == pytest.approx(1 / 3)
-    assert bounds("universal", "seq_acc") is None and bounds("copy", "loss") is None
-    bpc = bounds("char_lm", "bpc")
-    assert bpc.position(8.0) == "floor" and bpc.position(0.0) == "ceiling" and bpc.position(3.0) is None
-    seq = bounds("copy", "seq_acc")
+    listops = {"seq_acc": accuracy_bounds(0.1, 0.1515), "seq_acc_train_len": accuracy_bounds(0.1, 0.17)}
+    b = bounds(listops, "seq_acc")
+    assert (b.worst, b.best, b.chance) == (0.1515, 1.0, True)  # the majority class, not 1/10
+    assert bounds(listops, "seq_acc@full").worst == 0.1515
+    assert bounds(listops, "seq_acc_train_len").worst == 0.17
+    assert bounds(listops, "tok_acc") is None and bounds(None, "seq_acc") is None
+    assert bounds(listops, None) is None
+    assert bounds(COPY_BOUNDS, "tok_acc@lsh-1").worst == 0.125
+    seq = bounds(COPY_BOUNDS, "seq_acc")  # (1/8)^8: a whole sequence by guessing is zero
+    assert (seq.worst, seq.chance) == (0.0, False)
     assert at_bound(seq, [0.0, 0.0, 0.005]) == "floor" and at_bound(seq, [0.0, 1.0]) is None
     assert at_bound(seq, [0.995, 1.0]) == "ceiling"
     assert at_bound(seq, []) is None and at_bound(None, [0]) is None
+    bpc = bounds({"bpc": {"floor": 8.0, "chance": 4.8, "ceiling": 0.0, "higher_is_better": False}}, "bpc")
+    assert bpc.position(4.8) == "floor" and bpc.position(0.0) == "ceiling" and bpc.position(3.0) is None
+    assert bpc.position(8.0) == "floor"  # worse than chance is at the floor too
+    ap = bounds({"ap": {"floor": 0.0, "chance": None, "ceiling": 1.0, "higher_is_better": True}}, "ap")
+    assert (ap.worst, ap.chance) == (0.0, False)
+    nothing = {"fid_digits": {"floor": None, "chance": None, "ceiling": 0.0, "higher_is_better": False},
+               "psnr": {"floor": None, "chance": None, "ceiling": None, "higher_is_better": True}}
+    assert bounds(nothing, "fid_digits") is None and bounds(nothing, "psnr") is None
+    old = ResultRow(task="copy", config={"task": dict(COPY)})  # written before rows carried bounds
+    assert row_bounds([old], "tok_acc") is None
+    assert row_bounds([old, train("v", 0, 0.5)], "tok_acc").worst == 0.125
 
 
 def test_ablation_says_uninformative_at_the_floor_not_within_noise() -> None:

@@ -226,7 +226,8 @@ def test_flops_deformable_attention_hand_count() -> None:
     shapes = [(4, 4), (2, 2)]
     lin = 16 + 4
     wrap = AttnWrap(MSDeformAttn(d, lv, m, k), lq, shapes)
-    flops, unsupported = count_flops(wrap, Batch({"images": torch.randn(b, lin, d)}, torch.zeros(b)))
+    flops, unsupported = count_flops(
+        wrap, Batch({"images": torch.randn(b, lin, d)}, torch.zeros(b), n_tokens=lin, seq_len=lin))
     macs = b * (lin * d * d + lq * d * (m * lv * k * 2) + lq * d * (m * lv * k)
                 + m * lq * (d // m) * lv * k + lq * d * d)
     assert not unsupported and flops == 2 * macs
@@ -241,7 +242,8 @@ def test_flops_attention_hand_count() -> None:
         def forward(self, images: torch.Tensor) -> ModelOutput:
             return ModelOutput(self.attn(images[:, :3], images, images))
 
-    flops, unsupported = count_flops(Wrap(), Batch({"images": torch.randn(2, 10, 16)}, torch.zeros(2)))
+    flops, unsupported = count_flops(
+        Wrap(), Batch({"images": torch.randn(2, 10, 16)}, torch.zeros(2), n_tokens=10, seq_len=10))
     # q on 3 tokens, k and v on 10, out on 3; scores 3 x 10 x 16 and weighted sum 3 x 10 x 16
     macs = 2 * (3 * 16 * 16 + 2 * 10 * 16 * 16 + 3 * 16 * 16 + 2 * 3 * 10 * 16)
     assert not unsupported and flops == 2 * macs

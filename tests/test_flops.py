@@ -75,7 +75,7 @@ def analytic_encoder_flops() -> int:
 
 def token_batch() -> Batch:
     x = torch.randint(0, V, (B, L), generator=torch.Generator().manual_seed(0))
-    return Batch({"x": x}, x)
+    return Batch.of_tokens({"x": x}, x)
 
 
 def torch_count(model: nn.Module, batch: Batch, math_sdpa: bool = False) -> int:
@@ -135,7 +135,7 @@ class ConvNet(nn.Module):
 
 def test_conv_net_matches_formula_and_torch() -> None:
     image = torch.randn(B, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    batch = Batch({"image": image}, torch.zeros(B, dtype=torch.long))
+    batch = Batch({"image": image}, torch.zeros(B, dtype=torch.long), n_tokens=64, seq_len=8)
     model = ConvNet()
     flops, unsupported = count_flops(model, batch)
     conv1 = B * 8 * 3 * 3 * 3 * 8 * 8  # batch * C_out * C_in * k * k * output pixels
@@ -159,7 +159,7 @@ def test_torch_transformer_layer_counts_matmuls_not_fast_path() -> None:
         def forward(self, h: torch.Tensor) -> ModelOutput:
             return ModelOutput(self.layer(h))
 
-    batch = Batch({"h": torch.randn(B, L, D)}, torch.zeros(B, L, dtype=torch.long))
+    batch = Batch({"h": torch.randn(B, L, D)}, torch.zeros(B, L, dtype=torch.long), n_tokens=L, seq_len=L)
     flops, unsupported = count_flops(Wrapped(), batch)
     assert flops == 2 * B * L * (4 * D * D + 2 * D * D_FF) + 2 * 2 * B * L * L * D
     assert unsupported == []
@@ -184,7 +184,7 @@ def test_einsum_matches_torch(equation: str, shapes: list[tuple[int, ...]]) -> N
             return ModelOutput(torch.einsum(equation, *operands.values()))
 
     operands = {f"a{i}": torch.randn(s) for i, s in enumerate(shapes)}
-    batch = Batch(operands, torch.zeros(1))
+    batch = Batch(operands, torch.zeros(1), n_tokens=0, seq_len=0)
     flops, unsupported = count_flops(Einsum(), batch)
     assert flops == torch_count(Einsum(), batch)
     assert unsupported == []
@@ -197,7 +197,7 @@ def test_broadcast_matmul_counts_the_broadcast_batch() -> None:
         def forward(self, a: torch.Tensor, b: torch.Tensor) -> ModelOutput:
             return ModelOutput(a @ b)
 
-    batch = Batch({"a": torch.randn(3, 4), "b": torch.randn(5, 4, 6)}, torch.zeros(5))
+    batch = Batch({"a": torch.randn(3, 4), "b": torch.randn(5, 4, 6)}, torch.zeros(5), n_tokens=0, seq_len=0)
     flops, _ = count_flops(Broadcast(), batch)
     assert flops == 2 * 5 * 3 * 4 * 6 == torch_count(Broadcast(), batch)
 
@@ -228,7 +228,7 @@ class WithFunctionAndFft(nn.Module):
 
 
 def test_custom_function_is_counted_through_its_subgraph() -> None:
-    batch = Batch({"h": torch.randn(B, L, D)}, torch.zeros(B, L))
+    batch = Batch({"h": torch.randn(B, L, D)}, torch.zeros(B, L), n_tokens=L, seq_len=L)
     model = WithFunctionAndFft(fft=False)
     flops, unsupported = count_flops(model, batch)
     assert flops == 2 * 2 * B * L * D * D == torch_count(model, batch)
@@ -236,7 +236,7 @@ def test_custom_function_is_counted_through_its_subgraph() -> None:
 
 
 def test_op_without_handle_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    batch = Batch({"h": torch.randn(B, L, D)}, torch.zeros(B, L))
+    batch = Batch({"h": torch.randn(B, L, D)}, torch.zeros(B, L), n_tokens=L, seq_len=L)
     model = WithFunctionAndFft(fft=True)
     flops, unsupported = count_flops(model, batch)
     assert unsupported == ["aten::fft_rfft"]
@@ -278,7 +278,7 @@ class ZeroCostOps(nn.Module):
 
 
 def test_ops_around_the_matmuls_are_covered_and_free() -> None:
-    batch = Batch({"h": torch.randn(B, L, D)}, torch.zeros(B, L))
+    batch = Batch({"h": torch.randn(B, L, D)}, torch.zeros(B, L), n_tokens=L, seq_len=L)
     model = ZeroCostOps()
     flops, unsupported = count_flops(model, batch)
     assert unsupported == []

@@ -142,5 +142,6 @@ def test_fpt_build_is_deterministic_and_counts_flops() -> None:
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     x = torch.randn(2, 3, 16, 16)
     torch.testing.assert_close(a(images=x).logits, b(images=x).logits)
-    flops, unsupported = count_flops(a, Batch({"images": x}, torch.zeros(2, 16, 16, dtype=torch.long)))
+    flops, unsupported = count_flops(
+        a, Batch({"images": x}, torch.zeros(2, 16, 16, dtype=torch.long), n_tokens=256, seq_len=16))
     assert unsupported == [] and flops > 0

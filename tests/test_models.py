@@ -211,12 +211,12 @@ def test_vanilla_flops_match_analytic_and_torch_counter(attention: str, arch: st
                             arch=arch, attention=attention, dropout=0.0)
     x = torch.randint(0, v, (b, s))
     if arch == "decoder":
-        batch = Batch({"x": x}, x)
+        batch = Batch.of_tokens({"x": x}, x)
         layer = 2 * s * (4 * d * d + 2 * d * ff) + 4 * s * s * d
         expected = b * (n * layer + 2 * s * d * v)
     else:
         y = torch.randint(0, v, (b, t))
-        batch = Batch({"x": x, "y": y}, y)
+        batch = Batch.of_tokens({"x": x, "y": y}, y)
         enc = 2 * s * (4 * d * d + 2 * d * ff) + 4 * s * s * d
         dec = (
             2 * t * (4 * d * d + 2 * d * ff) + 4 * t * t * d

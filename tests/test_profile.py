@@ -33,12 +33,12 @@ def ce_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
 
 
 def float_batch(rows: int = B, cols: int = D) -> Batch:
-    return Batch({"x": torch.randn(rows, cols)}, torch.zeros(rows))
+    return Batch({"x": torch.randn(rows, cols)}, torch.zeros(rows), n_tokens=cols, seq_len=cols)
 
 
 def token_batch() -> Batch:
     x = torch.randint(0, V, (B, L))
-    return Batch({"x": x}, x)
+    return Batch.of_tokens({"x": x}, x)
 
 
 # --- parameters --------------------------------------------------------------------------------------
@@ -118,7 +118,7 @@ def test_params_applied_multihead_attention_counts_out_proj() -> None:
             return ModelOutput(self.mha(x, x, x, need_weights=False)[0])
 
     model = Attention()
-    batch = Batch({"x": torch.randn(2, L, D)}, torch.zeros(2))
+    batch = Batch({"x": torch.randn(2, L, D)}, torch.zeros(2), n_tokens=L, seq_len=L)
     assert count_params_applied(model, batch) == count_params(model) == 4 * D * D + 4 * D
 
 

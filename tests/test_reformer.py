@@ -295,7 +295,7 @@ def test_ff_chunks_do_not_change_the_maths() -> None:
 def test_flops_counted_without_unsupported_ops_on_many_chunks(causal: bool) -> None:
     model = build(bucket_size=4, n_hashes=3, causal=causal)
     x = tokens(t=18)  # padded to 20
-    flops, unsupported = count_flops(model, Batch({"x": x}, x))
+    flops, unsupported = count_flops(model, Batch.of_tokens({"x": x}, x))
     assert unsupported == []
     assert flops > 0
 

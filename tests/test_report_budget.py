@@ -128,6 +128,8 @@ def _floor_row(variant: str, seed: int) -> dict[str, Any]:
     row = _row(variant, seed, metric="seq_acc", value=0.0, metrics={"seq_acc": 0.0, "tok_acc": 0.125})
     row["config"] = {"train": {"steps": 10, "batch_size": 4},
                      "task": {"name": "copy", "seq_len": 8, "vocab": 8}}
+    row["bounds"] = {m: {"floor": f, "chance": f, "ceiling": 1.0, "higher_is_better": True}
+                     for m, f in (("tok_acc", 1 / 8), ("seq_acc", 8.0**-8))}  # as the copy task declares
     return row
 
 

@@ -71,3 +71,15 @@ def test_legacy_flat_config_layout() -> None:
 def test_metric_value(metric: str | None, expected: float | None) -> None:
     row = ResultRow(metric="acc", value=0.5, metrics={"acc": 0.5, "bpc": 1.25})
     assert row.metric_value(metric) == expected
+
+
+def test_bounds_are_optional_and_round_trip() -> None:
+    """A row's ``bounds`` (what its task declares) round-trips; a row without them (every row written
+    before they existed, every profile row) reads as None and writes no such field."""
+    declared = {"seq_acc": {"floor": 0.1, "chance": 0.15, "ceiling": 1.0, "higher_is_better": True}}
+    row = migrate({"run_id": "a", "job": "train", "metric": "seq_acc", "bounds": declared})
+    assert row.bounds == declared and row.to_dict()["bounds"] == declared
+    assert migrate(row.to_dict()).bounds == declared
+    for old in ({"run_id": "b"}, {"run_id": "c", "bounds": None}, {"run_id": "d", "bounds": "junk"}):
+        row = migrate(old)
+        assert row.bounds is None and "bounds" not in row.to_dict() and "bounds" not in row.extras

@@ -226,7 +226,8 @@ def test_attention_flops_match_the_hand_count() -> None:
 
     b, c, n = 2, 16, 16
     images = torch.randn(b, c, 4, 4)
-    flops, unsupported = count_flops(Probe(), Batch({"images": images}, torch.zeros(b)))
+    flops, unsupported = count_flops(
+        Probe(), Batch({"images": images}, torch.zeros(b), n_tokens=16, seq_len=4))
     macs = 2 * n * c * c // 8 + n * c * c // 2 + n * c // 2 * c + n * n * c // 8 + c // 2 * n * n
     sigma = sum(o * i + o for o, i in ((c // 8, c), (c // 8, c), (c // 2, c), (c, c // 2)))
     assert unsupported == [] and flops == 2 * (b * macs + sigma)

@@ -188,7 +188,7 @@ ORDERINGS_N4 = (
 def test_every_ordering_costs_the_same(norm: str) -> None:
     """Same counts of s and f -> the same parameters (names and shapes) and the same forward FLOPs."""
     x = _tokens(2, 9)
-    batch = Batch({"x": x}, x)
+    batch = Batch.of_tokens({"x": x}, x)
     ref = harness.build_model("sandwich", **SIZES, n_layers=4, norm=norm)
     assert ref.order == "sfsfsfsf"
     ref_shapes = {k: t.shape for k, t in ref.state_dict().items()}
@@ -213,7 +213,7 @@ def test_interleaved_flops_match_the_analytic_count() -> None:
     x = _tokens(b, t)
     m = harness.build_model("sandwich", **SIZES, order="sssfff")
     pair = 2 * t * (4 * d * d + 2 * d * ff) + 4 * t * t * d
-    assert count_flops(m, Batch({"x": x}, x)) == (b * (n * pair + 2 * t * d * v), [])
+    assert count_flops(m, Batch.of_tokens({"x": x}, x)) == (b * (n * pair + 2 * t * d * v), [])
 
 
 @pytest.mark.parametrize("order", ["sfsf", "ssff", "ffss", "ssf", "fsffs", "sfffsssf", "sf"])
@@ -354,7 +354,7 @@ def test_a_sharing_variant_is_a_small_subclass() -> None:
     assert len(shared.attn) == len(shared.ff) == 1 and shared.order == plain.order == "ssfsff"
     assert [id(m) for m in shared.sublayers()].count(id(shared.attn[0])) == 3
     x = _tokens()
-    batch = Batch({"x": x}, x)
+    batch = Batch.of_tokens({"x": x}, x)
     assert _params(shared) == _params(plain) - 2 * (_params(plain.attn[0]) + _params(plain.ff[0]))
     assert count_flops(shared, batch) == count_flops(plain, batch)
     assert shared(x).logits.shape == plain(x).logits.shape

@@ -278,7 +278,7 @@ def _act_bytes(n: int, **cfg: object) -> int:
 
     m = build(d_model=16, d_ff=32, **cfg)
     x = tokens(1, n)
-    batch = Batch({"x": x}, x)
+    batch = Batch.of_tokens({"x": x}, x)
     return measure_act_bytes(m, batch, lambda mm, b: F.cross_entropy(mm(**b.inputs).logits[0], b.labels[0]))
 
 
@@ -297,7 +297,7 @@ def test_flops_match_the_switch_layer_count() -> None:
 
     m = build(n_blocks=2)
     x = tokens(3, 11)  # padded to 16: k = 4, 6 layers a block, 13 in all
-    flops, unsupported = count_flops(m, Batch({"x": x}, x))
+    flops, unsupported = count_flops(m, Batch.of_tokens({"x": x}, x))
     assert unsupported == []
     layers = 2 * 6 + 1
     per_layer = 2 * (8 * 2 * D * FF + 8 * FF * 2 * D)  # 8 pairs, Z and W

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 import torch
 
 from harness.core.registry import TASKS
 from harness.tasks.algorithmic import BLANK, N_SPECIAL, SEP, SeqTask
-from harness.tasks.base import IGNORE, Batch, Task
+from harness.tasks.base import BOUNDS_DRAW, BOUNDS_SEED, IGNORE, Batch, Task, metric_bounds
 
 IOS = ["lm", "masked", "seq2seq"]
 # source -> target tasks; char_lm has its own tests (tests/test_char_lm.py)
@@ -224,3 +229,201 @@ def test_variable_training_lengths() -> None:
     g = torch.Generator().manual_seed(0)
     lens = {int((task.train_batch(2, "lm", g).labels[0] != IGNORE).sum()) for _ in range(40)}
     assert min(lens) >= 2 and max(lens) <= 8 and len(lens) > 3
+
+
+# --- the sizes a batch carries ---------------------------------------------------------------------
+
+
+def _read_off(batch: Batch) -> tuple[int, int]:
+    """The sizes ``Batch`` once guessed from its tensors (float 4-d inputs: images, pixels per image;
+    any other input of rank >= 2: its length; the size: the first image's side, else the tokens). The
+    tasks now state them; they must state the same numbers for every batch they build."""
+    images = [t for t in batch.inputs.values() if t.is_floating_point() and t.dim() == 4]
+    n = sum(int(t.shape[-2] * t.shape[-1]) if t.is_floating_point() and t.dim() == 4 else int(t.shape[1])
+            for t in batch.inputs.values() if t.dim() >= 2)
+    return n, (int(images[0].shape[-1]) if images else n)
+
+
+@pytest.mark.parametrize(("name", "io"), CASES, ids=[f"{n}-{io}" for n, io in CASES])
+def test_batch_sizes_are_stated_and_unchanged(name: str, io: str) -> None:
+    """Every batch constructor of every task states n_tokens and seq_len, equal to the old guess, and
+    ``to()`` keeps them."""
+    task = make(name, **SMALL.get(name, {}))
+    gen = torch.Generator().manual_seed(5)
+    batches = [task.train_batch(3, io, gen), task.longest_batch(2, io, gen),
+               task.profile_batch(8, 2, io, gen), task.profile_batch(12, 2, io, gen)]
+    batches += [b for s in task.eval_sets(2, 3, io, seed=0).values() for b in s[:2]]
+    for b in batches:
+        assert isinstance(b.n_tokens, int) and isinstance(b.seq_len, int)
+        assert (b.n_tokens, b.seq_len) == _read_off(b)
+        moved = b.to("cpu")
+        assert (moved.n_tokens, moved.seq_len) == (b.n_tokens, b.seq_len)
+
+
+def test_batch_sizes_by_hand() -> None:
+    g = torch.Generator().manual_seed(0)
+
+    def sizes(b: Batch) -> tuple[int, int]:
+        return b.n_tokens, b.seq_len
+
+    copy = make("copy", seq_len=5)  # src SEP tgt: lm drops the last token, masked keeps all 11
+    assert [sizes(copy.train_batch(2, io, g)) for io in IOS] == [(10, 10), (11, 11), (10, 10)]
+    assert sizes(copy.profile_batch(8, 2, "seq2seq", g)) == (16, 16)
+    assert sizes(make("binary_addition", seq_len=9).train_batch(2, "masked", g)) == (9, 9)  # in place
+    assert sizes(make("digits", image_size=8).train_batch(2, "image", g)) == (64, 8)
+    sr = make("ref_sr", image_size=16, canvas=24, ref_size=20, eval_images=4)
+    assert sizes(sr.train_batch(2, "sr", g)) == (20 * 20 + 4 * 4, 20)  # reference and LR pixels
+    assert sizes(sr.eval_sets(1, 3, "sr", 0)["_unrel"][1]) == (416, 20)  # a slice keeps them
+    lanes = make("lanes", image_size=32, image_height=16, row_start=8)
+    assert sizes(lanes.train_batch(2, "lanes", g)) == (16 * 32, 32)  # a row records the width
+    assert sizes(lanes.profile_batch(12, 2, "lanes", g)) == (6 * 12, 12)
+    gan = make("gan_digits")
+    assert sizes(gan.train_batch(2, "gan", g)) == (64, 8)
+    assert sizes(gan.eval_sets(1, 4, "gan", 0)[""][0]) == (0, 0)  # classes and noise seeds only
+
+
+# --- metric bounds ---------------------------------------------------------------------------------
+
+# every case of the contract (ListOps at lengths its small trees reach often: its chance is drawn from
+# 16,384 expressions), plus a second evaluation length (suffix _train_len) and the modes with other
+# metrics or other data
+BOUND_SMALL = {**SMALL, "listops": {"seq_len": 32, "min_len": 8, "max_depth": 4}}
+BOUND_CASES = [(n, io, BOUND_SMALL.get(n, {}), f"{n}-{io}") for n, io in CASES] + [
+    ("copy", "lm", {"seq_len": 5, "test_len": 9}, "copy-test_len"),
+    ("shapes", "image", {"image_size": 16, "mode": "classify"}, "shapes-classify"),
+    ("pixels", "image", {"source": "shapes", "image_size": 16}, "pixels-shapes"),
+]
+
+
+def _some_logits(task: Task, io: str, batch: Batch) -> torch.Tensor:
+    """Model outputs of the io's layout (their values do not matter: only the metric names do)."""
+    b = batch.batch_size
+    if io in ("gan", "sr"):
+        return batch.labels
+    if io == "detect":  # one decoder layer, 3 queries, classes + "no object" + a box
+        return torch.full((b, 1, 3, task.n_classes + 1 + 4), 0.5)
+    if io == "lanes":
+        return torch.zeros(b, task.cfg.max_lanes, 4 + len(task.rows))
+    logits = torch.zeros(*batch.labels.shape, _classes(task))
+    return logits.scatter_(-1, batch.labels.clamp(min=0)[..., None], 1.0)
+
+
+@pytest.mark.parametrize(("name", "io", "cfg"), [c[:3] for c in BOUND_CASES], ids=[c[3] for c in BOUND_CASES])
+def test_every_metric_a_task_reports_has_declared_bounds(name: str, io: str, cfg: dict) -> None:
+    """The contract: bounds for exactly the metric names the task reports over its evaluation sets,
+    each with floor, chance and ceiling (a finite float, or None where undefined) and a direction that
+    agrees with them; the same every time."""
+    task = make(name, **cfg)
+    declared = metric_bounds(task)
+    reported: set[str] = set()
+    for suffix, batches in task.eval_sets(1, 3, io, seed=0).items():
+        batch = batches[0]
+        reported |= set(task.metrics(task.score(_some_logits(task, io, batch), batch.labels), suffix))
+    assert set(declared) == reported and task.metric in declared
+    for metric, d in declared.items():
+        assert set(d) == {"floor", "chance", "ceiling", "higher_is_better"}, metric
+        assert isinstance(d["higher_is_better"], bool)
+        floor, chance, ceiling = d["floor"], d["chance"], d["ceiling"]
+        assert all(v is None or (type(v) is float and math.isfinite(v)) for v in (floor, chance, ceiling))
+        if floor is not None and ceiling is not None:
+            assert (ceiling > floor) == d["higher_is_better"], metric
+            if chance is not None:  # a guess from the labels: no worse than a uniform one, short of perfect
+                assert min(floor, ceiling) <= chance <= max(floor, ceiling), metric
+                assert chance == floor or (chance > floor) == d["higher_is_better"], metric
+    assert metric_bounds(task) == declared
+
+
+def test_listops_chance_is_its_majority_class_frequency() -> None:
+    """Exactly the most frequent answer's share in the fixed draw (counted here from the expressions'
+    values, not from the answers the task lays out), close to that share in the evaluation sets, and
+    well above the uniform 1/10 (MIN and MAX of many arguments pull towards 0 and 9)."""
+    from harness.tasks.long_range import listops_value
+
+    task = make("listops", seq_len=48, min_len=16, max_depth=6)  # suites/long_range.yaml's listops
+    b = metric_bounds(task)
+    src, _ = task.make(task.test_len, BOUNDS_DRAW, torch.Generator().manual_seed(BOUNDS_SEED))
+    answers = Counter(listops_value(row.tolist()) for row in src)
+    assert b["seq_acc"]["chance"] == b["tok_acc"]["chance"] == max(answers.values()) / BOUNDS_DRAW
+    assert b["seq_acc"]["floor"] == 0.1 and 0.14 < b["seq_acc"]["chance"] < 0.17
+    labels = torch.cat([x.labels for x in task.eval_sets(16, 256, "seq2seq", seed=0)[""]])
+    assert abs(b["seq_acc"]["chance"] - float(torch.bincount(labels[:, 0]).max()) / len(labels)) < 0.02
+
+
+def test_chance_in_closed_form_agrees_with_a_draw() -> None:
+    """Copy's chance is the uniform 1/vocab (its floor); addition's leading carry digit makes its chance
+    (max(p_n, 1 - p_n) + n / 10) / (n + 1): both agree with the generator's labels."""
+    from harness.tasks.base import majority_chance
+
+    for name, cfg in (("copy", {"seq_len": 6, "vocab": 5}), ("addition", {"seq_len": 3}),
+                      ("reverse", {"seq_len": 4, "vocab": 3}), ("duplication", {"seq_len": 4, "vocab": 4})):
+        task = make(name, **cfg)
+        tok, seq = task.guess_chance(task.test_len)
+        _, tgt = task.make(task.test_len, 50_000, torch.Generator().manual_seed(1))
+        drawn_tok, drawn_seq = majority_chance(tgt)
+        assert abs(tok - drawn_tok) < 0.01 and abs(seq - drawn_seq) < 0.01, name
+    assert make("copy", vocab=5).guess_chance(16)[0] == 0.2
+    addition = make("addition", seq_len=1).guess_chance(1)
+    assert addition == pytest.approx(((0.55 + 0.1) / 2, 0.1))  # 1 + 1-digit sums: carry in 45 of 100
+
+
+def test_chance_of_a_label_distribution_is_what_a_model_of_it_scores() -> None:
+    """A 'model' that predicts the evaluated labels' distribution and ignores its input scores exactly
+    the declared chance: char_lm's bpc (the bytes' entropy) and pixels' bpd (each position's)."""
+    lm = make("char_lm", seq_len=16, eval_tokens=640)
+    batches = lm.eval_sets(1, 8, "lm", seed=0)[""]
+    counts = torch.bincount(torch.cat([b.labels.flatten() for b in batches]), minlength=256).double()
+    logits = counts.clamp_min(1e-300).log().float()
+    sums = [lm.score(logits.expand(*b.labels.shape, 256), b.labels) for b in batches]
+    bpc = lm.metrics(tuple(sum(c[i] for c in sums) for i in range(4)), "")
+    assert bpc["bpc"] == pytest.approx(metric_bounds(lm)["bpc"]["chance"], rel=1e-5)
+    assert bpc["acc"] == pytest.approx(metric_bounds(lm)["acc"]["chance"])
+    px = make("pixels")
+    (batch,) = [b for b in px.eval_sets(1, 1000, "image", seed=0)[""]]
+    per_pos = torch.nn.functional.one_hot(batch.labels, px.levels).double().mean(0)  # (S, S, levels)
+    logits = per_pos.clamp_min(1e-300).log().expand(*batch.labels.shape, px.levels)
+    bpd = px.metrics(px.score(logits, batch.labels), "")["bpd"]
+    assert bpd == pytest.approx(metric_bounds(px)["bpd"]["chance"], rel=1e-6)
+
+
+def test_digits_chance_is_the_test_splits_largest_class() -> None:
+    task = make("digits", image_size=8)
+    labels = task.split().test_labels
+    chance = float(torch.bincount(labels).max()) / len(labels)
+    assert metric_bounds(task)["acc"] == {"floor": 0.1, "chance": chance, "ceiling": 1.0,
+                                          "higher_is_better": True}
+
+
+@dataclass
+class _NoBoundsConfig:
+    seq_len: int = 4
+
+
+def test_a_task_without_bounds_is_refused(tmp_path: Path) -> None:
+    """A task class that declares no metric bounds is refused by the suite loader, where it is named,
+    and by metric_bounds."""
+    from harness.core.errors import HarnessError, InputError
+    from harness.core.registry import Entry
+    from harness.suite.load import load_suite
+    from harness.tasks.algorithmic import Copy
+
+    class Unbounded:  # a Copy in all but its bounds
+        def __init__(self, cfg: _NoBoundsConfig) -> None:
+            self.inner = Copy(TASKS.get("copy").config(seq_len=cfg.seq_len))
+
+        def __getattr__(self, key: str):  # noqa: ANN204
+            if key == "metric_bounds":
+                raise AttributeError(key)
+            return getattr(self.inner, key)
+
+    TASKS.add(Entry("unbounded_test", Unbounded, _NoBoundsConfig, "no bounds", __name__))
+    try:
+        path = tmp_path / "s.yaml"
+        path.write_text("seeds: [0]\ntrain: {steps: 1, batch_size: 2}\n"
+                        "tasks:\n  - {name: u, task: unbounded_test}\n"
+                        "variants:\n  - {name: v, model: vanilla}\n")
+        with pytest.raises(InputError, match=r"tasks\[0\]\.task.*declares no metric bounds"):
+            load_suite(path)
+        with pytest.raises(HarnessError, match="declares no metric bounds"):
+            metric_bounds(Unbounded(_NoBoundsConfig()))
+    finally:
+        TASKS.entries.pop("unbounded_test")

@@ -26,7 +26,7 @@ def build(**cfg: object) -> torch.nn.Module:
 
 def lm_batch(b: int = 3, n: int = 7, seed: int = 0) -> Batch:
     x = torch.randint(0, V, (b, n), generator=torch.Generator().manual_seed(seed))
-    return Batch({"x": x}, x)
+    return Batch.of_tokens({"x": x}, x)
 
 
 def force_halting(model: torch.nn.Module, p: float) -> None:

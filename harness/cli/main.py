@@ -423,7 +423,8 @@ def make_parser() -> argparse.ArgumentParser:
     pr.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                     help="model keys, and seq_len (images: image_size) / batch_size for the input shape")
     pr.add_argument("--task", default=None,
-                    help="task supplying vocabulary and batch layout (default: copy; image models: digits)")
+                    help="task supplying vocabulary, batch layout and default seq_len (default: the model's, "
+                         "by its io: copy for token models, digits for image classifiers, ...)")
     pr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
     pr.add_argument("--warmup", type=int, default=2, help="untimed training steps before timing (default 2)")
     pr.add_argument("--steps", type=int, default=5, help="timed training steps behind step_ms (default 5)")

@@ -9,12 +9,14 @@ from harness.core.device import device_name, free_memory, resolve_device, use_de
 from harness.core.version import __version__
 from harness.run.outcome import is_oom, one_line, oom_message
 
-PROFILE_SHAPE = {"seq_len": 128, "batch_size": 8, "seed": 0}  # harness profile's defaults
+# harness profile's defaults; seq_len None: the task's own profile_size (harness/tasks/base.py)
+PROFILE_SHAPE: dict[str, int | None] = {"seq_len": None, "batch_size": 8, "seed": 0}
 
 
-def profile_overrides(overrides: list[str]) -> tuple[dict[str, int], dict[str, Any], dict[str, str]]:
+def profile_overrides(overrides: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     """``harness profile``'s KEY=VALUE arguments: the input's shape (``seq_len``, ``image_size`` as its
-    image name, ``batch_size``, ``seed``), and model keys with the argument each came from."""
+    image name, ``batch_size``, ``seed``; a ``seq_len`` not given is None), and model keys with the
+    argument each came from."""
     from harness.core.errors import HarnessError
     from harness.core.yamlio import parse_scalar
 
@@ -42,10 +44,13 @@ def profile_one(
     n_timed: int = 5, precision: str = "fp32",
 ) -> dict[str, Any]:
     """``harness profile``: build one model or preset with KEY=VALUE keys and profile it on a random
-    batch of ``batch_size`` x ``seq_len`` tokens (image models: ``image_size`` x ``image_size`` images, on
-    the digits task unless ``task_name`` says otherwise), without training. The fields are a result row's
-    cost fields, plus the model's extras (e.g. ``ponder_steps``) from one forward pass in eval mode, as
-    training rows carry them from evaluation. Raises HarnessError on bad input."""
+    batch of ``batch_size`` x ``seq_len`` tokens (image models: ``image_size`` x ``image_size`` images),
+    without training, on ``task_name`` or else the task the model declares (``profile_task``, or the
+    task that is the default for its io: copy for token models, digits for image classifiers, ...;
+    harness.suite.jobs.default_profile_task); ``seq_len`` defaults to that task's ``profile_size``
+    (128 for those two). The fields are a result row's cost fields, plus the model's extras (e.g.
+    ``ponder_steps``) from one forward pass in eval mode, as training rows carry them from evaluation.
+    Raises HarnessError on bad input."""
     import torch
 
     from harness.measure.meter import profile_model
@@ -55,6 +60,8 @@ def profile_one(
 
     shape, keys, where = profile_overrides(overrides)
     entry, cfg, tentry, task = profile_target(model_name, task_name, shape["seq_len"], keys, where)
+    if shape["seq_len"] is None:
+        shape["seq_len"] = task.profile_size
     dev = resolve_device(device)
     use_deterministic()  # the settings a suite's jobs run under
     if dev.type == "cuda":

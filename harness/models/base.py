@@ -30,7 +30,9 @@ to lay out its batch:
 A model whose io is fixed says so in a class attribute (``io: IOFormat = "image"``). Where the io
 follows the config (``causal``, ``arch``), the config has an ``io`` property and the model class
 derives from :class:`ConfigIO`; :func:`model_io` answers for a class and a config without building
-the model.
+the model. ``harness profile`` runs a model on the task that declares itself the default for its io
+(``Task.profile_ios``) unless the model class names another in ``profile_task`` (image_transformer:
+``pixels``). A model config says how it resizes to a length with ``at_length`` (below).
 
 The token models' shared keys live here too: :class:`TransformerConfig` (vocabulary, width, heads,
 depth, dropout, positions) and :class:`SublayerConfig` (plus the attention and feed-forward
@@ -54,36 +56,39 @@ ARCH_IO: dict[str, IOFormat] = {"decoder": "lm", "encoder": "masked", "encdec": 
 
 @dataclass
 class Batch:
-    """Model inputs (passed as keyword arguments: ``model(**batch.inputs)``) and labels.
+    """Model inputs (passed as keyword arguments: ``model(**batch.inputs)``) and labels, with the sizes
+    the task states for them.
 
     ``labels`` has the shape of the logits without their last axis; positions holding ``IGNORE``
-    are not scored. ``n_tokens`` is the number of input tokens per example, for throughput.
+    are not scored. The task that builds a batch says, explicitly (nothing is read off the tensors):
+
+    - ``n_tokens``: input tokens per example, for throughput: the token count of every token input
+      (seq2seq: source plus target), for image inputs their pixels per image (H x W of each image;
+      ref_sr: the reference's and the LR image's), 0 for inputs that are neither (a GAN's
+      evaluation classes and noise seeds);
+    - ``seq_len``: the size a result row records: tokens per example, or the side of the batch's
+      (first) image in pixels (its width, for lane images).
     """
 
     inputs: dict[str, torch.Tensor]
     labels: torch.Tensor
+    n_tokens: int = field(kw_only=True)
+    seq_len: int = field(kw_only=True)
+
+    @classmethod
+    def of_tokens(cls, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> Batch:
+        """A batch whose inputs are token streams [B, T] (one, or a seq2seq source and target): its
+        tokens per example are the streams' lengths added up, which is also the size its rows record."""
+        n = sum(int(t.shape[1]) for t in inputs.values())
+        return cls(inputs, labels, n_tokens=n, seq_len=n)
 
     @property
     def batch_size(self) -> int:
         return int(self.labels.shape[0])
 
-    @property
-    def n_tokens(self) -> int:
-        """Input tokens per example; for images (float [B, C, H, W] inputs), pixels per example."""
-        return sum(
-            int(t.shape[-2] * t.shape[-1]) if t.is_floating_point() and t.dim() == 4 else int(t.shape[1])
-            for t in self.inputs.values()
-            if t.dim() >= 2
-        )
-
-    @property
-    def seq_len(self) -> int:
-        """The size a result row records: tokens per example, or an image's side in pixels."""
-        images = [t for t in self.inputs.values() if t.is_floating_point() and t.dim() == 4]
-        return int(images[0].shape[-1]) if images else self.n_tokens
-
     def to(self, device: torch.device | str) -> Batch:
-        return Batch({k: v.to(device) for k, v in self.inputs.items()}, self.labels.to(device))
+        return Batch({k: v.to(device) for k, v in self.inputs.items()}, self.labels.to(device),
+                     n_tokens=self.n_tokens, seq_len=self.seq_len)
 
 
 @dataclass
@@ -136,6 +141,35 @@ def model_io(model_cls: type, cfg: Any) -> IOFormat | None:
 
 
 # --------------------------------------------------------------------------------------------------
+# Resizing to a length. A cost sweep (and ``harness profile``) runs a model at lengths it was not
+# configured for: the config says how through ``at_length(n) -> dict``, the keys to change so that the
+# model takes inputs of length ``n`` (token models) or images of side ``n`` (image models). A config
+# without ``at_length`` has one size: the suite loader refuses it in a cost sweep, and ``harness
+# profile`` refuses to run it at a size. The keys it returns must leave every other key as it is.
+
+
+def resizes(cfg: Any) -> bool:
+    """Whether model config ``cfg`` (a class or an instance) says how it resizes to a length."""
+    return callable(getattr(cfg, "at_length", None))
+
+
+class MaxLenAtLength:
+    """``at_length`` of a token model's config: at length ``n`` its ``max_len`` is at least ``n`` (a
+    larger ``max_len`` stays: a learned position table keeps its size)."""
+
+    def at_length(self, n: int) -> dict[str, Any]:
+        return {"max_len": max(self.max_len, n)}  # type: ignore[attr-defined]
+
+
+class ImageSizeAtLength:
+    """``at_length`` of an image model's config: at size ``n`` its ``image_size`` is ``n`` (the image
+    side; for a lane model the width, its ``image_height`` stays the task's)."""
+
+    def at_length(self, n: int) -> dict[str, Any]:
+        return {"image_size": n}
+
+
+# --------------------------------------------------------------------------------------------------
 # Shared keys of the token models. Every model keeps its own key set, defaults and bounds (run ids
 # hash the config), so a model overrides a default by declaring the field again, and a key only
 # some models have stays in their own config. shuffle_exchange has no attention and shares too few
@@ -163,8 +197,9 @@ class TransformerConfig:
 
 
 @dataclass
-class SublayerConfig(TransformerConfig):
-    """Plus the keys of the attention and feed-forward sublayers of ``blocks`` (all but reformer)."""
+class SublayerConfig(TransformerConfig, MaxLenAtLength):
+    """Plus the keys of the attention and feed-forward sublayers of ``blocks`` (all but reformer), and
+    ``max_len``, which a cost sweep raises to the profiled length (:class:`MaxLenAtLength`)."""
 
     # dropout on attention weights; None: same as dropout. On the CPU, torch's fused SDPA kernel has
     # no attention dropout: with attn_dropout > 0 it falls back to a kernel that materialises the

@@ -46,7 +46,7 @@ from torch import nn
 
 from harness.core.config import bounded, positive
 from harness.core.registry import register_model
-from harness.models.base import IOFormat, ModelOutput
+from harness.models.base import ImageSizeAtLength, IOFormat, ModelOutput
 from harness.models.detr import Attention, BoxMLP, FeedForward, sine_position_2d
 from harness.models.resnet import ResNetBody, ResNetConfig, backbone_config
 
@@ -55,7 +55,7 @@ PRIOR_PROB = 0.01
 
 
 @dataclass
-class DeformableDetrConfig:
+class DeformableDetrConfig(ImageSizeAtLength):
     image_size: int = positive(32)
     in_channels: int = positive(3)
     n_classes: int = positive(4)

@@ -24,13 +24,13 @@ from torch import nn
 
 from harness.core.config import positive
 from harness.core.registry import register_model
-from harness.models.base import IOFormat, ModelOutput
+from harness.models.base import ImageSizeAtLength, IOFormat, ModelOutput
 from harness.models.deformable_detr import PRIOR_PROB, inverse_sigmoid
 from harness.models.resnet import ResNetBody, ResNetConfig, backbone_config, downsampled
 
 
 @dataclass
-class DenseDetectorConfig:
+class DenseDetectorConfig(ImageSizeAtLength):
     image_size: int = positive(32)
     in_channels: int = positive(3)
     n_classes: int = positive(4)

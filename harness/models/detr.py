@@ -39,14 +39,14 @@ from torch import nn
 
 from harness.core.config import bounded, positive
 from harness.core.registry import register_model
-from harness.models.base import IOFormat, ModelOutput
+from harness.models.base import ImageSizeAtLength, IOFormat, ModelOutput
 from harness.models.resnet import ResNetBody, ResNetConfig, backbone_config
 
 MAX_QUERIES = 100  # COCO scores at most 100 detections per image; one per query for a softmax head
 
 
 @dataclass
-class DetrConfig:
+class DetrConfig(ImageSizeAtLength):
     image_size: int = positive(32)  # the task sets it
     in_channels: int = positive(3)
     n_classes: int = positive(4)  # object classes K (the class head adds "no object")

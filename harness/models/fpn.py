@@ -46,11 +46,11 @@ from torch import nn
 
 from harness.core.config import positive
 from harness.core.registry import register_model
-from harness.models.base import IOFormat, ModelOutput
+from harness.models.base import ImageSizeAtLength, IOFormat, ModelOutput
 
 
 @dataclass
-class FPNConfig:
+class FPNConfig(ImageSizeAtLength):
     image_size: int = positive(16)  # the task sets these three; the network itself runs at any size
     in_channels: int = positive(1)
     n_classes: int = positive(10)

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -75,6 +75,10 @@ class ImageTransformerConfig:
     block_w: int = positive(4)  # local2d: query block columns
     flange_h: int = bounded(4, lo=0)  # local2d: memory rows above the block
     flange_w: int = bounded(4, lo=0)  # local2d: memory columns left and right of the block
+
+    def at_length(self, n: int) -> dict[str, Any]:
+        """Profiled at size ``n``: ``n`` x ``n`` images."""
+        return {"height": n, "width": n}
 
     def check(self) -> list[tuple[str, str]]:
         if self.d_model % self.n_heads:
@@ -193,6 +197,8 @@ class ImageTransformer(nn.Module):
     """Parmar et al. 2018: autoregressive pixels with local 1D / 2D (or full) causal self-attention."""
 
     io: IOFormat = "image"
+    # its io is the image classifiers', but it models pixels: ``harness profile``'s task for it
+    profile_task: ClassVar[str] = "pixels"
 
     def __init__(self, cfg: ImageTransformerConfig) -> None:
         super().__init__()

@@ -28,14 +28,14 @@ from torch import nn
 
 from harness.core.config import bounded, positive
 from harness.core.registry import register_model
-from harness.models.base import IOFormat, ModelOutput
+from harness.models.base import ImageSizeAtLength, IOFormat, ModelOutput
 from harness.models.lstr import backbone, backbone_problems
 
 WINDOW = 2  # pixels either side of a row's most probable column that the sub-pixel mean takes
 
 
 @dataclass
-class LaneSegConfig:
+class LaneSegConfig(ImageSizeAtLength):
     image_size: int = positive(64)  # image width W (the task sets it)
     image_height: int = positive(32)
     in_channels: int = positive(1)

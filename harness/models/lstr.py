@@ -30,13 +30,13 @@ from torch import nn
 
 from harness.core.config import bounded, positive
 from harness.core.registry import register_model
-from harness.models.base import IOFormat, ModelOutput
+from harness.models.base import ImageSizeAtLength, IOFormat, ModelOutput
 from harness.models.detr import sine_position_2d
 from harness.models.resnet import ResNetBody, backbone_config
 
 
 @dataclass
-class LSTRConfig:
+class LSTRConfig(ImageSizeAtLength):
     image_size: int = positive(64)  # image width W (the task sets it)
     image_height: int = positive(32)
     in_channels: int = positive(1)

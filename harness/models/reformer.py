@@ -92,7 +92,7 @@ from torch.utils.checkpoint import checkpoint
 
 from harness.core.config import positive
 from harness.core.registry import register_model
-from harness.models.base import ConfigIO, IOFormat, ModelOutput, TransformerConfig
+from harness.models.base import ConfigIO, IOFormat, MaxLenAtLength, ModelOutput, TransformerConfig
 from harness.models.blocks import FeedForward, TiedHead, TokenEmbedding, init_linear_xavier
 from harness.models.kernels.lsh_attention import lsh_attention
 from harness.models.lsh import full_shared_qk_attention, lsh_attention_reference
@@ -102,7 +102,7 @@ from harness.models.lsh import full_shared_qk_attention, lsh_attention_reference
 
 
 @dataclass
-class ReformerConfig(TransformerConfig):
+class ReformerConfig(TransformerConfig, MaxLenAtLength):
     max_len: int = positive(512)  # learned positions' table size; also the least pad_len
     causal: bool = True  # True: io "lm"; False: bidirectional, io "masked"
     attention: Literal["lsh", "full"] = "lsh"

@@ -34,11 +34,11 @@ from torch import nn
 
 from harness.core.config import bounded, positive
 from harness.core.registry import register_model
-from harness.models.base import IOFormat, ModelOutput
+from harness.models.base import ImageSizeAtLength, IOFormat, ModelOutput
 
 
 @dataclass
-class ResNetConfig:
+class ResNetConfig(ImageSizeAtLength):
     image_size: int = positive(16)  # the task sets it; the network itself works at any size
     in_channels: int = positive(1)
     n_classes: int = positive(10)

@@ -55,11 +55,11 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from harness.core.config import bounded, positive
 from harness.core.registry import register_model
-from harness.models.base import Batch, IOFormat, ModelOutput, OptimPhase
+from harness.models.base import Batch, ImageSizeAtLength, IOFormat, ModelOutput, OptimPhase
 
 
 @dataclass
-class SAGANConfig:
+class SAGANConfig(ImageSizeAtLength):
     image_size: int = positive(8)  # side; a power of two >= 8 (the task fills it in)
     in_channels: int = positive(1)
     n_classes: int = positive(10)

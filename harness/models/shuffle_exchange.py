@@ -101,7 +101,7 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from harness.core.config import bounded, positive
 from harness.core.registry import register_model
-from harness.models.base import IOFormat, ModelOutput
+from harness.models.base import IOFormat, MaxLenAtLength, ModelOutput
 from harness.models.kernels.switch_stack import StackSpec, SwitchStack, shuffle, unit_tensors
 
 RESIDUAL_INIT = 0.9  # sigmoid(S) at initialisation
@@ -112,7 +112,7 @@ FEATURE_NORM_EPS = 1e-5
 
 
 @dataclass
-class ShuffleExchangeConfig:
+class ShuffleExchangeConfig(MaxLenAtLength):
     vocab_size: int = positive(32)
     d_model: int = positive(128)  # m, features per position; a switch unit sees pairs of 2m
     d_ff: int | None = None  # F, width of Z's output; None: 4 * d_model (the paper's 4m)

@@ -46,7 +46,7 @@ from torch import nn
 
 from harness.core.config import positive
 from harness.core.registry import register_model
-from harness.models.base import IOFormat, ModelOutput
+from harness.models.base import ImageSizeAtLength, IOFormat, ModelOutput
 
 
 def _power_of_two(n: int) -> bool:
@@ -54,7 +54,7 @@ def _power_of_two(n: int) -> bool:
 
 
 @dataclass
-class TTSRConfig:
+class TTSRConfig(ImageSizeAtLength):
     image_size: int = positive(32)  # HR side S
     scale: int = positive(4)  # r: LR side is S / r; a power of two
     in_channels: int = positive(1)
@@ -72,7 +72,7 @@ class TTSRConfig:
 
 
 @dataclass
-class BicubicConfig:
+class BicubicConfig(ImageSizeAtLength):
     image_size: int = positive(32)
     scale: int = positive(4)
     in_channels: int = positive(1)

@@ -34,12 +34,12 @@ from torch import nn
 
 from harness.core.config import bounded, positive
 from harness.core.registry import register_model
-from harness.models.base import IOFormat, ModelOutput
+from harness.models.base import ImageSizeAtLength, IOFormat, ModelOutput
 from harness.models.blocks import AttentionKind, FeedForward, MultiHeadAttention, Residual, init_linear_xavier
 
 
 @dataclass
-class ViTConfig:
+class ViTConfig(ImageSizeAtLength):
     image_size: int = positive(16)
     in_channels: int = positive(1)
     n_classes: int = positive(10)

@@ -28,6 +28,8 @@ Schema versions:
   results files to this version once (their run_ids, and ``code.files`` from each row's commit).
   Rows written before version 3 may carry ``report_spec`` (the suite's ``report:`` section as it was
   when the job ran); the report reads the layout from the suite file now, so :func:`migrate` drops it.
+  A training row may carry ``bounds``, its metric bounds as its task declares them (metric -> {floor,
+  chance, ceiling, higher_is_better}, harness/tasks/base.py): optional, omitted when None.
 
 :func:`migrate` turns any of these into a current :class:`ResultRow`; nothing else guesses layouts.
 """
@@ -75,6 +77,8 @@ class ResultRow:
     metric: str | None = None  # the task's headline metric
     value: float | None = None  # its final evaluation
     higher_is_better: bool | None = None
+    # each metric's floor, chance, ceiling and direction, as the task declares them; None: not stated
+    bounds: dict[str, dict[str, Any]] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)  # every final evaluation (``metric@mode`` too)
     curve: list[dict[str, Any]] = field(default_factory=list)  # evaluation history
     train_s: float | None = None
@@ -109,6 +113,8 @@ class ResultRow:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extras"}
         if not self.samples:
             out.pop("samples")
+        if self.bounds is None:
+            out.pop("bounds")
         out.update((k, v) for k, v in self.extras.items() if k not in out)
         return out
 
@@ -211,6 +217,8 @@ def migrate(data: Mapping[str, Any]) -> ResultRow:
         values["samples"] = None
     if int(data.get("schema_version") or 1) < 3:
         older_provenance(values)
+    if not isinstance(values.get("bounds"), Mapping):
+        values["bounds"] = None
     known = {k: v for k, v in values.items() if k in _FIELDS and k != "extras"}
     extras = {k: v for k, v in values.items() if k not in known}
     return ResultRow(**known, extras=extras, schema_version=SCHEMA_VERSION)

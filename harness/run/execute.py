@@ -98,6 +98,7 @@ def execute_here(
 
     from harness.measure.meter import count_costs, profile_model
     from harness.run.train import task_samples, train
+    from harness.tasks.base import metric_bounds
 
     started = time.perf_counter()
     row = new_row(job)
@@ -123,6 +124,7 @@ def execute_here(
         else:
             row.seq_len, row.batch_size = batch.seq_len, batch.batch_size
             row.metric, row.higher_is_better = task.metric, task.higher_is_better
+            row.bounds = metric_bounds(task)  # its own draws: the job's RNG streams are untouched
             counted = count_costs(model, batch, make_step, device)
             row.update(counted.fields())
             out = train(model, task, job.train, job.seed, device, progress, eval_builders(job), counted)

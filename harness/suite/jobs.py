@@ -5,7 +5,9 @@ dataclass defaults, the preset (if the variant names one), the suite's ``model:`
 the model accepts), the variant's own keys, then the sweep values. The task then fills the keys it
 fixes (``vocab_size``, ``max_len``, image keys: ``Task.model_keys``); a user's value may be larger,
 never smaller (:func:`fill_task_keys`). A cost-sweep cell takes the training config with the
-profiled length (:func:`at_length`). ``harness profile`` and ``harness check`` use the same functions.
+profiled length, resized by the model config's own ``at_length`` hook (:func:`profiled_config`).
+``harness profile`` and ``harness check`` use the same functions; ``harness profile`` picks its task
+from the model's declaration (:func:`default_profile_task`).
 """
 
 from __future__ import annotations
@@ -179,47 +181,64 @@ def build_model_config(
     return build(entry.config, merged, prefix, where, f"model {entry.name}")
 
 
-def field_default(cfg_cls: type, key: str) -> Any:
-    return next(f.default for f in dataclasses.fields(cfg_cls) if f.name == key)
+def profiled_config(cfg: Any, n: int) -> dict[str, Any]:
+    """Built model config ``cfg`` at profiled length ``n``, as keys: the config's own ``at_length(n)``
+    says which keys change (harness/models/base.py). Raises HarnessError for a config without one (the
+    suite loader refuses such a model in a cost sweep before this)."""
+    if not callable(getattr(cfg, "at_length", None)):
+        raise HarnessError(f"{type(cfg).__name__} does not say how it resizes to a length (no at_length)")
+    return {**dataclasses.asdict(cfg), **cfg.at_length(n)}
 
 
-def at_length(cfg_cls: type, cfg: dict[str, Any], n: int) -> dict[str, Any]:
-    """A model config profiled at length ``n``: ``max_len`` at least ``n``; an image model's
-    ``image_size`` (or ``height`` and ``width``) is ``n`` (the profiled length is the image side)."""
-    names = {f.name for f in dataclasses.fields(cfg_cls)}
-    out = dict(cfg)
-    if "max_len" in names:
-        out["max_len"] = max(int(cfg.get("max_len", field_default(cfg_cls, "max_len"))), n)
-    if "image_size" in names:
-        out["image_size"] = n
-    if {"height", "width"} <= names:  # a model of H x W images (image_transformer): n x n
-        out["height"] = out["width"] = n
-    return out
+def default_profile_task(entry: Any, merged: dict[str, Any], origin: dict[str, str], model_name: str) -> str:
+    """The task ``harness profile`` runs a model on when none is named: the one its class names
+    (``profile_task``), else the task that declares itself the default for the model's io
+    (``profile_ios``). A model whose io follows its config is built from ``merged`` to read it."""
+    from harness.core.registry import TASKS
+    from harness.models.base import model_io
+
+    named = getattr(entry.obj, "profile_task", None)
+    if isinstance(named, str):
+        return named
+    io = getattr(entry.obj, "io", None)
+    if not isinstance(io, str):
+        try:
+            io = model_io(entry.obj, build_model_config(entry, merged, origin, "", lambda w: w, model_name))
+        except InputError as e:
+            raise HarnessError(str(e)) from None
+    claims = [name for name in TASKS.names() if io in getattr(TASKS.get(name).obj, "profile_ios", ())]
+    if len(claims) != 1:
+        which = f"tasks {', '.join(claims)} all claim it" if claims else "no task claims it"
+        raise HarnessError(f"{model_name}: no default task for io '{io}' ({which}); name one with --task")
+    return claims[0]
 
 
 def profile_target(
-    model_name: str, task_name: str | None, n: int, keys: dict[str, Any], where: dict[str, str],
+    model_name: str, task_name: str | None, n: int | None, keys: dict[str, Any], where: dict[str, str],
 ) -> tuple[Any, Any, Any, Any]:
-    """(model entry, model config, task entry, task) for ``harness profile`` at length ``n``, resolved
-    as a suite resolves a variant (harness/jobs.py): the preset, then the user's keys; the task fills the
-    keys it fixes, except that a token model's length is the profiled one (not the task's), and an image
-    model's task is built at the profiled image size. Raises HarnessError on bad input."""
+    """(model entry, model config, task entry, task) for ``harness profile`` at length ``n`` (None: the
+    task's ``profile_size``), resolved as a suite resolves a variant: the preset, then the user's keys;
+    the task (:func:`default_profile_task` unless named, built with its defaults) fills the keys it
+    fixes except those the model's ``at_length(n)`` sets, which win. Raises HarnessError on bad input."""
     from harness.core.registry import TASKS, resolve_model
 
     entry, preset = resolve_model(model_name)
-    names = {f.name for f in dataclasses.fields(entry.config)}
-    grid_model = {"height", "width", "levels"} <= names  # an autoregressive pixel model
-    image_model = "image_size" in names or grid_model
-    tentry = TASKS.get(task_name or ("pixels" if grid_model else "digits" if image_model else "copy"))
-    task = tentry.obj(tentry.config(**({"image_size": n} if image_model else {})))
     merged, origin = merge_model_keys([(preset, lambda _k: model_name), (keys, lambda k: where[k])])
-    fixed = task.model_keys()
-    if not image_model:  # a token model takes the vocabulary from the task, its length from n
-        fixed = {k: v for k, v in fixed.items() if k == "vocab_size"}
+    tentry = TASKS.get(task_name or default_profile_task(entry, merged, origin, model_name))
+    task = tentry.obj(tentry.config())
+    n = task.profile_size if n is None else n
+    if not callable(getattr(entry.config, "at_length", None)):
+        raise HarnessError(f"{model_name} does not say how it resizes to a length (its config has no "
+                           "at_length): it cannot be profiled at a size")
+    try:  # the keys at_length(n) sets, asked of an unchecked config (the build below checks the result)
+        accepted = {k: v for k, v in merged.items() if k in model_keys(entry.config)}
+        sized = entry.config(**accepted).at_length(n)
+    except (TypeError, ValueError):  # a key missing or of the wrong type: the build below names it
+        sized = {}
+    fixed = {k: v for k, v in task.model_keys().items() if k not in sized}
     fill_task_keys(entry.config, merged, origin, fixed, model_name)  # the user's values win here
     try:
-        sized = at_length(entry.config, merged, n)
-        cfg = build_model_config(entry, sized, origin, "", lambda w: w, model_name)
+        cfg = build_model_config(entry, {**merged, **sized}, origin, "", lambda w: w, model_name)
     except InputError as e:
         raise HarnessError(str(e)) from None
     return entry, cfg, tentry, task
@@ -288,18 +307,18 @@ def expand_train_jobs(cells: Iterable[Cell], seeds: list[int], **common: Any) ->
 
 def expand_profile_jobs(
     cells: list[Cell], sizes: list[int], batch_size: int, seed: int, *, max_step_s: float | None,
-    max_mem_gib: float | None, model_config: Callable[[str], type], **common: Any,
+    max_mem_gib: float | None, **common: Any,
 ) -> list[Job]:
     """The cost sweep: one job per length and swept cell (``cells``: each swept variant on the sweep's
     task), length-major, so that the variants' cells at one length run one after another and a slow
-    phase of the machine falls on all of them rather than on one variant's longer lengths.
-    ``model_config(model)`` is the registered model's config class."""
+    phase of the machine falls on all of them rather than on one variant's longer lengths. Each
+    cell's model config is resized by its own ``at_length`` (:func:`profiled_config`)."""
     jobs = []
     for n in sizes:
         for c in cells:
             jobs.append(Job(
                 variant=c.variant, model=c.model, preset=c.preset,
-                model_cfg=at_length(model_config(c.model), dataclasses.asdict(c.cfg), n),
+                model_cfg=profiled_config(c.cfg, n),
                 task_name=c.task_name, task=c.task, task_cfg=dataclasses.asdict(c.task_cfg), train=c.train,
                 seed=seed, kind="profile", seq_len=n, batch_size=batch_size, baseline=c.baseline,
                 max_step_s=max_step_s, max_mem_gib=max_mem_gib, match=c.match, **common,

@@ -98,9 +98,10 @@ def load_suite(
     jobs = expand_train_jobs(cells, list(spec.seeds), **common)
     if profile is not None:
         swept = [c for c in cells if c.swept and c.task_name == (profile.task or tasks[0].label)]
+        check_resizable(swept, variants, src)
         jobs += expand_profile_jobs(
             swept, profile.sizes, profile.batch_size, spec.seeds[0], max_step_s=profile.max_step_s,
-            max_mem_gib=profile.max_mem_gib, model_config=lambda m: MODELS.get(m).config, **common,
+            max_mem_gib=profile.max_mem_gib, **common,
         )
     check_distinct_jobs(jobs, variants, src)
     baseline = spec.baseline if not isinstance(spec.baseline, dict) else None
@@ -126,7 +127,11 @@ def build_tasks(entries: list[dict[str, Any]], src: Source) -> list[TaskSpec]:
         spec = build(TaskSpec, {k: v for k, v in t.items() if k in ("name", "task")}, kp, src.locate)
         if spec.label in [x.label for x in out]:
             raise InputError(src.locate(f"{kp}.name"), f"{kp}.name", f"duplicate task name '{spec.label}'")
-        config = TASKS.get(spec.task).config
+        entry = TASKS.get(spec.task)
+        if not callable(getattr(entry.obj, "metric_bounds", None)):
+            why = f"task '{spec.task}' declares no metric bounds (Task.metric_bounds, harness/tasks/base.py)"
+            raise InputError(src.locate(f"{kp}.task"), f"{kp}.task", why)
+        config = entry.config
         rest = {k: v for k, v in t.items() if k not in ("name", "task")}
         spec.cfg = build(config, rest, kp, src.locate, f"task {spec.task}")
         out.append(spec)
@@ -307,6 +312,18 @@ def check_variant_tasks(
             _refer(src, f"{kp}[{j}]", "task", x, labels)
         if v.tasks == [] and not (v.profile and profile is not None):
             why = "is empty and the variant is not in a cost sweep: it would run nothing"
+            raise InputError(src.locate(kp), kp, why)
+
+
+def check_resizable(swept: list[Cell], variants: list[VariantSpec], src: Source) -> None:
+    """A variant in the cost sweep must have a model whose config says how it resizes to a length
+    (``at_length``, harness/models/base.py)."""
+    index = {name: i for i, v in enumerate(variants) for name, _ in v.expand()}
+    for c in swept:
+        if not callable(getattr(c.cfg, "at_length", None)):
+            kp = f"variants[{index[c.variant]}].profile"
+            why = (f"model '{c.model}' does not say how it resizes to a length (its config has no "
+                   "at_length), so it cannot be in the cost sweep; set profile: false")
             raise InputError(src.locate(kp), kp, why)
 
 

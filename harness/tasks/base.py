@@ -4,15 +4,38 @@
 of a task; :class:`TaskBase` gives the defaults, so a task class only writes what is particular to it.
 Batches are laid out for a model's ``io`` (see harness/models/base.py): ``lm``, ``masked``,
 ``seq2seq`` for token models, ``image`` for image models; ``Task.ios`` lists those a task accepts.
+
+Metric bounds. A task declares, for every metric name it reports (each evaluation set's suffix
+included; an eval mode's ``@mode`` suffix does not change a bound), a :class:`MetricBound`:
+
+- ``floor``: the score of a model that learned nothing, not even how often each label occurs: a
+  guess uniform over the values a label can take (accuracy 1/K, cross-entropy log2 K bits), or, for a
+  metric without labels to guess, the score of predicting nothing (AP 0, TuSimple FN 1);
+- ``chance``: the best score without looking at the input, from the task's own label distribution:
+  at each scored position the most frequent label (accuracy: the majority class's frequency), or its
+  distribution (cross-entropy: the labels' entropy); computed exactly where the generator gives it
+  in closed form, else from the labels the task evaluates or from a fixed seeded draw
+  (:data:`BOUNDS_SEED`, :data:`BOUNDS_DRAW` examples at the evaluation length), so it depends on the
+  task's config only;
+- ``ceiling``: a perfect model's score;
+- ``higher_is_better``: the direction.
+
+Any of the three is None where the metric has no such value (FID has no floor, PSNR no finite
+ceiling). :func:`metric_bounds` gives a built task's bounds in the form a result row stores them
+(``bounds``: metric -> {floor, chance, ceiling, higher_is_better}); the report and the claims ledger
+read them from the rows (harness/analysis/floors.py) and never import a task.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 
+from harness.core.errors import HarnessError
 from harness.models.base import Batch, model_io
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,6 +43,63 @@ if TYPE_CHECKING:  # pragma: no cover
 
 IGNORE = -100  # label value that the loss and the metrics skip
 MAX_SAMPLES = 16  # images per panel of Task.samples
+BOUNDS_SEED = 20_240_611  # the fixed draw a chance level is estimated from, where it has no closed form
+BOUNDS_DRAW = 16384  # examples in that draw (a share near 0.15 to about +-0.003)
+
+
+@dataclass(frozen=True)
+class MetricBound:
+    """A metric's floor, chance and ceiling on a task, and its direction (see the module docstring)."""
+
+    floor: float | None
+    chance: float | None
+    ceiling: float | None
+    higher_is_better: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        """The form a result row stores (plain floats, None where a value is undefined)."""
+        def num(x: float | None) -> float | None:
+            return None if x is None else float(x)
+
+        return {"floor": num(self.floor), "chance": num(self.chance), "ceiling": num(self.ceiling),
+                "higher_is_better": bool(self.higher_is_better)}
+
+
+def metric_bounds(task: Any) -> dict[str, dict[str, Any]]:
+    """A built task's metric bounds as a result row stores them: metric -> {floor, chance, ceiling,
+    higher_is_better}. Raises HarnessError for a task that declares none (no ``metric_bounds``)."""
+    declared = getattr(task, "metric_bounds", None)
+    if not callable(declared):
+        name = getattr(task, "task_name", type(task).__name__)
+        raise HarnessError(f"task {name} declares no metric bounds (Task.metric_bounds, see "
+                           "harness/tasks/base.py): the report could not tell a floor or a ceiling")
+    return {metric: b.as_dict() for metric, b in declared().items()}
+
+
+def task_metric_bounds(name: str, config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """:func:`metric_bounds` of the registered task ``name`` built from ``config`` (a result row's
+    ``config.task``; its ``name`` key is skipped): what a stored row lacking ``bounds`` would carry."""
+    from harness.core.registry import TASKS
+
+    entry = TASKS.get(name)
+    return metric_bounds(entry.obj(entry.config(**{k: v for k, v in config.items() if k != "name"})))
+
+
+def majority_chance(labels: torch.Tensor) -> tuple[float, float]:
+    """Chance of a guess that ignores the input, from labels [N, ...] (N examples of the same shape, no
+    IGNORE): (the mean over positions of the most frequent label's share there, the share of the most
+    frequent whole example)."""
+    flat = labels.reshape(len(labels), -1).long()
+    per_position = torch.stack([torch.bincount(col).max() for col in flat.T])
+    whole = torch.unique(flat, dim=0, return_counts=True)[1].max()
+    return float(per_position.sum()) / flat.numel(), float(whole) / len(flat)
+
+
+def entropy_bits(counts: torch.Tensor) -> float:
+    """The entropy in bits of the distribution of ``counts`` (a 1-d tensor of counts)."""
+    p = counts.double() / counts.sum()
+    p = p[p > 0]
+    return float(-(p * p.log2()).sum())
 
 
 def token_loss(out: ModelOutput, batch: Batch) -> torch.Tensor:
@@ -37,6 +117,11 @@ class Task(Protocol):
     metric: str  # the headline metric, a key of :meth:`metrics` (with suffix "")
     higher_is_better: bool
     ios: tuple[str, ...]  # the model io formats the task lays batches out for
+    # the ios for which this task is ``harness profile``'s default (at most one task per io; a model
+    # class may name another with ``profile_task``), and the size (tokens, or image side) it profiles
+    # at when none is given
+    profile_ios: tuple[str, ...]
+    profile_size: int
 
     def model_keys(self) -> dict[str, Any]:
         """Model keys the task fixes (vocabulary, length, classes, ...): the suite fills them in, and a
@@ -76,6 +161,11 @@ class Task(Protocol):
         """Metrics from summed counts, each name ending in ``suffix``."""
         ...
 
+    def metric_bounds(self) -> dict[str, MetricBound]:
+        """Every metric name :meth:`metrics` reports over the evaluation sets -> its bounds (see the
+        module docstring). Deterministic: a function of the task's config."""
+        ...
+
     def samples(self, model: Any, device: torch.device, seed: int) -> dict[str, list]:
         """Sample images of the trained ``model`` (in eval mode, called under ``torch.no_grad()``) for
         the report's figure: panel name (e.g. "generated"; "lr", "ref", "sr", "hr") -> at most
@@ -87,10 +177,13 @@ class Task(Protocol):
 
 class TaskBase:
     """Defaults of the :class:`Task` contract: no model keys, every model accepted, the longest batch
-    is a training batch, token cross-entropy as the loss, no sample images."""
+    is a training batch, token cross-entropy as the loss, no sample images, the default profile task of
+    no io (profiled at 128 when it is named)."""
 
     higher_is_better: ClassVar[bool] = True
     ios: ClassVar[tuple[str, ...]] = ("lm", "masked", "seq2seq")
+    profile_ios: ClassVar[tuple[str, ...]] = ()  # the default profile task of no io
+    profile_size: ClassVar[int] = 128
 
     def model_keys(self) -> dict[str, Any]:
         return {}

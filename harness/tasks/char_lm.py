@@ -12,7 +12,9 @@ shipped corpus, ``synthetic`` (see :func:`synthetic_corpus`), built in memory on
 Metric. ``bpc`` = summed next-token cross-entropy in nats / (scored tokens x ln 2). Tokens are bytes,
 so on UTF-8 text with non-ASCII characters this is bits per *byte*, which is what the enwik8
 literature calls bpc; on text8 (pure ASCII) bytes and characters coincide. ``acc`` is next-byte
-top-1 accuracy.
+top-1 accuracy. Bounds: ``bpc`` floor 8 (uniform over 256 bytes), chance the entropy of the scored
+bytes' distribution (a model that knows byte frequencies and no context), ceiling 0; ``acc`` floor
+1/256, chance the most frequent scored byte's share, ceiling 1.
 
 Batches (causal models only, io ``lm``): input ``x = w[:-1]``, labels ``w[1:]`` for a window ``w`` of
 ``seq_len + 1`` bytes. Training windows start at uniformly random offsets of the train split, drawn
@@ -40,7 +42,7 @@ import torch.nn.functional as F
 from harness.core.config import positive
 from harness.core.errors import HarnessError
 from harness.core.registry import register_task
-from harness.tasks.base import IGNORE, Batch, TaskBase
+from harness.tasks.base import IGNORE, Batch, MetricBound, TaskBase, entropy_bits
 
 VOCAB = 256  # byte values
 SYNTHETIC_BYTES = 2_000_000
@@ -387,7 +389,7 @@ class CharLM(TaskBase):
     def layout(self, x: torch.Tensor, y: torch.Tensor, io: str) -> Batch:
         if io != "lm":
             raise ValueError(f"char_lm needs a causal language model (io 'lm'), got io '{io}'")
-        return Batch({"x": x}, y.clone())
+        return Batch.of_tokens({"x": x}, y.clone())
 
     def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
         return self.layout(*self.make(self.cfg.seq_len, batch_size, gen), io)
@@ -422,8 +424,9 @@ class CharLM(TaskBase):
         x = torch.randint(0, VOCAB, (batch_size, seq_len), generator=gen)
         labels = torch.randint(0, VOCAB, (batch_size, seq_len), generator=gen)
         if io == "seq2seq":
-            return Batch({"x": x, "y": torch.randint(0, VOCAB, (batch_size, seq_len), generator=gen)}, labels)
-        return Batch({"x": x}, labels)
+            y = torch.randint(0, VOCAB, (batch_size, seq_len), generator=gen)
+            return Batch({"x": x, "y": y}, labels, n_tokens=2 * seq_len, seq_len=2 * seq_len)
+        return Batch({"x": x}, labels, n_tokens=seq_len, seq_len=seq_len)
 
     @staticmethod
     def score(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, int, int, int]:
@@ -439,3 +442,11 @@ class CharLM(TaskBase):
     def metrics(self, counts: tuple[float, int, int, int], suffix: str) -> dict[str, float]:
         nats, n, right, _ = counts
         return {f"bpc{suffix}": nats / max(n, 1) / math.log(2), f"acc{suffix}": right / max(n, 1)}
+
+    def metric_bounds(self) -> dict[str, MetricBound]:
+        """From the bytes evaluation scores: the targets of :meth:`eval_windows`, which tile the
+        evaluation split's bytes 1 .. (scored tokens)."""
+        scored = sum(n for _, n in self.eval_windows())
+        counts = torch.bincount(self.split(self.cfg.eval_split)[1 : scored + 1].long(), minlength=VOCAB)
+        return {"bpc": MetricBound(math.log2(VOCAB), entropy_bits(counts), 0.0, higher_is_better=False),
+                "acc": MetricBound(1 / VOCAB, float(counts.max()) / scored, 1.0)}

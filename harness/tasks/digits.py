@@ -121,6 +121,7 @@ class Digits(ImageTask):
     head = "classify"
     n_classes = N_CLASSES
     in_channels = 1
+    profile_ios = ("image",)  # harness profile's task for image models (image_transformer names pixels)
 
     def __init__(self, cfg: DigitsConfig) -> None:
         super().__init__(cfg)
@@ -132,6 +133,10 @@ class Digits(ImageTask):
         """The fixed split, read and preprocessed on first use (suite loading never touches it)."""
         return load_split(self.cfg.image_size, float(self.cfg.test_fraction), self.cfg.split_seed)
 
+    def bound_labels(self) -> torch.Tensor:
+        """The test split's labels (``acc`` is over all of them): chance is its largest class's share."""
+        return self.split().test_labels
+
     def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
         self.need_io(io)
         sp = self.split()
@@ -139,12 +144,12 @@ class Digits(ImageTask):
         images = sp.train_images[idx]
         if self.cfg.shift > 0:
             images = random_shift(images, self.cfg.shift, sp.background, gen)
-        return Batch({"images": images}, sp.train_labels[idx].clone())
+        return self.batch(images, sp.train_labels[idx].clone())
 
     def eval_sets(self, n_batches: int, batch_size: int, io: str, seed: int) -> dict[str, list[Batch]]:
         """The whole test split once, in order, in batches of ``batch_size``; ``n_batches`` is ignored."""
         self.need_io(io)
         sp = self.split()
         n = len(sp.test_labels)
-        return {"": [Batch({"images": sp.test_images[i : i + batch_size]}, sp.test_labels[i : i + batch_size])
+        return {"": [self.batch(sp.test_images[i : i + batch_size], sp.test_labels[i : i + batch_size])
                      for i in range(0, n, batch_size)]}

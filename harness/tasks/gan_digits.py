@@ -19,6 +19,10 @@ sum p log p. Metrics:
   penultimate features (64) of generated and real test images;
 - ``is_digits``: Inception Score of the generated images (one split), at most 10.
 
+Bounds: ``fid_digits`` ceiling 0 (the real images' own statistics), no floor and no chance (a distance
+with no value for "learned nothing"); ``is_digits`` floor 1 (samples the classifier cannot tell
+apart), ceiling 10 (one certain class per sample, every class equally often), no chance level.
+
 The feature network is a small convnet trained by the harness on the training split, deterministically
 and once, then cached (``harness.tasks.digit_features``). These are NOT ImageNet FID or Inception Score:
 they are comparable only within the harness (same classifier recipe, image size and split), never with
@@ -39,7 +43,7 @@ import torch.nn.functional as F
 from harness.core.config import bounded, positive
 from harness.core.registry import register_task
 from harness.models.base import model_io
-from harness.tasks.base import Batch, TaskBase
+from harness.tasks.base import Batch, MetricBound, TaskBase
 from harness.tasks.digit_features import (
     DigitClassifier,
     frechet_distance,
@@ -91,6 +95,8 @@ class GanDigits(TaskBase):
     metric = "fid_digits"
     higher_is_better = False
     ios = ("gan",)
+    profile_ios = ("gan",)
+    profile_size = 32
     needs = "a GAN"
 
     def __init__(self, cfg: GanDigitsConfig) -> None:
@@ -120,21 +126,24 @@ class GanDigits(TaskBase):
         self.need_io(io)
         x, y, _, _ = self.split()
         idx = torch.randint(0, len(y), (batch_size,), generator=gen)
-        return Batch({"images": x[idx], "labels": y[idx]}, y[idx].clone())
+        s = self.image_size
+        return Batch({"images": x[idx], "labels": y[idx]}, y[idx].clone(), n_tokens=s * s, seq_len=s)
 
     def eval_sets(self, n_batches: int, batch_size: int, io: str, seed: int) -> dict[str, list[Batch]]:
         """The whole test split once: inputs are classes and noise seeds, labels the real images."""
         self.need_io(io)
         _, _, x, y = self.split()
         seeds = 1_000_000 * (seed + 1) + torch.arange(len(y))
+        # no image and no token goes in (classes and noise seeds): no tokens, and no size to record
         return {"": [Batch({"labels": y[i : i + batch_size], "seeds": seeds[i : i + batch_size]},
-                           x[i : i + batch_size]) for i in range(0, len(y), batch_size)]}
+                           x[i : i + batch_size], n_tokens=0, seq_len=0)
+                     for i in range(0, len(y), batch_size)]}
 
     def profile_batch(self, seq_len: int, batch_size: int, io: str, gen: torch.Generator) -> Batch:
         """Random images of side ``seq_len`` in [-1, 1] with random classes (cost only)."""
         images = torch.rand(batch_size, 1, seq_len, seq_len, generator=gen) * 2 - 1
         y = torch.randint(0, N_CLASSES, (batch_size,), generator=gen)
-        return Batch({"images": images, "labels": y}, y.clone())
+        return Batch({"images": images, "labels": y}, y.clone(), n_tokens=seq_len * seq_len, seq_len=seq_len)
 
     def loss(self, out: Any, batch: Batch) -> torch.Tensor:
         """A GAN trains through its optimiser phases; this is the model's one-step stand-in (profiling)."""
@@ -159,6 +168,10 @@ class GanDigits(TaskBase):
         mu_r, cov_r = gaussian(fr, frr, n)
         return {f"fid_digits{suffix}": frechet_distance(mu_g, cov_g, mu_r, cov_r),
                 f"is_digits{suffix}": inception_score(p, plogp, n)}
+
+    def metric_bounds(self) -> dict[str, MetricBound]:
+        return {"fid_digits": MetricBound(None, None, 0.0, higher_is_better=False),
+                "is_digits": MetricBound(1.0, None, float(N_CLASSES))}
 
     # -- figures -----------------------------------------------------------------------------------
     def samples(self, model: Any, device: torch.device, seed: int) -> dict[str, list]:

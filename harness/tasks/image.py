@@ -10,6 +10,11 @@ A task tells the suite loader which model keys it fixes through :meth:`ImageTask
 :meth:`ImageTask.check_model` (wrong image size, a classifier on a segmentation task, ...).
 
 For cost against resolution, ``profile_batch(seq_len, ...)`` reads ``seq_len`` as the image side.
+
+Bounds (harness/tasks/base.py): ``acc`` floor 1/K, chance the most frequent class's share of
+:meth:`ImageTask.bound_labels`; ``pixel_acc`` floor 1/K, chance the share of each pixel position's most
+frequent class; ``miou`` floor 0 (no class segmented), chance the mIoU of that per-position majority
+map predicted for every image; ceilings 1.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from harness.models.base import model_io
-from harness.tasks.base import IGNORE, Batch, TaskBase
+from harness.tasks.base import IGNORE, Batch, MetricBound, TaskBase, majority_chance
 
 
 class ImageTask(TaskBase):
@@ -57,6 +63,11 @@ class ImageTask(TaskBase):
         return None
 
     # -- batches ------------------------------------------------------------------------------------
+    def batch(self, images: torch.Tensor, labels: torch.Tensor) -> Batch:
+        """Images [B, C, S, S] at the task's ``image_size`` S: S x S pixels per example, of side S."""
+        s = self.image_size
+        return Batch({"images": images}, labels, n_tokens=s * s, seq_len=s)
+
     def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
         raise NotImplementedError
 
@@ -67,7 +78,8 @@ class ImageTask(TaskBase):
         """Random images of side ``seq_len`` with random labels (cost only: nothing is learned)."""
         images = torch.randn(batch_size, self.in_channels, seq_len, seq_len, generator=gen)
         shape = (batch_size, seq_len, seq_len) if self.head == "segment" else (batch_size,)
-        return Batch({"images": images}, torch.randint(0, self.n_classes, shape, generator=gen))
+        labels = torch.randint(0, self.n_classes, shape, generator=gen)
+        return Batch({"images": images}, labels, n_tokens=seq_len * seq_len, seq_len=seq_len)
 
     # -- scoring ------------------------------------------------------------------------------------
     def score(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, ...]:
@@ -94,3 +106,19 @@ class ImageTask(TaskBase):
         ious = [i / u for i, u in zip(inter, union) if u > 0]  # classes absent from both are skipped
         return {f"miou{suffix}": sum(ious) / max(len(ious), 1),
                 f"pixel_acc{suffix}": sum(inter) / max(scored, 1)}
+
+    # -- bounds -------------------------------------------------------------------------------------
+    def bound_labels(self) -> torch.Tensor:
+        """The labels the chance levels are read from: the evaluated ones, or a fixed draw."""
+        raise NotImplementedError
+
+    def metric_bounds(self) -> dict[str, MetricBound]:
+        k, labels = self.n_classes, self.bound_labels()
+        if self.head == "classify":
+            return {"acc": MetricBound(1 / k, majority_chance(labels[:, None])[0], 1.0)}
+        flat = labels.reshape(len(labels), -1)
+        guess = torch.stack([torch.bincount(col, minlength=k).argmax() for col in flat.T])
+        constant = F.one_hot(guess.view(labels.shape[1:]), k).float().expand(*labels.shape, k)  # every image
+        m = self.metrics(self.score(constant, labels), "")
+        return {"miou": MetricBound(0.0, m["miou"], 1.0),
+                "pixel_acc": MetricBound(1 / k, m["pixel_acc"], 1.0)}

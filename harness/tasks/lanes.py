@@ -43,7 +43,9 @@ that is >= 0.85. Per image: acc = sum of GT accuracies / max(min(#GT, 4), 1) (wi
 lanes the worst is dropped), FP = (#pred - matched) / #pred (0 with no prediction), FN = unmatched
 (less one with more than 4 GT lanes) / max(min(#GT, 4), 1); more than #GT + 2 predictions score
 (0, 0, 1). ``acc``, ``fp`` and ``fn`` are the means over images. Evaluation images come from a fixed
-generator (the same images for every seed).
+generator (the same images for every seed). Bounds: ``acc`` floor 0 and ``fn`` floor 1 (a model that
+finds no lane), ceilings 1 and 0; ``fp`` ceiling 0 and no floor (a model that learned nothing may
+predict no lane, FP 0, or many, FP near 1); no chance levels.
 
 Model outputs (io ``lanes``, harness/models/base.py): decoded lanes [B, Q, 4 + R] (two class logits
 no-lane / lane, lower and upper row bound normalised by H, then x / W at every row); a query predicts a
@@ -67,7 +69,7 @@ import torch
 from harness.core.config import bounded, positive
 from harness.core.registry import register_task
 from harness.models.base import model_io
-from harness.tasks.base import Batch, TaskBase
+from harness.tasks.base import Batch, MetricBound, TaskBase
 from harness.tasks.lane_set import LossWeights, decode_points, lane_loss
 
 FOCAL = 0.6  # focal length / image width
@@ -200,6 +202,8 @@ class Lanes(TaskBase):
     """Generated road images, 2..4 lanes from LSTR's curve family; TuSimple accuracy, FP and FN."""
 
     ios = ("lanes",)
+    profile_ios = ("lanes",)
+    profile_size = 64  # the image width; the height keeps the task's aspect
     metric = "acc"
     higher_is_better = True
     in_channels = 1
@@ -295,7 +299,8 @@ class Lanes(TaskBase):
 
     def make(self, batch: int, gen: torch.Generator) -> tuple[Road, Batch]:
         road = self.sample_road(batch, gen)
-        return road, Batch({"images": self.render(road, gen)}, self.labels(road))
+        images = self.render(road, gen)  # H x W pixels; a row records the width
+        return road, Batch({"images": images}, self.labels(road), n_tokens=self.h * self.w, seq_len=self.w)
 
     def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
         return self.make(batch_size, gen)[1]
@@ -310,7 +315,8 @@ class Lanes(TaskBase):
         only)."""
         height = max(1, round(seq_len * self.h / self.w))
         images = torch.rand(batch_size, 1, height, seq_len, generator=gen)
-        return Batch({"images": images}, self.make(batch_size, gen)[1].labels)
+        labels = self.make(batch_size, gen)[1].labels
+        return Batch({"images": images}, labels, n_tokens=height * seq_len, seq_len=seq_len)
 
     # -- loss and scoring ---------------------------------------------------------------------------
     def loss(self, out: Any, batch: Batch) -> torch.Tensor:
@@ -336,3 +342,8 @@ class Lanes(TaskBase):
         acc, fp, fn, n = counts
         n = max(n, 1)
         return {f"acc{suffix}": acc / n, f"fp{suffix}": fp / n, f"fn{suffix}": fn / n}
+
+    def metric_bounds(self) -> dict[str, MetricBound]:
+        return {"acc": MetricBound(0.0, None, 1.0),
+                "fp": MetricBound(None, None, 0.0, higher_is_better=False),
+                "fn": MetricBound(1.0, None, 0.0, higher_is_better=False)}

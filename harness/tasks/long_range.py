@@ -28,7 +28,9 @@ classified into its value (10 classes).
 - Labels are not balanced (neither are LRA's; we do not rebalance). At the defaults, 2000 drawn
   expressions gave 0: 17%, 9: 17%, 1: 10%, 2-8: 7-9% each (MAX and MIN of many arguments pull
   towards 9 and 0), so always answering 0 scores about 17%; ``tests/test_long_range_tasks.py``
-  prints the measured distribution.
+  prints the measured distribution. That majority share is the task's declared chance level (its
+  floor is the uniform 1/10), drawn from the generator at the evaluation length (harness/tasks/base.py;
+  suites/long_range.yaml's listops: 0.151).
 - Layouts (the expression right-padded with PAD to the batch's longest, answer = one digit token):
   ``lm``: ``expr PAD.. SEP ans``, only ``ans`` scored; ``masked``: ``expr PAD.. SEP BLANK``, the answer
   at the blank; ``seq2seq``: source ``expr PAD..``, target ``ans``. With one scored token,
@@ -219,6 +221,9 @@ class ListOps(SeqTask):
     def alphabet(self) -> int:
         return 15  # 10 digits, 4 operators, ']'
 
+    def target_symbols(self) -> int:
+        return 10  # the value's digit
+
     def lengths(self, n: int) -> tuple[int, int]:
         return n, 1
 
@@ -297,6 +302,9 @@ class BinaryArithmetic(SeqTask):
     def alphabet(self) -> int:
         return 4  # '0', '1', the operator, the output pad '_'
 
+    def target_symbols(self) -> int:
+        return 3  # '0', '1' and the output pad '_'
+
     def lengths(self, n: int) -> tuple[int, int]:
         k = (n - 1) // 2
         return 2 * k + 1, 2 * k + 1
@@ -326,7 +334,7 @@ class BinaryArithmetic(SeqTask):
 
     def layout(self, src: torch.Tensor, tgt: torch.Tensor, io: str) -> Batch:
         if io == "masked":  # in place: output position i answers input position i
-            return Batch({"x": src}, tgt.clone())
+            return Batch.of_tokens({"x": src}, tgt.clone())
         return super().layout(src, tgt, io)
 
 
@@ -348,6 +356,9 @@ class BinaryMultiplication(BinaryArithmetic):
     """Binary multiplication as in RSE: ``a * b`` -> product, LSB first, zero-filled to the input's length."""
 
     op_text = "*"
+
+    def target_symbols(self) -> int:
+        return 2  # '0' and '1': the product is zero-filled, never padded
 
     def compute(self, a: int, b: int) -> int:
         return a * b

@@ -20,7 +20,10 @@ before it in raster order and returns logits [B, S, S, levels]. Only models with
 accepted: a per-pixel classifier would see the pixel it is asked to predict.
 
 Metric: ``bpd`` (bits per dimension) = summed cross-entropy in nats / (scored pixels x ln 2), lower is
-better; a model that spreads its probability evenly scores exactly log2(levels). The sum is taken in
+better; a model that spreads its probability evenly scores exactly log2(levels) (the floor). Its chance
+is the mean over pixel positions of the entropy of that position's levels in the held-out images (the
+whole test split for digits, a fixed draw of 1024 scenes for shapes): what a model that knows each
+position's level frequencies, and not the pixels before it, scores; ceiling 0. The sum is taken in
 float64. ``samples()`` draws 16 images from the trained model (``model.sample`` at temperature 1) for
 the report, next to 16 held-out images.
 """
@@ -37,7 +40,7 @@ import torch.nn.functional as F
 
 from harness.core.config import bounded
 from harness.core.registry import register_task
-from harness.tasks.base import MAX_SAMPLES, Batch, TaskBase
+from harness.tasks.base import BOUNDS_SEED, MAX_SAMPLES, Batch, MetricBound, TaskBase, entropy_bits
 from harness.tasks.digits import SOURCE_SIZE, raw_digits, stratified_split
 from harness.tasks.shapes import Shapes, ShapesConfig
 
@@ -120,11 +123,12 @@ class Pixels(TaskBase):
         return quantise(grey, self.levels)
 
     @staticmethod
-    def batch(images: torch.Tensor) -> Batch:
-        return Batch({"images": images}, images[:, 0].long())
+    def batch(images: torch.Tensor, side: int) -> Batch:
+        """Images [B, 1, S, S] (S = ``side``) as inputs and as labels: S x S pixels per example."""
+        return Batch({"images": images}, images[:, 0].long(), n_tokens=side * side, seq_len=side)
 
     def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
-        return self.batch(self.draw(batch_size, gen))
+        return self.batch(self.draw(batch_size, gen), self.image_size)
 
     def held_out(self, n_batches: int, batch_size: int, seed: int) -> list[torch.Tensor]:
         if self.shapes is None:
@@ -135,12 +139,12 @@ class Pixels(TaskBase):
 
     def eval_sets(self, n_batches: int, batch_size: int, io: str, seed: int) -> dict[str, list[Batch]]:
         """Digits: the whole test split once (``n_batches`` ignored); shapes: fixed generated batches."""
-        return {"": [self.batch(x) for x in self.held_out(n_batches, batch_size, seed)]}
+        return {"": [self.batch(x, self.image_size) for x in self.held_out(n_batches, batch_size, seed)]}
 
     def profile_batch(self, seq_len: int, batch_size: int, io: str, gen: torch.Generator) -> Batch:
         """Random images of side ``seq_len`` (cost only)."""
         x = torch.randint(0, self.levels, (batch_size, 1, seq_len, seq_len), generator=gen).float()
-        return self.batch(x)
+        return self.batch(x, seq_len)
 
     # -- scoring ------------------------------------------------------------------------------------
     @staticmethod
@@ -153,6 +157,13 @@ class Pixels(TaskBase):
     def metrics(self, counts: tuple[float, int], suffix: str) -> dict[str, float]:
         nats, n = counts
         return {f"bpd{suffix}": nats / (max(n, 1) * math.log(2))}
+
+    def metric_bounds(self) -> dict[str, MetricBound]:
+        images = torch.cat(self.held_out(4, 256, BOUNDS_SEED))[:, 0].long()  # digits: the test split
+        per_position = images.reshape(len(images), -1).T
+        chance = sum(entropy_bits(torch.bincount(p, minlength=self.levels)) for p in per_position)
+        return {"bpd": MetricBound(math.log2(self.levels), chance / len(per_position), 0.0,
+                                   higher_is_better=False)}
 
     def samples(self, model: Any, device: torch.device, seed: int) -> dict[str, list]:
         """16 images drawn from the model at temperature 1, and the first 16 held-out images."""

@@ -27,10 +27,15 @@ Scoring: the output is clamped to [0, 1] and compared with the HR target per ima
 window); ``score`` returns (sum of PSNR, sum of SSIM, images), which add up over batches. PSNR is in
 dB on the [0, 1] grey level (identical images give inf). These scenes are a CPU-sized stand-in: the
 numbers compare variants with each other, never with CUFED5.
+
+Bounds: none for PSNR (no floor: the simplest reconstruction, bicubic upsampling, is a model to compare
+with, not a bound; no finite ceiling: a perfect output is inf dB); SSIM ceiling 1 and no floor. Neither
+has a chance level. The ``_unrel`` metrics have the same bounds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -42,7 +47,7 @@ import torch.nn.functional as F
 from harness.core.config import bounded, positive
 from harness.core.registry import register_task
 from harness.models.base import model_io
-from harness.tasks.base import Batch, TaskBase
+from harness.tasks.base import Batch, MetricBound, TaskBase
 
 TEXTURE_SIGMA = 0.7
 
@@ -98,6 +103,12 @@ def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(x, (0, 0, r, r), mode="circular"), k.view(1, 1, -1, 1))
 
 
+def sr_batch(ref: torch.Tensor, lr: torch.Tensor, hr: torch.Tensor, ref_side: int, lr_side: int) -> Batch:
+    """Inputs ``ref`` (side ``ref_side``) and ``lr`` (side ``lr_side``), labels ``hr``: the pixels of
+    both inputs per example; the size a row records is the reference's side."""
+    return Batch({"ref": ref, "lr": lr}, hr, n_tokens=ref_side**2 + lr_side**2, seq_len=ref_side)
+
+
 def psnr_ssim(sr: torch.Tensor, hr: torch.Tensor) -> tuple[list[float], list[float]]:
     """Per-image PSNR (dB) and SSIM of sr [B, 1, H, W] (clamped to [0, 1]) against hr, by scikit-image."""
     import numpy as np
@@ -118,6 +129,8 @@ class RefSR(TaskBase):
     metric = "psnr"
     higher_is_better = True
     ios = ("sr",)
+    profile_ios = ("sr",)
+    profile_size = 64
     needs = "a reference super-resolution model"
 
     def __init__(self, cfg: RefSRConfig) -> None:
@@ -160,8 +173,8 @@ class RefSR(TaskBase):
         if self.cfg.rotate:
             turns = torch.randint(0, 4, (n,), generator=gen).tolist()
             ref = torch.stack([torch.rot90(x, k, dims=(1, 2)) for x, k in zip(ref, turns)])
-        # ref first: a batch's recorded size (Batch.seq_len) is its first image's side
-        return Batch({"ref": ref.contiguous(), "lr": downsample(hr, self.cfg.scale)}, hr.contiguous())
+        lr, lr_side = downsample(hr, self.cfg.scale), self.cfg.image_size // self.cfg.scale
+        return sr_batch(ref.contiguous(), lr, hr.contiguous(), self.cfg.ref_side, lr_side)
 
     # -- the Task contract --------------------------------------------------------------------------
     def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
@@ -176,18 +189,19 @@ class RefSR(TaskBase):
         for suffix, reference in (("", self.cfg.reference), ("_unrel", "unrelated")):
             gen = torch.Generator().manual_seed(self.cfg.eval_seed)
             whole = self.make(self.cfg.eval_images, gen, reference)
-            out[suffix] = [Batch({k: v[i : i + batch_size] for k, v in whole.inputs.items()},
-                                 whole.labels[i : i + batch_size])
-                           for i in range(0, self.cfg.eval_images, batch_size)]
+            out[suffix] = [
+                dataclasses.replace(whole, labels=whole.labels[i : i + batch_size],
+                                    inputs={k: v[i : i + batch_size] for k, v in whole.inputs.items()})
+                for i in range(0, self.cfg.eval_images, batch_size)]
         return out
 
     def profile_batch(self, seq_len: int, batch_size: int, io: str, gen: torch.Generator) -> Batch:
-        """Random images: ``ref`` (first, so the batch's size is its side) of side ``seq_len`` and
-        ``lr`` of side ``seq_len / scale`` (cost only)."""
+        """Random images: ``ref`` of side ``seq_len`` (the batch's size) and ``lr`` of side
+        ``seq_len / scale`` (cost only)."""
         lr_side = max(1, seq_len // self.cfg.scale)
         ref = torch.rand(batch_size, 1, seq_len, seq_len, generator=gen)
         lr = torch.rand(batch_size, 1, lr_side, lr_side, generator=gen)
-        return Batch({"ref": ref, "lr": lr}, torch.rand(batch_size, 1, seq_len, seq_len, generator=gen))
+        return sr_batch(ref, lr, torch.rand(batch_size, 1, seq_len, seq_len, generator=gen), seq_len, lr_side)
 
     def loss(self, out: Any, batch: Batch) -> torch.Tensor:
         """L1 reconstruction (the paper's L_rec)."""
@@ -200,6 +214,10 @@ class RefSR(TaskBase):
     def metrics(self, counts: tuple, suffix: str) -> dict[str, float]:
         psnr, ssim, n = counts
         return {f"psnr{suffix}": psnr / max(n, 1), f"ssim{suffix}": ssim / max(n, 1)}
+
+    def metric_bounds(self) -> dict[str, MetricBound]:
+        psnr, ssim = MetricBound(None, None, None), MetricBound(None, None, 1.0)
+        return {"psnr": psnr, "ssim": ssim, "psnr_unrel": psnr, "ssim_unrel": ssim}
 
     def samples(self, model: Any, device: Any, seed: int) -> dict[str, list]:
         """Panels lr, ref, sr, hr of 4 evaluation-style scenes drawn from ``seed``, as 0..255 grey."""

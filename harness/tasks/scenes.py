@@ -21,7 +21,8 @@ Metric: COCO AP by pycocotools (harness/tasks/coco_ap.py): ``ap`` (IoU .50:.95, 
 for images of about 640 pixels; scaled to a 32-pixel image they would call a 2-pixel box "medium", so
 here they are set relative to the side: small below (S/6)^2 and large from (S/3)^2 of box area (at
 S = 32: boxes under about 5.3 x 5.3 pixels are small, over 10.7 x 10.7 large), which splits the objects
-about 3 : 5 : 2 (measured on 256 scenes: 30% small, 19% large). The evaluation set is ``eval_images``
+about 3 : 5 : 2 (measured on 256 scenes: 30% small, 19% large). Bounds: every AP has floor 0 (no
+correct detection), ceiling 1 and no chance level. The evaluation set is ``eval_images``
 scenes drawn from ``eval_seed``, the same for every job; detections come from the last decoder layer:
 softmax models give one detection per query (the best real class and its probability), sigmoid (focal)
 models the top 100 (query, class) scores.
@@ -41,7 +42,7 @@ import torch.nn.functional as F
 from harness.core.config import bounded, positive
 from harness.core.registry import register_task
 from harness.models.base import model_io
-from harness.tasks.base import Batch, TaskBase
+from harness.tasks.base import Batch, MetricBound, TaskBase
 from harness.tasks.coco_ap import AP_KEYS, coco_ap
 from harness.tasks.set_loss import set_loss
 from harness.tasks.shapes import PALETTE, SHAPE_TYPES, Scene, shape_masks
@@ -102,6 +103,8 @@ class Scenes(TaskBase):
     metric = "ap"
     higher_is_better = True
     ios = ("detect",)
+    profile_ios = ("detect",)
+    profile_size = 64
     n_classes = len(SHAPE_TYPES)
 
     def __init__(self, cfg: ScenesConfig) -> None:
@@ -148,7 +151,7 @@ class Scenes(TaskBase):
         cls = torch.where(seen, scene.types, -1).float()
         ids = (first_id + torch.arange(batch, dtype=torch.float32))[:, None].expand_as(cls)
         labels = torch.stack([ids, cls, (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], -1)
-        return Batch({"images": images.contiguous()}, labels)
+        return Batch({"images": images.contiguous()}, labels, n_tokens=s * s, seq_len=s)
 
     # -- harness API --------------------------------------------------------------------------------
     def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:
@@ -166,7 +169,7 @@ class Scenes(TaskBase):
         images = torch.rand(batch_size, 3, seq_len, seq_len, generator=gen)
         labels = torch.full((batch_size, self.cfg.max_objects, 6), -1.0)
         labels[:, 0] = torch.tensor([0.0, 0.0, 0.5, 0.5, 0.5, 0.5])
-        return Batch({"images": images}, labels)
+        return Batch({"images": images}, labels, n_tokens=seq_len * seq_len, seq_len=seq_len)
 
     def loss(self, out: Any, batch: Batch) -> torch.Tensor:
         loss = set_loss(out.logits, batch.labels, self.n_classes)
@@ -212,3 +215,6 @@ class Scenes(TaskBase):
         s = self.image_size
         ap = coco_ap(gts, dets, self.n_classes, (SMALL_SIDE * s) ** 2, (LARGE_SIDE * s) ** 2)
         return {f"{k}{suffix}": ap[k] for k in AP_KEYS}
+
+    def metric_bounds(self) -> dict[str, MetricBound]:
+        return {k: MetricBound(0.0, None, 1.0) for k in AP_KEYS}

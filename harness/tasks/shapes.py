@@ -48,7 +48,7 @@ import torch
 
 from harness.core.config import bounded, positive
 from harness.core.registry import register_task
-from harness.tasks.base import Batch
+from harness.tasks.base import BOUNDS_SEED, Batch, MetricBound
 from harness.tasks.image import ImageTask
 
 SHAPE_TYPES = ("disc", "square", "triangle", "cross")
@@ -176,7 +176,19 @@ class Shapes(ImageTask):
         if self.cfg.noise > 0:
             images = images + self.cfg.noise * torch.randn(images.shape, generator=gen)
         labels = pixels if self.mode == "segment" else same_type_rule(scene)
-        return scene, Batch({"images": images}, labels)
+        return scene, self.batch(images, labels)
+
+    # -- bounds -------------------------------------------------------------------------------------
+    def bound_labels(self) -> torch.Tensor:
+        """Segment mode: per-pixel labels of a fixed draw of 512 scenes (the evaluation scenes depend
+        on the job's seed)."""
+        return self.make(512, torch.Generator().manual_seed(BOUNDS_SEED))[1].labels
+
+    def metric_bounds(self) -> dict[str, MetricBound]:
+        """Classify mode: the label is a fair coin by construction, so chance is exactly 1/2."""
+        if self.mode == "classify":
+            return {"acc": MetricBound(0.5, 0.5, 1.0)}
+        return super().metric_bounds()
 
     # -- harness API --------------------------------------------------------------------------------
     def train_batch(self, batch_size: int, io: str, gen: torch.Generator) -> Batch:

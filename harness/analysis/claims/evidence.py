@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.analysis.claims.schema import Claim, Text
-from harness.analysis.floors import Bounds, bounds
+from harness.analysis.floors import Bounds, row_bounds
 from harness.analysis.stats import as_finite, detectable_effect, holm, paired_diff, paired_sd, pairs_needed
 from harness.results.provenance import code_differences
 from harness.results.rows import ResultRow
@@ -159,13 +159,8 @@ def seed_values(rows: Iterable[ResultRow], variant: str, task: str, metric: str)
 
 
 def metric_bounds(rows: Iterable[ResultRow], task: str, metric: str) -> Bounds | None:
-    """The floor and ceiling of ``metric`` on the suite task ``task`` (from a row's task config)."""
-    for r in rows:
-        if r.task == task:
-            cfg = r.config.get("task")
-            if isinstance(cfg, Mapping):
-                return bounds(cfg.get("name"), metric, cfg)
-    return None
+    """The floor and ceiling of ``metric`` on the suite task ``task``, as its rows carry them."""
+    return row_bounds((r for r in rows if r.task == task), metric)
 
 
 def compare(label: str, treat: Mapping[Any, float], ref: Mapping[Any, float], p_holm: float = math.nan,

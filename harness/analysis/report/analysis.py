@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.analysis.floors import Bounds, at_bound, bounds
+from harness.analysis.floors import Bounds, at_bound, row_bounds
 from harness.analysis.report.fmt import finite, median, natural_key, scalar_key, uniq
 from harness.analysis.report.load import as_rows, latest, row_order
 from harness.analysis.stats import fit_power_law, holm, mean_ci, mode, paired_diff
@@ -116,8 +116,8 @@ def _mark_bounds(summaries: list[VariantSummary], base_vals: dict[Any, float], b
 
 
 def _task_bounds(rows: list[ResultRow], metric: str | None) -> Bounds | None:
-    cfg = next((r.config.get("task") for r in rows if isinstance(r.config.get("task"), Mapping)), None)
-    return bounds(cfg.get("name"), metric, cfg) if cfg else None
+    """The metric's bounds as the task declared them in the rows (None in rows without bounds)."""
+    return row_bounds(rows, metric)
 
 
 def _scale(rows: list[ResultRow]) -> dict[str, list[Any]]:
