@@ -15,6 +15,9 @@ For every row of every ``results/*.jsonl`` (in place; ``--check`` writes nothing
   them; for a dirty one, ``files`` stays unknown.
 - ``cost_basis`` ``{"steps": "separate"}``: the costs of these rows came from the separate profiling
   step of the code of the time, not from the steps that trained them.
+- ``bounds`` (a second pass, for every training row that lacks it, also in files already at version 3):
+  the metric bounds its task declares (``harness.tasks.base.task_metric_bounds`` of ``config.task``),
+  as rows written since carry them.
 - ``machine``: the CPU model from ``device_name`` (its instruction set was not recorded: unknown);
   ``libraries``: torch's version only (the others were not recorded); ``heap``; ``schema_version`` 3.
 """
@@ -149,6 +152,26 @@ def migrate_row(row: dict[str, Any], current: dict[str, Job], problems: list[str
     return out
 
 
+def add_bounds(path: Path, check: bool) -> int:
+    """Fill ``bounds`` in the training rows of ``path`` that lack it; returns how many."""
+    from harness.tasks.base import task_metric_bounds
+
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    cache: dict[str, Any] = {}
+    n = 0
+    for r in rows:
+        if r.get("job") != "train" or r.get("bounds") is not None:
+            continue
+        task = r["config"]["task"]
+        key = json.dumps(task, sort_keys=True)
+        if key not in cache:
+            cache[key] = task_metric_bounds(task["name"], task)
+        r["bounds"], n = cache[key], n + 1
+    if n and not check:
+        path.write_text("".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in rows))
+    return n
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="write nothing; report what would change")
@@ -173,7 +196,9 @@ def main() -> int:
               "(threads, heap, or an older config)")
         if not args.check:
             path.write_text("".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in out))
-    if not args.check:
+    for path in sorted((ROOT / "results").glob("*.jsonl")):
+        print(f"{path.name}: bounds added to {add_bounds(path, args.check)} training rows")
+    if pairs and not args.check:  # files already at version 3 add no pair: the map stays
         header = "suite\tvariant\ttask\tseed\tseq_len\told_run_id\tnew_run_id\tstatus\n"
         Path(args.map).write_text(header + "".join("\t".join(p) + "\n" for p in pairs))
     for p in problems:
