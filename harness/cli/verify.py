@@ -15,8 +15,10 @@ Each rerun row is compared with its committed row:
   ``flops_fwd``, ``act_bytes``, ``mem_bytes`` where it is the CPU estimate, ``seq_len``,
   ``batch_size``) must be equal, on any machine.
 - metrics and the curve: bit for bit when the rerun has the committed row's thread count and device
-  (``device_name`` without its thread count: the same CPU model or GPU), since training is
-  deterministic there; otherwise each value within ``ABS_TOL`` or ``REL_TOL`` of the committed one
+  (``device_name`` without its thread count: the same CPU model or GPU) and, on the CPU, the same
+  instruction set (``machine.cpu_capability``: AVX2 and AVX512 kernels round differently; rows that
+  do not record it are compared within tolerance), since training is deterministic there; otherwise each
+  value within ``ABS_TOL`` or ``REL_TOL`` of the committed one
   (other threads or another CPU reorder floating-point sums, and training amplifies the last bits).
 - timings (``step_ms``, ``tokens_per_s``, ``train_s``, ``mfu``): the ratio now / committed, reported
   and never a verdict: a slower or busier machine is not a failed reproduction.
@@ -162,13 +164,20 @@ def close(a: Any, b: Any) -> bool:
     return abs(b - a) <= max(ABS_TOL, REL_TOL * abs(a))
 
 
+SEPARATE_STEP = ("act_bytes", "mem_bytes")  # what the former separate profiling step measured otherwise
+
+
 def compare_exact(s: Sampled, now: ResultRow) -> list[Check]:
     out = []
+    separate = (s.row.cost_basis or {}).get("steps") == "separate"
     for name in EXACT_FIELDS:
         old, new = getattr(s.row, name), getattr(now, name)
         if old is None or (name == "mem_bytes" and s.row.mem_kind != "cpu_estimate"):
             continue  # not recorded, or CUDA's peak (the allocator's, not a count)
         same = old == new
+        if separate and name in SEPARATE_STEP and not same:  # measured on another step then: information
+            out.append(Check(s.label, name, old, new, "differs (committed by the former separate step)"))
+            continue
         out.append(Check(s.label, name, old, new, "same" if same else "differs", not same))
     return out
 
@@ -211,9 +220,21 @@ def compare_timings(s: Sampled, now: ResultRow) -> list[Check]:
     return out
 
 
+def same_arithmetic(old: ResultRow, now: ResultRow) -> bool:
+    """Whether a rerun computes with the committed row's arithmetic: the same thread count and device
+    model and, on the CPU, the same instruction set torch's kernels dispatch to (AVX2 and AVX512 round
+    differently), which the committed row must record."""
+    if now.threads != old.threads or machine(now.device_name) != machine(old.device_name):
+        return False
+    if now.device == "cpu":
+        cap = (old.machine or {}).get("cpu_capability")
+        return cap is not None and cap == (now.machine or {}).get("cpu_capability")
+    return True
+
+
 def compare(s: Sampled, now: ResultRow) -> tuple[list[Check], bool]:
     """Every check of one sampled job, and whether its metrics were held to the last bit."""
-    bitwise = now.threads == s.row.threads and machine(now.device_name) == machine(s.row.device_name)
+    bitwise = same_arithmetic(s.row, now)
     checks = compare_exact(s, now)
     if s.job.kind == "train":
         checks += compare_metrics(s, now, bitwise)
@@ -250,9 +271,12 @@ def verify_suite(
             continue
         got, bitwise = compare(s, now)
         checks += got
-        modes.add(f"bit for bit at {now.threads} thread(s) on {machine(now.device_name)}" if bitwise else
-                  f"within {ABS_TOL:g} / {REL_TOL:.0%} (rerun at {now.threads} thread(s) on "
-                  f"{machine(now.device_name)}, committed rows at other threads or another device)")
+        cap = (now.machine or {}).get("cpu_capability")
+        where = f"{now.threads} thread(s) on {machine(now.device_name)}" + (f" ({cap})" if cap else "")
+        then = (s.row.machine or {}).get("cpu_capability") or "an instruction set not recorded"
+        modes.add(f"bit for bit at {where}" if bitwise else
+                  f"within {ABS_TOL:g} / {REL_TOL:.0%} (rerun at {where}; committed at "
+                  f"{s.row.threads} thread(s) on {machine(s.row.device_name)}, {then})")
     notes = [f"metrics compared {m}" for m in sorted(modes)]
     return Outcome(suite.name, sampled, checks, notes)
 
