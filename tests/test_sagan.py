@@ -12,7 +12,7 @@ from torch.nn.utils import parametrize
 
 import harness
 from harness.core.registry import TASKS
-from harness.run.train import phase_step, train
+from harness.run.train import train
 from harness.tasks.digit_features import frechet_distance, gaussian, inception_score
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,28 +111,39 @@ def test_frechet_distance_matches_scipy_sqrtm_and_inception_score_hand_cases() -
 
 
 def test_phases_alternate_each_optimiser_touches_only_its_network() -> None:
+    """One TrainStep of the GAN: its D updates move only the discriminator, its G update only the
+    generator (the step draws a batch before each update: the weights are read there)."""
+    from harness.measure.step import StepSpec, TrainStep
+
     model = small()
     t = task()
     gen = torch.Generator().manual_seed(0)
     d, g = model.optim_phases()
     assert (d.name, g.name, d.lr_mult, g.lr_mult) == ("d", "g", 4.0, 1.0)
-    opts = [torch.optim.AdamW(p.params, lr=1e-3, betas=(0.0, 0.9), weight_decay=0.0) for p in (d, g)]
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    step = TrainStep(model, t, StepSpec.from_train(CFG), "cpu", gen=gen)
+    assert [p.name for p in step.phases] == ["d", "g"] and step.batches_per_step == d.repeats + 1
 
-    def snap(net: torch.nn.Module) -> list[torch.Tensor]:
-        return [p.detach().clone() for p in net.parameters()]
+    def snap() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        return ([p.detach().clone() for p in model.gen.parameters()],
+                [p.detach().clone() for p in model.disc.parameters()])
 
     def same(a: list, b: list) -> bool:
         return all(torch.equal(x, y) for x, y in zip(a, b))
 
+    seen = []
+
+    def draw():  # noqa: ANN202
+        seen.append(snap())
+        return t.train_batch(CFG["batch_size"], "gan", gen)
+
     model.train()
-    g0, d0 = snap(model.gen), snap(model.disc)
-    phase_step(d, opts[0], scaler, t, CFG, "gan", gen, torch.device("cpu"))
-    g1, d1 = snap(model.gen), snap(model.disc)
-    assert same(g0, g1) and not same(d0, d1)
-    phase_step(g, opts[1], scaler, t, CFG, "gan", gen, torch.device("cpu"))
-    g2, d2 = snap(model.gen), snap(model.disc)
-    assert same(d1, d2) and not same(g1, g2)
+    res = step(0, draw)
+    seen.append(snap())
+    assert res.failed is None and set(res.losses) == {"d", "g"}
+    for (g0, d0), (g1, d1) in zip(seen[: d.repeats], seen[1 : d.repeats + 1]):  # each D update
+        assert same(g0, g1) and not same(d0, d1)
+    (g0, d0), (g1, d1) = seen[d.repeats], seen[d.repeats + 1]  # the G update
+    assert same(d0, d1) and not same(g0, g1)
 
 
 def test_gan_training_curve_samples_and_determinism() -> None:

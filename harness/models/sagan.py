@@ -17,7 +17,7 @@ What is the paper's:
 - hinge loss: L_D = E[relu(1 - D(x, y))] + E[relu(1 + D(G(z, y), y))], L_G = -E[D(G(z, y), y)];
 - two time-scale update rule with Adam betas (0, 0.9) and a 1:1 D:G step ratio (``n_critic``);
   the learning rates are the train config's ``lr`` for G and ``lr`` x ``d_lr_mult`` for D (the paper's
-  1e-4 / 4e-4 is ``lr: 1e-4``, ``d_lr_mult: 4``; see harness/train.py, ``train_phases``);
+  1e-4 / 4e-4 is ``lr: 1e-4``, ``d_lr_mult: 4``; see harness/measure/step.py, ``TrainStep``);
 - class-conditional generation (``conditional: true``, the default, as the paper's ImageNet model):
   conditional batch norm in G (per-class gain and bias embeddings), projection discriminator
   (D(x, y) = psi(phi(x)) + <embed(y), phi(x)>); ``conditional: false`` gives plain BN and no projection.
