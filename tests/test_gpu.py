@@ -135,7 +135,7 @@ def test_oom_row_names_the_size_and_frees_the_model(
         return model, task
 
     monkeypatch.setattr(runner, "build_job", build)
-    suite_path = tiny_suite(GPU, variants=[{"name": "big", "model": "vanilla"},
+    suite_path = tiny_suite(GPU, variants=[{"name": "big", "model": "vanilla", "n_layers": 2},
                                            {"name": "a", "model": "vanilla"}])
     summary = run_suite(load_suite(suite_path), tmp_path / "res", quiet=True)
     rows = {r["variant"]: r for r in read_rows(summary.results_path)}

@@ -11,7 +11,7 @@ from harness.core.errors import HarnessError
 from harness.suite.match import scaled_keys, solve, start_value
 
 # a wide variant b sized to the params of a: the same depth, so d_model (with d_ff in proportion) must
-# come back to a's 16
+# come back to a's 16 (b without dropout: a different job from a all the same)
 GOOD = """\
 name: t
 seeds: [0]
@@ -22,7 +22,7 @@ tasks:
   - {name: copy, task: copy, seq_len: 4, vocab: 4}
 variants:
   - {name: a, model: vanilla}
-  - {name: b, model: vanilla, d_model: 64, d_ff: 128,
+  - {name: b, model: vanilla, dropout: 0.0, d_model: 64, d_ff: 128,
      match: {to: a, budget: params, key: d_model, step: 2, scale: [d_ff]}}
 """
 MATCH = "match: {to: a, budget: params, key: d_model, step: 2, scale: [d_ff]}"
