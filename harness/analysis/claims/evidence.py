@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.analysis.claims.arms import Confound
 from harness.analysis.claims.schema import Claim, Text
 from harness.analysis.floors import Bounds, bounds
 from harness.analysis.stats import as_finite, detectable_effect, holm, paired_diff, paired_sd, pairs_needed
@@ -117,6 +118,8 @@ class Verdict:
     counts: list[CountResult] = field(default_factory=list)
     durability: Durability | None = None
     scale: dict[str, list[Any]] = field(default_factory=dict)
+    # keys in which the compared arms differ besides what the claim is about (harness.analysis.claims.arms)
+    confounds: list[Confound] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (NaN and infinities as null)."""
