@@ -313,7 +313,9 @@ def report_layout(path: str | Path) -> ReportSpec:
     spec = build(SuiteSpec, {"name": path.stem, **data}, "", src.locate)
     train = build(TrainConfig, spec.train or {}, "train", src.locate)
     labels, names = declared_names(spec, src)
-    return build_report(spec.report, labels, names, sorted(train.eval_modes), src)
+    layout = build_report(spec.report, labels, names, sorted(train.eval_modes), src)
+    layout.variant_order = list(names)
+    return layout
 
 
 def build_profile(data: dict[str, Any] | None, tasks: list[TaskSpec], src: Source) -> ProfileSpec | None:
