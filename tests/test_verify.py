@@ -130,7 +130,7 @@ def test_threads_are_recorded_and_hashed(committed: tuple[Path, Path]) -> None:
     rows = list(read_rows(committed[1] / "vtiny.jsonl"))
     assert {r["threads"] for r in rows} == {1}
     assert all(r["config"]["train"]["threads"] == 1 for r in rows)
-    assert all(r["device_name"].endswith("(1 threads)") for r in rows)
+    assert all(r["device_name"].endswith("(1 thread)") for r in rows)
     one = load_suite(committed[0])
     two = load_suite(committed[0], ["train.threads=2"])
     assert [j.run_id for j in one.jobs] != [j.run_id for j in two.jobs]  # profile cells too

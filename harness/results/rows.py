@@ -190,8 +190,9 @@ def migrate(data: Mapping[str, Any]) -> ResultRow:
 
     Fields keep their stored values; only what is missing is filled: a flat legacy ``config`` gets its
     nested keys, ``seq_len`` and ``batch_size`` come from the config when the row has none, ``threads``
-    from the device name, and a null ``metrics``/``curve``/``config`` becomes empty, and so does an
-    empty ``samples`` (None). The retired ``report_spec`` is dropped; other unknown fields become extras.
+    from the device name (whose older "(1 threads)" reads "(1 thread)"), and a null
+    ``metrics``/``curve``/``config`` becomes empty, and so does an empty ``samples`` (None). The retired
+    ``report_spec`` is dropped; other unknown fields become extras.
     """
     values = {k: v for k, v in data.items() if k not in ("schema_version", "report_spec")}
     config = values.get("config")
@@ -204,6 +205,8 @@ def migrate(data: Mapping[str, Any]) -> ResultRow:
             values[key] = config[section].get(key)
     if values.get("threads") is None:
         values["threads"] = threads_in_name(values.get("device_name"))
+    if isinstance(values.get("device_name"), str):  # rows written before said "(1 threads)"
+        values["device_name"] = values["device_name"].replace("(1 threads)", "(1 thread)")
     for key, empty in (("metrics", {}), ("curve", [])):
         if not isinstance(values.get(key), type(empty)):
             values[key] = type(empty)()

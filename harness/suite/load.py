@@ -37,7 +37,7 @@ from harness.suite.jobs import (
     merge_model_keys,
     model_keys,
 )
-from harness.suite.source import Source, apply_override, load_with_includes
+from harness.suite.source import Source, apply_override, load_with_includes, typed_key
 from harness.suite.spec import (
     TOP_KEYS,
     VARIANT_KEYS,
@@ -66,8 +66,16 @@ def load_suite(
     overrides: list[str] = (),  # type: ignore[assignment]
     device: str | None = None,
 ) -> Suite:
-    """Load, merge includes, apply overrides, validate and expand a suite into jobs."""
-    path = Path(path)
+    """Load, merge includes, apply overrides, validate and expand a suite into jobs. A refusal located at
+    an override names the key as the override typed it."""
+    try:
+        return _load_suite(Path(path), list(overrides), device)
+    except InputError as e:
+        raise typed_key(e) from None
+
+
+def _load_suite(path: Path, overrides: list[str], device: str | None) -> Suite:
+    """:func:`load_suite`'s steps."""
     src = Source(str(path))
     data = load_with_includes(path.resolve(), str(path), src, (path.resolve(),))
     for text in overrides:
