@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "ResultRow", "migrate", "threads_in_name"]
+__all__ = ["SCHEMA_VERSION", "ResultRow", "device_label", "migrate", "threads_in_name"]
 
 SCHEMA_VERSION = 3
 
@@ -161,6 +161,11 @@ _FIELDS = frozenset(f.name for f in dataclasses.fields(ResultRow))
 _THREADS_IN_NAME = re.compile(r"\((\d+) threads?\)$")
 
 
+def device_label(name: Any) -> Any:
+    """A device name as the report shows it: the "(1 threads)" of rows written before is "(1 thread)"."""
+    return name.replace("(1 threads)", "(1 thread)") if isinstance(name, str) else name
+
+
 def threads_in_name(name: Any) -> int | None:
     """The thread count a CPU row's ``device_name`` ends with ("... (2 threads)"); None for a GPU's."""
     m = _THREADS_IN_NAME.search(name) if isinstance(name, str) else None
@@ -190,9 +195,8 @@ def migrate(data: Mapping[str, Any]) -> ResultRow:
 
     Fields keep their stored values; only what is missing is filled: a flat legacy ``config`` gets its
     nested keys, ``seq_len`` and ``batch_size`` come from the config when the row has none, ``threads``
-    from the device name (whose older "(1 threads)" reads "(1 thread)"), and a null
-    ``metrics``/``curve``/``config`` becomes empty, and so does an empty ``samples`` (None). The retired
-    ``report_spec`` is dropped; other unknown fields become extras.
+    from the device name, and a null ``metrics``/``curve``/``config`` becomes empty, and so does an
+    empty ``samples`` (None). The retired ``report_spec`` is dropped; other unknown fields become extras.
     """
     values = {k: v for k, v in data.items() if k not in ("schema_version", "report_spec")}
     config = values.get("config")
@@ -205,8 +209,6 @@ def migrate(data: Mapping[str, Any]) -> ResultRow:
             values[key] = config[section].get(key)
     if values.get("threads") is None:
         values["threads"] = threads_in_name(values.get("device_name"))
-    if isinstance(values.get("device_name"), str):  # rows written before said "(1 threads)"
-        values["device_name"] = values["device_name"].replace("(1 threads)", "(1 thread)")
     for key, empty in (("metrics", {}), ("curve", [])):
         if not isinstance(values.get(key), type(empty)):
             values[key] = type(empty)()

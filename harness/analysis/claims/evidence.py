@@ -21,7 +21,7 @@ from harness.analysis.claims.arms import Confound
 from harness.analysis.claims.schema import Claim, Text
 from harness.analysis.floors import Bounds, bounds
 from harness.analysis.stats import as_finite, detectable_effect, holm, paired_diff, paired_sd, pairs_needed
-from harness.results.rows import ResultRow
+from harness.results.rows import ResultRow, device_label
 from harness.results.store import json_safe
 
 __all__ = [
@@ -195,4 +195,5 @@ def scale_of(rows: Iterable[ResultRow]) -> dict[str, list[Any]]:
         return sorted({x for x in xs if x is not None}, key=lambda x: (str(type(x)), x))
 
     return {"steps": uniq(r.steps for r in rows), "seq_len": uniq(r.task_len for r in rows),
-            "batch_size": uniq(r.batch_size for r in rows), "device_name": uniq(r.device_name for r in rows)}
+            "batch_size": uniq(r.batch_size for r in rows),
+            "device_name": uniq(device_label(r.device_name) for r in rows)}

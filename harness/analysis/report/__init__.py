@@ -51,7 +51,7 @@ from harness.analysis.report.markdown import suite_table
 from harness.analysis.report.sections import suite_section
 from harness.analysis.report.target import ReportInUse, default_report_dir, report_conflict, write_source
 from harness.analysis.report.text import LANGS, t
-from harness.results.rows import ResultRow
+from harness.results.rows import ResultRow, device_label
 
 __all__ = [
     "LITERATURE_PATH",
@@ -94,7 +94,7 @@ def _layout_note(layout: SuiteLayout, lang: str) -> str | None:
 def _provenance(rows: list[ResultRow], skipped: int, n_files: int, layouts: dict[str, SuiteLayout],
                 lang: str) -> Section:
     def counted(name: str) -> str:
-        c = Counter(str(v) for r in rows if (v := r.field_value(name)) is not None)
+        c = Counter(str(device_label(v)) for r in rows if (v := r.field_value(name)) is not None)
         return ", ".join(f"`{k}` ({n})" for k, n in sorted(c.items())) or t(lang, "prov_none")
 
     items = [t(lang, "prov_rows", n=len(rows), files=n_files, skipped=skipped)]

@@ -20,7 +20,7 @@ from harness.analysis.floors import Bounds, at_bound, bounds
 from harness.analysis.report.fmt import finite, in_order, median, natural_key, scalar_key, uniq
 from harness.analysis.report.load import as_rows, latest, row_order
 from harness.analysis.stats import fit_power_law, holm, mean_ci, mode, paired_diff
-from harness.results.rows import ResultRow
+from harness.results.rows import ResultRow, device_label
 from harness.suite.spec import ReportSpec
 
 __all__ = [
@@ -124,7 +124,8 @@ def _scale(rows: list[ResultRow]) -> dict[str, list[Any]]:
     """The sizes the rows ran at, for the table's *Scale* line."""
     return {"seq_len": uniq(r.task_len for r in rows), "tokens": uniq(r.seq_len for r in rows),
             "steps": uniq(r.steps for r in rows), "batch_size": uniq(r.batch_size for r in rows),
-            "device": uniq(r.device for r in rows), "device_name": uniq(r.device_name for r in rows),
+            "device": uniq(r.device for r in rows),
+            "device_name": uniq(device_label(r.device_name) for r in rows),
             "mem_kind": uniq(r.mem_kind for r in rows)}
 
 
