@@ -200,3 +200,35 @@ def test_the_language_buttons_switch_the_text(driver: Any) -> None:
     assert set(LIT_HEADERS["zh"]) <= visible_headers() and not set(LIT_HEADERS["en"]) & visible_headers()
     assert driver.execute_script("return document.documentElement.lang") == "zh"
     assert _severe(driver) == []
+
+
+def test_the_findings_open_the_page_above_the_literature_tables(driver: Any) -> None:
+    """At 1400 x 1000 the first screen shows the verdict tally and the headline comparisons; the
+    literature tables come after them, their measured columns beside the title, the papers' prose
+    folded."""
+    from selenium.webdriver.common.by import By
+
+    _open(driver, PAGE)
+
+    def top(css: str) -> float:
+        return driver.execute_script(
+            "return arguments[0].getBoundingClientRect().top + window.scrollY;",
+            driver.find_element(By.CSS_SELECTOR, css))
+
+    assert top("section#findings") < top("section#transformer-series") < top("section#claims")
+    tally = next(p for p in driver.find_elements(By.CSS_SELECTOR, "section#findings p") if p.is_displayed())
+    assert "Claims tested on measurements" in tally.text and "supported" in tally.text
+    assert "Checks by construction" in tally.text
+    bottom = driver.execute_script("return arguments[0].getBoundingClientRect().bottom;", tally)
+    assert bottom < 1000  # on the first screen, without scrolling
+    headline = _first_table(driver, "findings").find_element(By.CSS_SELECTOR, "thead th")
+    assert driver.execute_script("return arguments[0].getBoundingClientRect().bottom;", headline) < 1000
+    lit = _first_table(driver, "transformer-series")
+    heads = lit.find_elements(By.CSS_SELECTOR, "thead th")
+    assert heads[1].text.startswith("Headline metric")
+    right = driver.execute_script("return arguments[0].getBoundingClientRect().right;", heads[1])
+    assert right < 1400  # the measured headline is on screen beside the title
+    prose = lit.find_elements(By.CSS_SELECTOR, "tbody td.prose")
+    assert prose and all(not d.get_attribute("open") for d in lit.find_elements(By.CSS_SELECTOR,
+                                                                                "td.prose details"))
+    assert _severe(driver) == []

@@ -74,7 +74,11 @@ def test_list_suite_shows_the_description_and_the_dry_run_grid(
     monkeypatch.setenv("COLUMNS", "80")
     assert main(["run", str(path), "--dry-run"]) == 0
     grid = capsys.readouterr().out
-    assert "GFLOPs/ex" in grid and grid.count("\n") == 3 + 4  # title, header, rule, 2 train, 2 profile
+    table = grid.split("\n\n")[0]
+    assert "GFLOPs/ex" in table and table.count("\n") == 2 + 4  # title, header, rule, 2 train, 2 profile
+    configs = grid.split("\n\n")[1]  # then each variant's resolved config, and b against the baseline a
+    assert configs.startswith("resolved configs on task copy (baseline a):")
+    assert "differs from a: norm: pre vs post" in configs
     for name in ("listed", "listed.yaml", str(path)):  # a name under suites/ or a path
         assert main(["list", name]) == 0
         out = capsys.readouterr().out

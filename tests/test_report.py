@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -124,10 +125,10 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_results(tmp_path_factory.mktemp("results"), synthetic_rows())
 
 
-@pytest.fixture(scope="module")
-def report_en(results: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    # The shipped literature.yaml maps rows to the committed suites; pin the mapping this test's
-    # synthetic rows are built for, so the test does not change when a suite is renamed.
+@pytest.fixture(scope="module", autouse=True)
+def _literature(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # The shipped literature.yaml maps rows to the committed suites; pin the mapping this module's
+    # synthetic rows are built for, so the tests do not change when a suite is renamed.
     import yaml
 
     from harness.analysis.report import literature
@@ -140,7 +141,12 @@ def report_en(results: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     lit.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(literature, "LITERATURE_PATH", lit)
-        return write_report(results, tmp_path_factory.mktemp("report_en")).read_text(encoding="utf-8")
+        yield
+
+
+@pytest.fixture(scope="module")
+def report_en(results: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    return write_report(results, tmp_path_factory.mktemp("report_en")).read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -215,35 +221,43 @@ def test_every_notes_paper_has_a_row(report_en: str) -> None:
             assert p[key]["en"] and p[key]["zh"], (p["id"], key)
 
 
+def _measured(row: list[str]) -> list[str]:
+    """The seven measured cells of a literature row: headline, change, then scale to throughput."""
+    return [row[1], row[2], *row[4:9]]
+
+
 def test_measured_columns(report_en: str) -> None:
     md = report_en
-    headers = _table_row(md, "Year")
-    assert len(headers) == 16  # the notes' 8 columns, 7 measured columns, the claims' verdict tally
-    assert headers[15] == "Claims: verdicts (measured)"
+    headers = _table_row(md, "Title")
+    assert len(headers) == 16  # title, 7 measured columns, the claims' verdict tally, the notes' 7 others
+    assert headers[1].startswith("Headline metric") and headers[3] == "Claims: verdicts (measured)"
+    assert headers[9:] == ["Year", "Venue", "Problem", "Method", "Result", "Training details", "Other"]
     # a paper without results: every measured cell is a dash
-    assert _paper_row(md, "Reordering their Sublayers")[8:15] == ["—"] * 7
-    assert _paper_row(md, "LambdaNetworks")[8:15] == ["—"] * 7
+    assert _measured(_paper_row(md, "Reordering their Sublayers")) == ["—"] * 7
+    assert _measured(_paper_row(md, "LambdaNetworks")) == ["—"] * 7
     # its claims are not measured either (the synthetic rows test none of them)
-    assert "not measured" in _paper_row(md, "LambdaNetworks")[15]
+    assert "not measured" in _paper_row(md, "LambdaNetworks")[3]
     # the vanilla row is fed by suite quick and states its scale
     aiayn = _paper_row(md, "Attention Is All You Need")
-    assert "quick/copy" in aiayn[8] and "L=32" in aiayn[8] and "300 steps" in aiayn[8]
-    assert aiayn[9] == "copy: 1.2M<br>reverse: 1.2M"
-    assert aiayn[10].startswith("copy: 0.25")
-    assert "48.0 MiB (cpu_estimate)" in aiayn[11]
-    assert "12.3K" in aiayn[12]
-    assert "seq_acc 0.6000 ± " in aiayn[13] and "(n=5)" in aiayn[13]
-    assert "baseline" in aiayn[14]
+    assert "quick/copy" in aiayn[4] and "L=32" in aiayn[4] and "300 steps" in aiayn[4]
+    assert aiayn[5] == "copy: 1.2M<br>reverse: 1.2M"
+    assert aiayn[6].startswith("copy: 0.25")
+    assert "48.0 MiB (cpu_estimate)" in aiayn[7]
+    assert "12.3K" in aiayn[8]
+    assert "seq_acc 0.6000 ± " in aiayn[1] and "(n=5)" in aiayn[1]
+    assert "baseline" in aiayn[2]
     # paper numbers stay in the paper columns
-    assert "27.3" in aiayn[5] and "27.3" not in "".join(aiayn[8:])
+    assert "27.3" in aiayn[13] and "27.3" not in "".join(_measured(aiayn))
 
 
 def test_measured_suite_without_results_shows_dash(tmp_path: Path) -> None:
     only_lm = [r for r in synthetic_rows() if r["suite"] == "lm"]
     md = write_report(write_results(tmp_path / "res", only_lm), tmp_path / "r").read_text(encoding="utf-8")
-    assert _paper_row(md, "Attention Is All You Need")[8:15] == ["—"] * 7
+    # suite lm measures no paper: the notes' tables are left out, and so are the claims it does not bear
+    assert "## Transformer series" not in md and "literature tables are left out" in md
+    assert "claim(s) of `literature.yaml` bear on no suite of these results" in md
     empty = write_report(tmp_path / "does-not-exist", tmp_path / "r2").read_text(encoding="utf-8")
-    assert _paper_row(empty, "Attention Is All You Need")[8:15] == ["—"] * 7
+    assert _measured(_paper_row(empty, "Attention Is All You Need")) == ["—"] * 7
     assert "No result rows found" in empty
 
 
@@ -268,7 +282,7 @@ def test_holm_verdicts(report_en: str) -> None:
     assert "ValueError: order string has 7 's' but 8 'f'" in lm and "Traceback" not in lm
     # natural order: baseline first, then k2 before k3 before k10 (in the ablation table, which comes
     # before the accuracy-against-cost table)
-    ablation_part = lm.split("Accuracy against cost")[0]
+    ablation_part = lm.split("Resolved configs")[0]
     order = [ln.split("|")[1].strip() for ln in ablation_part.splitlines()
              if ln.startswith("| ") and "sandwich" in ln
              or ln.startswith("| interleaved")]
@@ -298,14 +312,14 @@ def test_fitted_exponents_printed(report_en: str) -> None:
 
 def test_chinese_report(report_zh: str, results: Path, tmp_path: Path) -> None:
     md = report_zh
-    header = _table_row(md, "时间")
-    assert header[:8] == ["时间", "会议", "题目", "想解决的问题", "使用的方法", "结果", "训练细节", "其它"]
+    header = _table_row(md, "题目")
+    assert header[9:] == ["时间", "会议", "想解决的问题", "使用的方法", "结果", "训练细节", "其它"]
     assert "## Transformer系列论文" in md and "## Transformer in CV系列论文" in md
     assert "## 实验套件：quick" in md and "## 来源信息" in md
     assert "机器翻译，时序模型，长时模型" in md  # the notes' own text
     assert "优于基线（超出种子噪声）" in md
-    assert _paper_row(md, "Reordering their Sublayers")[8:15] == ["—"] * 7
-    assert "## 论断" in md and "未测量" in _paper_row(md, "Reordering their Sublayers")[15]
+    assert _measured(_paper_row(md, "Reordering their Sublayers")) == ["—"] * 7
+    assert "## 论断" in md and "未测量" in _paper_row(md, "Reordering their Sublayers")[3]
     with pytest.raises(ValueError):
         write_report(results, tmp_path / "x", lang="fr")
 
@@ -313,10 +327,10 @@ def test_chinese_report(report_zh: str, results: Path, tmp_path: Path) -> None:
 def test_notes_discrepancies_are_visible(report_en: str) -> None:
     md = report_en
     detr = _paper_row(md, "End-to-End Object Detection with Transformers")
-    assert detr[1] == "ECCV (notes: CVPR)"
+    assert detr[10] == "ECCV (notes: CVPR)"
     sagan = _paper_row(md, "Self-Attention Generative Adversarial Networks")
-    assert sagan[0] == "2019 (notes: 2018)"
-    assert _paper_row(md, "Attention Is All You Need")[:2] == ["2017", "NIPS"]
+    assert sagan[9] == "2019 (notes: 2018)"
+    assert _paper_row(md, "Attention Is All You Need")[9:11] == ["2017", "NIPS"]
 
 
 def test_provenance(report_en: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,30 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for suite, lines in by_suite.items():
         (d / f"{suite}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return d
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _literature(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The literature tables and the claims show where the report's suites measure a paper or bear a
+    claim: in this module suite alpha measures the Transformer and bears two of its claims (one without
+    rows)."""
+    import yaml
+
+    from harness.analysis.report import literature
+
+    data = yaml.safe_load(literature.LITERATURE_PATH.read_text(encoding="utf-8"))
+    paper = next(p for p in data["papers"] if p["id"] == "transformer")
+    paper["measured"] = {"suite": "alpha", "variant": "better", "baseline": "base"}
+    text = {"en": "Better is better.", "zh": "更好。"}
+    paper["claims"] += [{"id": f"alpha-{v}", "by": "paper", "source": "a test", "text": text,
+                         "test": {"kind": "metric", "suite": "alpha", "task": "copy", "variant": v,
+                                  "reference": "base", "expect": "higher"}} for v in ("better", "absent")]
+    lit = tmp_path_factory.mktemp("lit") / "literature.yaml"
+    lit.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(literature, "LITERATURE_PATH", lit)
+        mp.setattr("harness.analysis.claims.schema.CLAIMS_PATH", lit)
+        yield
 
 
 @pytest.fixture(scope="module")

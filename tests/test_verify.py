@@ -65,7 +65,7 @@ def test_unchanged_rows_verify_bit_for_bit(committed: tuple[Path, Path], capsys:
     suite, res = committed
     before = (res / "vtiny.jsonl").read_bytes()
     listing = sorted(str(p.relative_to(res)) for p in res.rglob("*"))  # the run's file and its .leases/
-    code = main(["verify", str(suite), "--results-dir", str(res), "--sample", str(N_JOBS)])
+    code = main(["verify", str(suite), "--results-dir", str(res), "--sample", str(N_JOBS), "--table"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert f"all {N_JOBS} sampled row(s) reproduced" in out.splitlines()[-1]
@@ -96,8 +96,10 @@ def test_a_planted_change_exits_1_naming_row_and_field(
     assert "MISMATCH in 1 of 6" in verdict
     for name in (planted["run_id"], planted["variant"], planted["task"], f"seed={planted['seed']}", field):
         assert name in verdict, verdict
-    bad = [line for line in out.splitlines() if "DIFFERS" in line]
-    assert len(bad) == 1 and field in bad[0]
+    jobs = [line for line in out.splitlines() if line.startswith("  ")]  # one line a sampled job
+    assert len(jobs) == N_JOBS
+    bad = [line for line in jobs if "MISMATCH" in line]
+    assert len(bad) == 1 and "MISMATCH in 1 of" in bad[0] and field in bad[0]
 
 
 def test_the_sample_is_seeded_and_prefers_cheap_jobs(suite_file: Path) -> None:
@@ -121,7 +123,7 @@ def test_threads_are_recorded_and_hashed(committed: tuple[Path, Path]) -> None:
     rows = list(read_rows(committed[1] / "vtiny.jsonl"))
     assert {r["threads"] for r in rows} == {1}
     assert all(r["config"]["train"]["threads"] == 1 for r in rows)
-    assert all(r["device_name"].endswith("(1 threads)") for r in rows)
+    assert all(r["device_name"].endswith("(1 thread)") for r in rows)
     one = load_suite(committed[0])
     two = load_suite(committed[0], ["train.threads=2"])
     assert [j.run_id for j in one.jobs] != [j.run_id for j in two.jobs]  # profile cells too

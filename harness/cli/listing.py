@@ -2,8 +2,9 @@
 
 ``harness list`` shows each suite on one line: its file name and the first sentence of its description,
 cut to the terminal's width with an ellipsis. ``harness list SUITE`` (a name under ``suites/`` or a
-path) shows the whole description and the job grid, the same table ``harness run SUITE --dry-run``
-prints (:func:`job_grid`).
+path) shows the whole description, the job grid and each variant's resolved config, what ``harness run
+SUITE --dry-run`` prints (:func:`dry_run_text`): per task, every variant's resolved model config and the
+keys in which it differs from the task's baseline, a value that is its model's default marked so.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def describe_suite(suite: Any, width: int | None = None) -> str:
     width = terminal_width() if width is None else width
     text = " ".join(str(suite.description or "").split())
     desc = textwrap.fill(text, width=max(40, width)) if text else "(no description)"
-    return f"{suite.name}\n\n{desc}\n\n{job_grid(suite)}"
+    return f"{suite.name}\n\n{desc}\n\n{dry_run_text(suite)}"
 
 
 def job_grid(suite: Any) -> str:
@@ -99,3 +100,59 @@ def job_grid(suite: Any) -> str:
             f"{len(suite.jobs) - n_train} profiling), seeds {suite.seeds}, device {suite.device}")
     headers = ["job", "variant", "model", "task", "seed", "params", "GFLOPs/ex", "run_id"]
     return head + "\n" + tabulate(rows, headers=headers)
+
+
+def dry_run_text(suite: Any) -> str:
+    """What ``harness run --dry-run`` prints: the job grid, then each variant's resolved config."""
+    return job_grid(suite) + "\n\n" + resolved_configs(suite)
+
+
+def _model_default(model: str, key: str) -> Any:
+    import dataclasses
+
+    from harness.core.registry import MODELS
+    from harness.suite.differ import MISSING
+
+    cfg = MODELS.get(model).config
+    found = next((f for f in dataclasses.fields(cfg) if f.name == key), None)
+    return MISSING if found is None or found.default is dataclasses.MISSING else found.default
+
+
+def difference_text(job: Any, base: Any) -> str:
+    """The keys in which ``job``'s variant differs from ``base``'s: ``norm: pre (sandwich's default) vs
+    post``, the model first, training settings as ``train.<key>``."""
+    from harness.suite.differ import MISSING, arm, differences, show_value
+
+    found = differences(arm(job.model, job.model_cfg, job.train), arm(base.model, base.model_cfg, base.train))
+    parts = []
+    for d in found:
+        mine = show_value(d.value)
+        own = d.key != "model" and not d.key.startswith("train.") and d.value is not MISSING
+        if own and d.value == _model_default(job.model, d.key):
+            mine += f" ({job.model}'s default)"
+        parts.append(f"{d.key}: {mine} vs {show_value(d.base)}")
+    return "; ".join(parts) or "nothing but the name"
+
+
+def resolved_configs(suite: Any, width: int | None = None) -> str:
+    """Per task, each variant's resolved model config and the keys in which it differs from the task's
+    baseline (variants in suite order)."""
+    from harness.suite.differ import show_value
+
+    width = max(60, terminal_width() if width is None else width)
+    firsts: dict[str, dict[str, Any]] = {}
+    for job in suite.train_jobs():
+        firsts.setdefault(job.task_name, {}).setdefault(job.variant, job)
+    out = []
+    for task, jobs in firsts.items():
+        base_name = next(iter(jobs.values())).baseline
+        base = jobs.get(base_name) if base_name else None
+        out.append(f"resolved configs on task {task}" + (f" (baseline {base_name}):" if base else ":"))
+        for name, job in jobs.items():
+            config = " ".join(f"{k}={show_value(v)}" for k, v in job.model_cfg.items())
+            out.append(textwrap.fill(f"{name} ({job.model}): {config}", width, initial_indent="  ",
+                                     subsequent_indent="      "))
+            if base is not None and job is not base:
+                out.append(textwrap.fill(f"differs from {base_name}: {difference_text(job, base)}", width,
+                                         initial_indent="    ", subsequent_indent="      "))
+    return "\n".join(out)

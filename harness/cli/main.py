@@ -14,6 +14,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from harness.cli.describe import cmd_list
+from harness.cli.runcmd import (
+    add_report_dirs,
+    add_suite_args,
+    bad_input,
+    cmd_report,
+    cmd_run,
+    suite_from_args,
+)
+
 EXIT_OK, EXIT_JOB_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 
 
@@ -24,155 +34,17 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_BAD_INPUT)
 
 
-def _bad_input(message: str) -> int:
-    sys.stderr.write(f"harness: error: {message}\n")
-    return EXIT_BAD_INPUT
-
-
-def cmd_list(args: argparse.Namespace) -> int:
-    from harness.cli.listing import suite_lines
-    from harness.core.registry import static_names, static_suites
-
-    what = args.what or "all"
-    if what not in ("all", "models", "tasks", "suites"):
-        return _list_suite(what)
-    names = static_names()
-    sections: list[tuple[str, list[tuple[str, str]]]] = []
-    if what in ("all", "models"):
-        sections += [("models", names["models"]), ("presets", names["presets"])]
-    if what in ("all", "tasks"):
-        sections.append(("tasks", names["tasks"]))
-    for title, rows in sections:
-        print(f"{title}:")
-        width = max((len(n) for n, _ in rows), default=0)
-        for name, summary in rows:
-            print(f"  {name:<{width}}  {summary}".rstrip())
-    if what in ("all", "suites"):
-        print("suites:", *suite_lines(static_suites(Path.cwd())), sep="\n")
-    return EXIT_OK
-
-
-def _list_suite(name: str) -> int:
-    """``harness list SUITE``: the whole description and the job grid."""
-    from harness.cli.listing import describe_suite, find_suite
-    from harness.core.errors import HarnessError
-    from harness.suite.load import load_suite
-
-    path = find_suite(name, Path.cwd())
-    if path is None:
-        return _bad_input(f"list {name}: not models, tasks, suites, a suite under suites/ or a suite file")
-    try:
-        print(describe_suite(load_suite(str(path), [])))
-    except HarnessError as e:
-        return _bad_input(str(e))
-    return EXIT_OK
-
-
-def _dry_run(suite: Any) -> int:
-    from harness.cli.listing import job_grid
-
-    print(job_grid(suite))
-    return EXIT_OK
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from harness.core.errors import HarnessError
-
-    if args.ray_address and args.executor != "ray":
-        return _bad_input("--ray-address needs --executor ray")
-    if args.jobs < 1:
-        return _bad_input(f"--jobs must be >= 1, got {args.jobs}")
-    if args.executor == "ray" and args.jobs != 1:
-        return _bad_input("--jobs is for --executor local; Ray runs as many jobs as its CPUs (or GPUs) allow")
-    if args.executor == "ray" and not args.dry_run:
-        import importlib.util
-
-        if importlib.util.find_spec("ray") is None:
-            return _bad_input("--executor ray needs Ray, which is not installed: pip install -e '.[ray]'")
-    try:
-        suite = _suite_from_args(args)
-    except HarnessError as e:
-        return _bad_input(str(e))
-    if args.dry_run:
-        return _dry_run(suite)
-    if args.executor == "local" and (args.device == "cuda" or suite.device == "cuda"):
-        import torch  # on Ray the workers, not this machine, need the GPU
-
-        if not torch.cuda.is_available():
-            return _bad_input("--device cuda: no CUDA device is available "
-                              "(torch.cuda.is_available() is False)")
-    from harness.run.executors import make_executor
-    from harness.run.orchestrate import run_suite
-
-    try:
-        on_row = _row_logger(args.log)
-        executor = make_executor(args.executor, jobs=args.jobs, ray_address=args.ray_address,
-                                 device=suite.device)
-    except HarnessError as e:
-        return _bad_input(str(e))
-    results_dir = Path(args.results_dir)
-    refusal = dirty_refusal(suite, results_dir, args.allow_dirty)
-    if refusal:
-        if executor is not None:
-            executor.close()
-        return _bad_input(refusal)
-    try:
-        summary = run_suite(suite, results_dir, force=args.force, executor=executor, wait=not args.no_wait,
-                            on_row=on_row)
-    finally:
-        if executor is not None:
-            executor.close()
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing new"
-    print(f"{summary.ran} job(s) run, {summary.skipped} already in {summary.results_path}: {counts}",
-          file=sys.stderr)
-    from harness.analysis.report import suite_table, write_report
-    from harness.results.store import read_rows
-
-    rows = list(read_rows(summary.results_path))
-    print(suite_table(rows, suite.name))
-    if not args.no_report:
-        path = write_report(results_dir, Path(args.report_dir))
-        print(f"report written to {path} and {path.parent / 'index.html'}")
-    return EXIT_JOB_ERROR if summary.statuses.get("error") else EXIT_OK
-
-
-def dirty_refusal(suite: Any, results_dir: Path, allow_dirty: bool) -> str | None:
-    """Why a run may not write into ``results_dir``: it holds committed results (git tracks files in
-    it), the harness source differs from the commit, and some job would train. None: go ahead (with
-    ``--allow-dirty`` the rows are written and say ``code.dirty``)."""
-    from harness.results.provenance import git_state, tracked_by_git
-    from harness.run.orchestrate import pending_jobs
-
-    if allow_dirty or not tracked_by_git(results_dir):
-        return None
-    _, changed = git_state()
-    if not changed or not pending_jobs(suite, results_dir):
-        return None
-    shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
-    return (f"{results_dir}: holds committed results and harness/ has uncommitted changes ({shown}): "
-            "commit them first, or pass --allow-dirty to write rows marked dirty")
-
-
-def _row_logger(log: str | None) -> Any:
-    """``--log mlflow``: the hook that logs each stored row (raises HarnessError without MLflow)."""
-    if log is None:
-        return None
-    from harness.results.tracking import MlflowLogger
-
-    return MlflowLogger().hook
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     from harness.core.errors import HarnessError
     from harness.results.store import latest_rows, result_files
     from harness.results.tracking import MlflowLogger
 
     if not result_files(args.results):
-        return _bad_input(f"export {args.results}: no results file (.jsonl) there")
+        return bad_input(f"export {args.results}: no results file (.jsonl) there")
     try:
         logger = MlflowLogger(what="harness export mlflow")
     except HarnessError as e:
-        return _bad_input(str(e))
+        return bad_input(str(e))
     rows = [r for r in latest_rows(args.results).rows if r.get("run_id") and r.get("suite")]
     try:
         logged, already = logger.export(rows)
@@ -181,17 +53,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         sys.stderr.write(f"harness: error: MLflow at {logger.uri}: {type(e).__name__}: {first}\n")
         return EXIT_JOB_ERROR
     print(f"{logged} run(s) logged to {logger.uri}, {already} already there")
-    return EXIT_OK
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from harness.analysis.report import write_report
-
-    results_dir = Path(args.results_dir)
-    if not results_dir.is_dir():
-        return _bad_input(f"--results-dir {results_dir}: not a directory")
-    path = write_report(results_dir, Path(args.report_dir), lang=args.lang, suites_dir=Path(args.suites))
-    print(f"report written to {path} and {path.parent / 'index.html'}")
     return EXIT_OK
 
 
@@ -204,7 +65,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     try:
         claims = load_claims()
     except HarnessError as e:
-        return _bad_input(str(e))
+        return bad_input(str(e))
     verdicts = evaluate_claims(claims, load_rows(Path(args.results_dir)))
     if args.json:
         print(json.dumps([v.to_json() for v in verdicts], ensure_ascii=False, indent=1, sort_keys=True))
@@ -221,12 +82,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from harness.core.errors import HarnessError
 
     if args.warmup < 0 or args.steps < 1:
-        return _bad_input("--warmup must be >= 0 and --steps >= 1")
+        return bad_input("--warmup must be >= 0 and --steps >= 1")
     try:
         fields = profile_one(args.model, args.task, args.overrides, args.device, args.warmup, args.steps,
                              precision=args.precision)
     except HarnessError as e:
-        return _bad_input(str(e))
+        return bad_input(str(e))
     if args.json:
         print(json.dumps(fields, sort_keys=True))
     else:
@@ -244,7 +105,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         return run_check(args.suite, Path(args.baseline), update=args.update, repeats=args.repeats,
                          device=args.device, time_tolerance=args.time_tolerance)
     except HarnessError as e:
-        return _bad_input(str(e))
+        return bad_input(str(e))
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -252,9 +113,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from harness.results.store import prune_rows, read_rows
 
     try:
-        suite = _suite_from_args(args)
+        suite = suite_from_args(args)
     except HarnessError as e:
-        return _bad_input(str(e))
+        return bad_input(str(e))
     path = Path(args.results_dir) / f"{suite.name}.jsonl"
     # a row run on another device or with other numerics is not this expansion's to judge: keep it
     numerics = {_numerics({"config": job.config()}) for job in suite.jobs}
@@ -284,48 +145,20 @@ def _numerics(row: dict) -> tuple[Any, str, bool, int] | None:
             int(train.get("threads") or 1))
 
 
-def _add_suite_args(p: argparse.ArgumentParser) -> None:
-    """The arguments that decide a suite's jobs (and so their run_ids), for run and prune alike."""
-    p.add_argument("suite", help="suite YAML file")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override a suite field by dotted path")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
-                   help="default: the suite's, else cpu")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
-                   help="shorthand for train.precision=...: autocast dtype (fp16 adds loss scaling)")
-    p.add_argument("--compile", action="store_true", help="shorthand for train.compile=true (torch.compile)")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="shorthand for train.threads=N: torch threads of every job (default 1; a job at "
-                        "another count has another run_id)")
-
-
-def _suite_from_args(args: argparse.Namespace) -> Any:
-    """The suite as ``_add_suite_args``'s arguments resolve it; raises HarnessError on bad input."""
-    from harness.suite.load import load_suite
-
-    overrides = list(args.overrides)
-    if args.precision is not None:
-        overrides.append(f"train.precision={args.precision}")
-    if args.compile:
-        overrides.append("train.compile=true")
-    if args.threads is not None:
-        overrides.append(f"train.threads={args.threads}")
-    return load_suite(args.suite, overrides, device=args.device)
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
-    from harness.cli.verify import table, verdict_line, verify_suite
+    from harness.cli.verify import job_lines, table, verdict_line, verify_suite
     from harness.core.errors import HarnessError
     from harness.suite.load import load_suite
 
     if args.sample < 1 or (args.threads is not None and args.threads < 1):
-        return _bad_input("--sample and --threads must be >= 1")
+        return bad_input("--sample and --threads must be >= 1")
     try:
         suite = load_suite(args.suite)
         out = verify_suite(suite, Path(args.results_dir), sample=args.sample, seed=args.seed,
                            threads=args.threads)
     except HarnessError as e:
-        return _bad_input(str(e))
-    print(table(out))
+        return bad_input(str(e))
+    print(table(out) if args.table else "\n".join(job_lines(out)))
     for note in out.notes:
         print(note)
     print(verdict_line(out))
@@ -342,14 +175,15 @@ def _add_verify(sub: Any) -> None:
     v.add_argument("--threads", type=int, default=None, metavar="N",
                    help="rerun at N torch threads instead of each row's recorded count (metrics are then "
                         "compared within a tolerance)")
+    v.add_argument("--table", action="store_true",
+                   help="print every compared field (job, field, committed, now, verdict)")
     v.set_defaults(func=cmd_verify)
 
 
 def _add_report(sub: Any) -> None:
-    rep = sub.add_parser("report",
-                         help="regenerate report/tables.md, report/index.html and figures from results")
-    rep.add_argument("--results-dir", default="results")
-    rep.add_argument("--report-dir", default="report")
+    rep = sub.add_parser("report", help="write tables.md, index.html and figures of a results folder's "
+                                        "rows (report/ for results/, else <results-dir>/report)")
+    add_report_dirs(rep)
     rep.add_argument("--lang", choices=["en", "zh"], default="en")
     rep.add_argument("--suites", default="suites", metavar="DIR",
                      help="where a suite's file is looked for when its rows record none that exists "
@@ -361,7 +195,7 @@ def _add_prune(sub: Any) -> None:
     pn = sub.add_parser("prune",
                         help="drop a suite's result rows whose run_id the suite no longer expands to "
                              "(rows of another device or precision than the one given are kept)")
-    _add_suite_args(pn)
+    add_suite_args(pn)
     pn.add_argument("--results-dir", default="results")
     pn.add_argument("--dry-run", action="store_true", help="print what would be dropped; change nothing")
     pn.set_defaults(func=cmd_prune)
@@ -374,15 +208,9 @@ def _add_export(sub: Any) -> None:
     ex.set_defaults(func=cmd_export)
 
 
-def make_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="harness", description="Benchmark and ablation harness for Transformer variants.")
-    from harness.core.version import __version__
-
-    p.add_argument("--version", action="version", version=f"harness {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
+def _add_run(sub: Any) -> None:
     r = sub.add_parser("run", help="run a suite: train, profile, store results, write the report")
-    _add_suite_args(r)
+    add_suite_args(r)
     r.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="where jobs run: local (this machine) or ray (a Ray instance or cluster; "
                         "pip install -e '.[ray]')")
@@ -396,14 +224,26 @@ def make_parser() -> argparse.ArgumentParser:
                    help="leave jobs another harness run holds to it instead of waiting for them")
     r.add_argument("--log", choices=["mlflow"], default=None,
                    help="also log each stored row as an MLflow run (pip install -e '.[mlflow]')")
-    r.add_argument("--dry-run", action="store_true", help="validate and print the job grid; train nothing")
+    r.add_argument("--dry-run", action="store_true",
+                   help="validate and print the job grid and each variant's resolved config; train nothing")
     r.add_argument("--no-report", action="store_true", help="do not regenerate the report")
     r.add_argument("--allow-dirty", action="store_true",
                    help="write into a folder of committed results from a tree with uncommitted changes "
                         "to harness/ (the rows say so: code.dirty)")
-    r.add_argument("--results-dir", default="results")
-    r.add_argument("--report-dir", default="report")
+    r.add_argument("--tables", action="store_true",
+                   help="print the suite's whole tables at the end, not only each task's headline")
+    add_report_dirs(r)
     r.set_defaults(func=cmd_run)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="harness", description="Benchmark and ablation harness for Transformer variants.")
+    from harness.core.version import __version__
+
+    p.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    _add_run(sub)
 
     _add_report(sub)
 
@@ -413,9 +253,12 @@ def make_parser() -> argparse.ArgumentParser:
     cl.add_argument("--lang", choices=["en", "zh"], default="en")
     cl.set_defaults(func=cmd_claims)
 
-    ls = sub.add_parser("list", help="list registered models, presets, tasks and suites, or one suite whole")
-    ls.add_argument("what", nargs="?", metavar="models|tasks|suites|SUITE",
-                    help="one section, or a suite (name under suites/ or path): its description and job grid")
+    ls = sub.add_parser("list",
+                        help="list registered models, presets, tasks and suites, or one of them whole")
+    ls.add_argument("what", nargs="?", metavar="models|tasks|suites|model|task|SUITE",
+                    help="one section; a suite (name under suites/ or path): its description and job grid; "
+                         "model NAME or task NAME: its keys, defaults, bounds and docstring")
+    ls.add_argument("name", nargs="?", metavar="NAME", help="with model or task: the one to describe")
     ls.set_defaults(func=cmd_list)
 
     pr = sub.add_parser("profile", help="profile one model on a random batch, without training")
@@ -467,14 +310,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_BAD_INPUT
+    refusal = spawned_while_importing()
+    if refusal:
+        return bad_input(refusal)
     from harness.core.heap import pin_heap
 
     pin_heap()  # before any tensor: every command measures under one heap policy
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at the interpreter's exit
+        return code
     except KeyboardInterrupt:
         sys.stderr.write("harness: interrupted\n")
         return 130
+    except BrokenPipeError:  # `harness list | head`: the reader left; say nothing more
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush does not fail
+        return EXIT_OK
+
+
+def spawned_while_importing() -> str | None:
+    """Why this call must not run: it comes from a ``--jobs`` worker process that multiprocessing is
+    still starting, which re-imports the script that started ``harness run`` as ``__mp_main__``; a
+    script without an ``if __name__ == "__main__":`` guard would start the whole run again in every
+    worker (and wait on its own leases)."""
+    import multiprocessing
+
+    main = sys.modules.get("__main__")
+    if multiprocessing.parent_process() is None or getattr(main, "__name__", "") != "__mp_main__":
+        return None
+    return ("harness was called again while a --jobs worker process was starting: multiprocessing "
+            "re-imports the script that started the run, and its code runs again; guard the script's "
+            "code with `if __name__ == \"__main__\":`")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -301,3 +301,26 @@ def table(out: Outcome) -> str:
     body = [[c.job, c.field, show(c.committed), show(c.now), c.verdict.upper() if c.failed else c.verdict]
             for c in out.checks]
     return tabulate(body, headers=["job", "field", "committed", "now", "verdict"], disable_numparse=True)
+
+
+def job_lines(out: Outcome) -> list[str]:
+    """One line per sampled job: how many fields matched and how, its step-time ratio, and each
+    mismatch named (the whole comparison is :func:`table`)."""
+    by_job: dict[str, list[Check]] = {}
+    for c in out.checks:
+        by_job.setdefault(c.job, []).append(c)
+    lines = []
+    for s in out.sampled:
+        checks = by_job.get(s.label, [])
+        bad = [c for c in checks if c.failed]
+        judged = [c for c in checks if not c.verdict.startswith("ratio")]
+        ratio = next((c.verdict.split()[1] for c in checks if c.field == "step_ms"
+                      and c.verdict.startswith("ratio")), None)
+        speed = f", step time x{ratio} (informative)" if ratio else ""
+        if bad:
+            shown = "; ".join(f"{c.field}: committed {show(c.committed)}, now {show(c.now)}" for c in bad[:2])
+            more = f" and {len(bad) - 2} more" if len(bad) > 2 else ""
+            lines.append(f"  {s.label}: MISMATCH in {len(bad)} of {len(judged)} fields: {shown}{more}")
+        else:
+            lines.append(f"  {s.label}: {len(judged)} fields reproduced{speed}")
+    return lines

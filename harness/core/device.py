@@ -61,7 +61,8 @@ def device_name(kind: str) -> str:
 
     if kind == "cuda":
         return torch.cuda.get_device_name()
-    return f"{cpu_model()} ({torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    return f"{cpu_model()} ({n} thread{'' if n == 1 else 's'})"
 
 
 def use_deterministic() -> None:

@@ -42,7 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "ResultRow", "migrate", "threads_in_name"]
+__all__ = ["SCHEMA_VERSION", "ResultRow", "device_label", "migrate", "threads_in_name"]
 
 SCHEMA_VERSION = 3
 
@@ -165,6 +165,11 @@ class ResultRow:
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(ResultRow))
 _THREADS_IN_NAME = re.compile(r"\((\d+) threads?\)$")
+
+
+def device_label(name: Any) -> Any:
+    """A device name as the report shows it: the "(1 threads)" of rows written before is "(1 thread)"."""
+    return name.replace("(1 threads)", "(1 thread)") if isinstance(name, str) else name
 
 
 def threads_in_name(name: Any) -> int | None:

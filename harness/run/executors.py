@@ -37,6 +37,10 @@ from harness.core.errors import HarnessError
 from harness.suite.jobs import Job
 
 JobFn = Callable[[Job], dict[str, Any]]  # runs one job in a worker and returns its result row
+READY = "ready"  # a local worker's first message
+UNGUARDED = ("a --jobs worker process exited with code {code} before it started: multiprocessing starts "
+             "each worker by re-importing the script that called harness, so a script without an "
+             "`if __name__ == \"__main__\":` guard runs again in the worker; guard its code")
 RAY_INSTALL = "pip install -e '.[ray]'"
 
 
@@ -126,6 +130,7 @@ def _death_reason(exitcode: int | None) -> str:
 def _worker_main(conn: mpc.Connection, fn: JobFn, threads: int, meta: dict[str, Any]) -> None:
     """Loop of one local worker: receive (index, job), send (index, row); None ends it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    conn.send(READY)  # started: the driver tells a failed start from a death mid-job by this
     while True:
         try:
             msg = conn.recv()
@@ -137,11 +142,27 @@ def _worker_main(conn: mpc.Connection, fn: JobFn, threads: int, meta: dict[str, 
         conn.send((index, run_in_worker(fn, job, threads, meta)))
 
 
+def _receive(w: _Worker, index: int) -> dict[str, Any] | None:
+    """The row of job ``index`` if the worker has sent it (READY first marks the worker started)."""
+    while w.conn.poll():
+        try:
+            msg = w.conn.recv()
+        except (EOFError, OSError):
+            return None
+        if msg == READY:
+            w.ready = True
+            continue
+        got, row = msg
+        return row if got == index else None
+    return None
+
+
 @dataclass
 class _Worker:
     process: Any
     conn: mpc.Connection
     busy: int | None = None  # index of the job it is running
+    ready: bool = False  # it sent READY: its start (the re-import of the main module) went through
 
 
 class LocalPool(Executor):
@@ -235,14 +256,7 @@ class LocalPool(Executor):
                     if w.busy is None:
                         continue
                     index = w.busy
-                    row = None
-                    if w.conn.poll():
-                        try:
-                            got, row = w.conn.recv()
-                        except (EOFError, OSError):
-                            got, row = None, None
-                        if got != index:
-                            row = None
+                    row = _receive(w, index)
                     if row is not None:
                         w.busy = None
                         yield seen[index], row
@@ -250,6 +264,8 @@ class LocalPool(Executor):
                     if w.process.is_alive():
                         continue  # still working
                     w.process.join()
+                    if not w.ready:  # it never started: every retry would fail the same way
+                        raise HarnessError(UNGUARDED.format(code=w.process.exitcode))
                     reason = _death_reason(w.process.exitcode)
                     w.busy = None  # a fresh worker takes this slot when there is work for it
                     deaths[index] = deaths.get(index, 0) + 1

@@ -139,6 +139,7 @@ def run_suite(
                     record(job, row)
             for job in itertools.chain.from_iterable(claims.batches(todo, ("profile",), wait)):
                 one(job, executor.run_alone)
+    printer.close()
     taken = claims.report(waited=wait)
     if taken:
         printer.stream.write(taken + "\n")

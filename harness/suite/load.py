@@ -39,7 +39,7 @@ from harness.suite.jobs import (
     merge_model_keys,
     model_keys,
 )
-from harness.suite.source import Source, apply_override, load_with_includes
+from harness.suite.source import Source, apply_override, load_with_includes, typed_key
 from harness.suite.spec import (
     TOP_KEYS,
     VARIANT_KEYS,
@@ -68,8 +68,16 @@ def load_suite(
     overrides: list[str] = (),  # type: ignore[assignment]
     device: str | None = None,
 ) -> Suite:
-    """Load, merge includes, apply overrides, validate and expand a suite into jobs."""
-    path = Path(path)
+    """Load, merge includes, apply overrides, validate and expand a suite into jobs. A refusal located at
+    an override names the key as the override typed it."""
+    try:
+        return _load_suite(Path(path), list(overrides), device)
+    except InputError as e:
+        raise typed_key(e) from None
+
+
+def _load_suite(path: Path, overrides: list[str], device: str | None) -> Suite:
+    """:func:`load_suite`'s steps."""
     src = Source(str(path))
     data = load_with_includes(path.resolve(), str(path), src, (path.resolve(),))
     for text in overrides:
@@ -289,7 +297,9 @@ def report_layout(path: str | Path) -> ReportSpec:
     spec = build(SuiteSpec, {"name": path.stem, **data}, "", src.locate)
     train = build(TrainConfig, spec.train or {}, "train", src.locate)
     labels, names = declared_names(spec, src)
-    return build_report(spec.report, labels, names, sorted(train.eval_modes), src)
+    layout = build_report(spec.report, labels, names, sorted(train.eval_modes), src)
+    layout.variant_order = list(names)
+    return layout
 
 
 def build_profile(data: dict[str, Any] | None, tasks: list[TaskSpec], src: Source) -> ProfileSpec | None:

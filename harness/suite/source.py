@@ -123,3 +123,20 @@ def apply_override(data: dict, text: str, src: Source) -> None:
     for k in [k for k in src.locs if k[: len(kp)] == kp]:
         del src.locs[k]
     src.locs[kp] = where
+
+
+OVERRIDE = "override '"
+
+
+def typed_key(error: InputError) -> InputError:
+    """An error located at a ``KEY=VALUE`` override, its key written as the override typed it
+    (``variants.0.n_layers`` rather than the suite's ``variants[0].n_layers``); other errors as they are."""
+    if not error.where.startswith(OVERRIDE) or not error.key:
+        return error
+    typed = error.where[len(OVERRIDE):].split("=", 1)[0].strip()
+    typed_path, path = split_key(typed), split_key(error.key)
+    if path[:len(typed_path)] != typed_path:
+        return error
+    dots = "[" not in typed
+    rest = "".join(f".{p}" if dots or not isinstance(p, int) else f"[{p}]" for p in path[len(typed_path):])
+    return InputError(error.where, typed + rest, error.message)

@@ -268,6 +268,9 @@ class ReportSpec:
     ratio_at: int | None = None  # cost sweep: each variant's cost relative to the references at this n
     references: list[str] = field(default_factory=list)  # cost sweep references (default: vanilla variants)
     matrices: list[MatrixSpec] = field(default_factory=list, init=False)  # ``matrix`` built, in its order
+    # the suite's variant names in the suite file's order (sweeps expanded), which the report's tables
+    # follow after the baseline; set by harness.suite.load.report_layout, empty for the default layout
+    variant_order: list[str] = field(default_factory=list, init=False, compare=False)
 
     def check(self) -> list[tuple[str, str]]:
         if self.fit_range and (len(self.fit_range) != 2 or not 1 <= self.fit_range[0] < self.fit_range[1]):

@@ -373,7 +373,8 @@ class CharLM(TaskBase):
     def check_model(self, cfg: Any, model_cls: type) -> str | None:
         if model_is_causal(cfg, model_cls) is False:
             arch = getattr(cfg, "arch", None)
-            what = f"arch '{arch}' (use arch: decoder)" if arch in _ARCHS else "causal: false"
+            what = (f"arch '{arch}' (use arch: decoder)" if arch in _ARCHS
+                    else "causal: false (set causal: true)")
             return f"char_lm needs a causal language model (next-token prediction); this one is {what}"
         return super().check_model(cfg, model_cls)
 

@@ -17,11 +17,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.analysis.claims.arms import Confound
 from harness.analysis.claims.schema import Claim, Text
 from harness.analysis.floors import Bounds, row_bounds
 from harness.analysis.stats import as_finite, detectable_effect, holm, paired_diff, paired_sd, pairs_needed
 from harness.results.provenance import code_differences
-from harness.results.rows import ResultRow
+from harness.results.rows import ResultRow, device_label
 from harness.results.store import json_safe
 
 __all__ = [
@@ -118,6 +119,8 @@ class Verdict:
     counts: list[CountResult] = field(default_factory=list)
     durability: Durability | None = None
     scale: dict[str, list[Any]] = field(default_factory=dict)
+    # keys in which the compared arms differ besides what the claim is about (harness.analysis.claims.arms)
+    confounds: list[Confound] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (NaN and infinities as null)."""
@@ -190,5 +193,6 @@ def scale_of(rows: Iterable[ResultRow]) -> dict[str, list[Any]]:
 
     code = code_differences(rows)  # whether the rows (both arms) ran the same code for what they share
     return {"steps": uniq(r.steps for r in rows), "seq_len": uniq(r.task_len for r in rows),
-            "batch_size": uniq(r.batch_size for r in rows), "device_name": uniq(r.device_name for r in rows),
+            "batch_size": uniq(r.batch_size for r in rows),
+            "device_name": uniq(device_label(r.device_name) for r in rows),
             "code_files": code["files"], "code_unknown": [code["unknown"]] if code["unknown"] else []}

@@ -3,7 +3,9 @@
 Beside each paper, ``claims:`` lists what the paper (or its official code, or the research notes) says
 that this harness can test. A claim has an ``id``, who makes it (``by``: ``paper``, ``code`` or
 ``notes``: the notes' own opinions are marked as the notes'), ``source`` (table, section, README),
-``text`` in English and Chinese, and ``test``, whose ``kind`` chooses one of:
+``text`` in English and Chinese, optionally ``about`` (the config keys the comparison is about, where
+both arms have them: ``[norm]`` for post-LN against pre-LN; see ``harness.suite.differ`` for the rule),
+and ``test``, whose ``kind`` chooses one of:
 
 - ``metric``: a paired comparison over seeds of ``variant`` with ``reference`` on (suite, task, metric);
   ``expect`` ``higher`` / ``lower`` (the difference, beyond seed noise), ``same`` (within ``margin``),
@@ -180,6 +182,10 @@ class Claim:
     source: str
     text: Any  # Text
     test: Any  # one of the test classes above
+    # the keys the claim is about, beyond the model itself and the keys only one arm's model has: a
+    # model key (``norm``) or a train key (``train.steps``); any other key in which the arms differ is
+    # shown as a confound (harness.suite.differ)
+    about: list[str] = field(default_factory=list)
     paper: str = ""
 
 

@@ -25,7 +25,7 @@ from harness.analysis.claims.evidence import (
 )
 from harness.analysis.claims.schema import Claim, CostRatioTest, CountTest, ExponentTest
 from harness.analysis.stats import fit_power_law
-from harness.results.rows import ResultRow
+from harness.results.rows import ResultRow, device_label
 
 __all__ = ["cost_ratio_verdict", "count_verdict", "exponent_verdict"]
 
@@ -127,6 +127,6 @@ def count_verdict(claim: Claim, rows: Sequence[ResultRow]) -> Verdict:
         v.counts.append(CountResult(c.quantity, c.expect, value, ref, bound, holds))
     if any(c.holds is None for c in v.counts):
         return v
-    v.scale = {"device_name": sorted({str(r.device_name) for r in mine_rows if r.device_name})}
+    v.scale = {"device_name": sorted({str(device_label(r.device_name)) for r in mine_rows if r.device_name})}
     v.verdict, v.reason = (SUPPORTED if all(c.holds for c in v.counts) else CONTRADICTED), ""
     return v

@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from harness.analysis.claims.arms import claim_confounds
 from harness.analysis.claims.durability import durability
 from harness.analysis.claims.evidence import (
     CONTRADICTED,
@@ -160,7 +161,10 @@ def evaluate(claim: Claim, rows: Sequence[ResultRow]) -> Verdict:
         return Verdict(claim, NOT_MEASURED, reason="no_test")
     handler = {"metric": metric_verdict, "layout": layout_verdict, "cost_ratio": cost_ratio_verdict,
                "exponent": exponent_verdict, "count": count_verdict}[kind]
-    return handler(claim, rows)
+    v = handler(claim, rows)
+    if v.verdict != NOT_MEASURED:
+        v.confounds = claim_confounds(claim, rows)
+    return v
 
 
 def evaluate_claims(claims: Sequence[Claim], rows: Sequence[ResultRow]) -> list[Verdict]:

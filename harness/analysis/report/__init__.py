@@ -35,22 +35,32 @@ from harness.analysis.report.analysis import (
 )
 from harness.analysis.report.claims import claims_section
 from harness.analysis.report.doc import Block, Bullets, Heading, Para, Section, markdown_lines
-from harness.analysis.report.fmt import fmt_bytes, fmt_count, fmt_gflops, fmt_rate
+from harness.analysis.report.findings import findings_section
+from harness.analysis.report.fmt import fmt_bytes, fmt_count, fmt_gflops, fmt_rate, natural_key
 from harness.analysis.report.html import write_html
 from harness.analysis.report.layout import SUITES_DIR, SuiteLayout, suite_layouts
-from harness.analysis.report.literature import LITERATURE_PATH, Summaries, literature_table, load_literature
+from harness.analysis.report.literature import (
+    LITERATURE_PATH,
+    Summaries,
+    literature_table,
+    load_literature,
+    measured_suites,
+)
 from harness.analysis.report.load import Loaded, load, load_rows
 from harness.analysis.report.markdown import suite_table
 from harness.analysis.report.sections import suite_section
+from harness.analysis.report.target import ReportInUse, default_report_dir, report_conflict, write_source
 from harness.analysis.report.text import LANGS, t
-from harness.results.rows import ResultRow
+from harness.results.rows import ResultRow, device_label
 
 __all__ = [
     "LITERATURE_PATH",
+    "ReportInUse",
     "TaskSummary",
     "VariantSummary",
     "ablation",
     "cost_references",
+    "default_report_dir",
     "fmt_bytes",
     "fmt_count",
     "fmt_gflops",
@@ -59,6 +69,7 @@ __all__ = [
     "load_rows",
     "overtake_length",
     "print_warning",
+    "report_conflict",
     "suite_table",
     "write_html",
     "write_report",
@@ -83,7 +94,7 @@ def _layout_note(layout: SuiteLayout, lang: str) -> str | None:
 def _provenance(rows: list[ResultRow], skipped: int, n_files: int, layouts: dict[str, SuiteLayout],
                 lang: str) -> Section:
     def counted(name: str) -> str:
-        c = Counter(str(v) for r in rows if (v := r.field_value(name)) is not None)
+        c = Counter(str(device_label(v)) for r in rows if (v := r.field_value(name)) is not None)
         return ", ".join(f"`{k}` ({n})" for k, n in sorted(c.items())) or t(lang, "prov_none")
 
     items = [t(lang, "prov_rows", n=len(rows), files=n_files, skipped=skipped)]
@@ -102,11 +113,24 @@ def _document(loaded: Loaded, results_dir: Path, layouts: dict[str, SuiteLayout]
     rows = loaded.rows
     cache: Summaries = {}
     papers = load_literature()
-    doc: list[Section | Block] = [Section(Heading(t(lang, "title")), "intro", [Para(t(lang, "intro"))])]
-    for series in ("transformer", "cv"):
-        doc.append(Section(Heading(t(lang, f"series_{series}")), "literature",
-                           [literature_table(papers, series, rows, lang, cache, verdicts)], key=series))
-    doc.append(claims_section(verdicts, lang))
+    present = {str(r.suite) for r in rows}
+    shown = [v for v in verdicts if getattr(v.claim.test, "suite", None) in present]
+    summaries = [ablation(rows, suite, task, order=layout.spec.variant_order)
+                 for suite, layout in layouts.items()
+                 for task in sorted({str(r.task) for r in rows if r.suite == suite and not r.is_profile},
+                                    key=natural_key)]
+    doc: list[Section | Block] = [Section(Heading(t(lang, "title")), "intro", [Para(t(lang, "intro"))]),
+                                  findings_section(shown, summaries, lang)]
+    if not layouts or any(measured_suites(p) & present for p in papers):  # else: no paper is measured
+        for i, series in enumerate(("transformer", "cv")):
+            intro = [Para(t(lang, "lit_intro"))] if i == 0 else []
+            doc.append(Section(Heading(t(lang, f"series_{series}")), "literature",
+                               [*intro, literature_table(papers, series, rows, lang, cache, verdicts)],
+                               key=series))
+    elif layouts:
+        doc.append(Para(t(lang, "literature_none")))
+    shown_ids = {v.claim.id for v in shown}
+    doc.append(claims_section(shown, lang, [v for v in verdicts if v.claim.id not in shown_ids]))
     if not layouts:
         doc.append(Para(t(lang, "no_results", path=results_dir.as_posix())))
     doc += [suite_section(rows, s, layout.spec, lang, fig_dir, figures) for s, layout in layouts.items()]
@@ -120,7 +144,8 @@ def print_warning(message: str) -> None:
 
 
 def write_report(results_dir: Path, report_dir: Path, lang: str = "en", html: bool = True,
-                 suites_dir: Path = SUITES_DIR, warn: Callable[[str], None] = print_warning) -> Path:
+                 suites_dir: Path = SUITES_DIR, warn: Callable[[str], None] = print_warning,
+                 overwrite: bool = False) -> Path:
     """Write ``report_dir/tables.md`` (in ``lang``), ``report_dir/figures/*.png`` and, with ``html``,
     ``report_dir/index.html`` (every language, ``lang`` shown first; :mod:`harness.analysis.report.html`);
     return the tables path.
@@ -130,11 +155,16 @@ def write_report(results_dir: Path, report_dir: Path, lang: str = "en", html: bo
     is passed to ``warn`` (one line) and its suite laid out by default; the provenance section says so.
 
     Figures that an earlier report wrote but this one does not are deleted, so the folder always matches
-    the results it was built from.
+    the results it was built from. A folder that holds the report of other results
+    (:mod:`harness.analysis.report.target`) is refused with :class:`ReportInUse` unless ``overwrite``;
+    the folder's ``source.json`` then names ``results_dir``.
     """
     if lang not in LANGS:
         raise ValueError(f"unknown report language {lang!r}; expected one of {sorted(LANGS)}")
     results_dir, report_dir = Path(results_dir), Path(report_dir)
+    conflict = None if overwrite else report_conflict(results_dir, report_dir)
+    if conflict is not None:
+        raise ReportInUse(conflict)
     loaded = load(results_dir)
     fig_dir = report_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -149,6 +179,7 @@ def write_report(results_dir: Path, report_dir: Path, lang: str = "en", html: bo
     for old in sorted(fig_dir.glob("*.png")):
         if old.name not in keep:
             old.unlink()
+    write_source(results_dir, report_dir)
     path = report_dir / "tables.md"
     path.write_text("\n".join(markdown_lines(docs[lang])).rstrip("\n") + "\n", encoding="utf-8", newline="\n")
     if html:

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.analysis.floors import Bounds, at_bound, row_bounds
-from harness.analysis.report.fmt import finite, median, natural_key, scalar_key, uniq
+from harness.analysis.report.fmt import finite, in_order, median, natural_key, scalar_key, uniq
 from harness.analysis.report.load import as_rows, latest, row_order
 from harness.analysis.stats import fit_power_law, holm, mean_ci, mode, paired_diff
-from harness.results.rows import ResultRow
+from harness.results.rows import ResultRow, device_label
 from harness.suite.spec import ReportSpec
 
 __all__ = [
@@ -124,17 +124,19 @@ def _scale(rows: list[ResultRow]) -> dict[str, list[Any]]:
     """The sizes the rows ran at, for the table's *Scale* line."""
     return {"seq_len": uniq(r.task_len for r in rows), "tokens": uniq(r.seq_len for r in rows),
             "steps": uniq(r.steps for r in rows), "batch_size": uniq(r.batch_size for r in rows),
-            "device": uniq(r.device for r in rows), "device_name": uniq(r.device_name for r in rows),
+            "device": uniq(r.device for r in rows),
+            "device_name": uniq(device_label(r.device_name) for r in rows),
             "mem_kind": uniq(r.mem_kind for r in rows)}
 
 
 def ablation(rows: Iterable[Any], suite: str, task: str, metric: str | None = None,
-             baseline: str | None = None) -> TaskSummary:
+             baseline: str | None = None, order: Sequence[str] = ()) -> TaskSummary:
     """Summarise the training rows of one suite and task.
 
     Per (variant, seed) the most recently finished row counts. ``metric`` defaults to the rows' headline
     metric and ``baseline`` to the suite's declared baseline. p values are Holm-corrected over the
-    non-baseline variants of this table. ``rows``: ResultRows, row dicts or a DataFrame.
+    non-baseline variants of this table. Variants: the baseline first, then in ``order`` (the suite
+    file's), then any others in natural order. ``rows``: ResultRows, row dicts or a DataFrame.
     """
     picked = [r for r in as_rows(rows) if r.suite == suite and r.task == task and not r.is_profile]
     rows_, superseded = latest(picked, ("variant", "seed"))
@@ -146,7 +148,7 @@ def ablation(rows: Iterable[Any], suite: str, task: str, metric: str | None = No
     by_variant: dict[str, list[ResultRow]] = {}
     for r in rows_:
         by_variant.setdefault(str(r.variant), []).append(r)
-    names = sorted(by_variant, key=lambda v: (v != baseline, natural_key(v)))
+    names = sorted(in_order(by_variant, order), key=lambda v: v != baseline)  # stable: order kept
     base_vals = _seed_values(by_variant.get(baseline, []), metric) if baseline else {}
     summaries = []
     for name in names:
@@ -194,11 +196,11 @@ def _series(variant: str, rows: list[ResultRow], fit_range: Sequence[int]) -> Pr
 
 
 def profile_series(rows: Iterable[ResultRow], suite: str, task: str,
-                   fit_range: Sequence[int] = ()) -> list[ProfileSeries]:
-    """The cost sweep of one suite and task, one series per variant (natural order)."""
+                   fit_range: Sequence[int] = (), order: Sequence[str] = ()) -> list[ProfileSeries]:
+    """The cost sweep of one suite and task, one series per variant (in ``order``, then natural order)."""
     picked = [r for r in rows if r.suite == suite and r.task == task and r.is_profile]
     rows_, _ = latest(picked, ("variant", "seq_len", "seed"))
-    variants = sorted({str(r.variant) for r in rows_}, key=natural_key)
+    variants = in_order((str(r.variant) for r in rows_), order)
     return [_series(v, [r for r in rows_ if str(r.variant) == v], fit_range) for v in variants]
 
 

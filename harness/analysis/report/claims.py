@@ -19,7 +19,7 @@ from harness.analysis.report.doc import Heading, Para, Section, Table
 from harness.analysis.report.fmt import DASH, finite, fmt_bytes, fmt_count, fmt_diff, fmt_gflops, fmt_p, sig
 from harness.analysis.report.text import CLAIM_HEADERS, EXPECT_WORDS, VERDICT_WORDS, t
 
-__all__ = ["anchor", "claim_lines", "claims_section", "evidence_text", "verdict_tally"]
+__all__ = ["anchor", "claim_lines", "claims_section", "confound_text", "evidence_text", "verdict_tally"]
 
 
 def anchor(heading: str) -> str:
@@ -155,20 +155,33 @@ def scale_cell(v: Verdict, lang: str) -> str:
     return t(lang, "sep").join(parts) + " " + link
 
 
+def confound_text(v: Verdict, lang: str) -> str:
+    """The keys the claim's arms differ in besides what it is about ("`activation`: gelu vs relu
+    (`vanilla`)"), or "—"."""
+    if not v.confounds:
+        return DASH
+    return t(lang, "sep").join(f"`{c.key}`: {c.value} {t(lang, 'vs')} {c.base} (`{c.reference}`)"
+                               for c in v.confounds)
+
+
 def _source(v: Verdict, lang: str) -> str:
     return f"*{t(lang, 'by_' + v.claim.by)}*: {v.claim.source}"
 
 
-def claims_section(verdicts: Sequence[Verdict], lang: str) -> Section:
-    """The report's Claims section: one row per claim, with its computed verdict and evidence; the
-    verdict (:data:`harness.analysis.claims.VERDICTS`) is each row's filter key."""
+def claims_section(verdicts: Sequence[Verdict], lang: str, left_out: Sequence[Verdict] = ()) -> Section:
+    """The report's Claims section: one row per claim, with its computed verdict, the keys its arms also
+    differ in, and its evidence; the verdict (:data:`harness.analysis.claims.VERDICTS`) is each row's
+    filter key. ``left_out``: the claims the report's suites do not bear, counted in one line."""
     sec = Section(Heading(t(lang, "claims")), "claims", [Para(t(lang, "claims_intro"))])
+    if left_out:
+        untestable = sum(1 for v in left_out if v.reason == "no_test")
+        sec.blocks.append(Para(t(lang, "claims_left_out", n=len(left_out), untestable=untestable)))
     if not verdicts:
         sec.blocks.append(Para(t(lang, "claims_none")))
         return sec
     body = [[f"{v.claim.text.get(lang)} (`{v.claim.id}`)", v.claim.paper, _source(v, lang),
-             f"**{VERDICT_WORDS[lang][v.verdict]}**", evidence_text(v, lang), durability_text(v, lang),
-             scale_cell(v, lang)] for v in verdicts]
+             f"**{VERDICT_WORDS[lang][v.verdict]}**", confound_text(v, lang), evidence_text(v, lang),
+             durability_text(v, lang), scale_cell(v, lang)] for v in verdicts]
     sec.blocks.append(Para(t(lang, "claims_tally", tally=verdict_tally(verdicts, lang))))
     early = [f"`{v.claim.id}`" for v in verdicts if v.durability is not None and v.durability.early]
     if early:
@@ -184,6 +197,7 @@ def claim_lines(v: Verdict, lang: str = "en") -> list[str]:
     head = f"[{VERDICT_WORDS[lang][v.verdict]}] {c.id} ({c.paper}; {c.by}: {c.source})"
     return [head,
             f"  {v.claim.text.get(lang)}",
+            *([f"  arms also differ in: {confound_text(v, lang)}"] if v.confounds else []),
             f"  evidence: {evidence_text(v, lang)}",
             *([f"  durability: {durability_text(v, lang)}"] if v.durability else []),
             *([f"  scale: {scale.rsplit(' [', 1)[0]}"] if scale != DASH else [])]

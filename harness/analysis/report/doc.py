@@ -43,19 +43,23 @@ class Para:
 @dataclass(frozen=True)
 class Table:
     """A table of text cells. ``keys``: one per row, what a filter matches (the variant in a suite's
-    tables, the verdict in the claims ledger); empty when the table is not filterable."""
+    tables, the verdict in the claims ledger); empty when the table is not filterable. ``fold``: the
+    columns whose cells the HTML page folds to their first words whatever their length (the papers'
+    prose in the literature tables); markdown shows them whole."""
 
     headers: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     keys: tuple[str, ...] = ()
+    fold: tuple[int, ...] = ()
 
     @classmethod
-    def of(cls, headers: Iterable[Any], rows: Iterable[Iterable[Any]], keys: Iterable[Any] = ()) -> Table:
+    def of(cls, headers: Iterable[Any], rows: Iterable[Iterable[Any]], keys: Iterable[Any] = (),
+           fold: Iterable[int] = ()) -> Table:
         def text(c: Any) -> str:
             return DASH if c is None or str(c).strip() == "" else str(c)
 
         return cls(tuple(str(h) for h in headers), tuple(tuple(text(c) for c in row) for row in rows),
-                   tuple(str(k) for k in keys))
+                   tuple(str(k) for k in keys), tuple(fold))
 
 
 @dataclass(frozen=True)

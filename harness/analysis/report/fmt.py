@@ -13,7 +13,7 @@ from typing import Any
 
 __all__ = [
     "DASH", "finite", "fmt_bytes", "fmt_count", "fmt_diff", "fmt_gflops", "fmt_mean", "fmt_mfu", "fmt_ms",
-    "fmt_p", "fmt_rate", "median", "natural_key", "scalar_key", "sig", "slug", "uniq",
+    "fmt_p", "fmt_rate", "in_order", "median", "natural_key", "scalar_key", "sig", "slug", "uniq",
 ]
 
 DASH = "—"  # a measured cell without a measurement
@@ -33,6 +33,13 @@ def finite(x: Any) -> bool:
 def natural_key(s: Any) -> tuple[tuple[int, int, str], ...]:
     """Sort key putting ``k2`` before ``k10``."""
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", str(s)) if p)
+
+
+def in_order(names: Iterable[Any], order: Iterable[str] = ()) -> list[str]:
+    """``names`` in the order of ``order`` (a suite file's variants), the others after them in natural
+    order."""
+    rank = {str(n): i for i, n in enumerate(order)}
+    return sorted({str(n) for n in names}, key=lambda n: (rank.get(n, len(rank)), natural_key(n)))
 
 
 def scalar_key(x: Any) -> tuple[int, float, str]:

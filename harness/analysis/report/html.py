@@ -32,6 +32,7 @@ __all__ = ["FOLD_CHARS", "html_page", "inline", "sort_value", "write_html"]
 
 FOLD_CHARS = 160  # a table cell whose text is longer than this is folded into a <details> showing its start
 SUMMARY_CHARS = 80
+PROSE_CHARS = 36  # the preview of a cell of a folded column (Table.fold: the papers' prose)
 LANG_NAMES = {"en": "English", "zh": "中文"}
 UI: dict[str, dict[str, str]] = {
     "en": {"brand": "harness report", "filter": "Filter variants:", "filter_hint": "e.g. pre, k2",
@@ -97,14 +98,16 @@ def sort_value(text: str) -> float | None:
 
 
 # ------------------------------------------------------------------------------------------ blocks
-def _cell(text: str) -> str:
-    v = sort_value(text)
+def _cell(text: str, prose: bool = False) -> str:
+    """One cell; a long one (or, with ``prose``, any longer than its preview) folded to its start."""
+    v = None if prose else sort_value(text)
     plain = " ".join(_plain(text).split())
-    fold = len(plain) > FOLD_CHARS
-    attrs = (f' data-v="{v!r}"' if v is not None else "") + (
-        ' class="fold"' if fold else ' class="num"' if v is not None else "")
+    shown = PROSE_CHARS if prose else SUMMARY_CHARS
+    fold = len(plain) > (shown if prose else FOLD_CHARS)
+    cls = "fold prose" if fold and prose else "fold" if fold else "num" if v is not None else ""
+    attrs = (f' data-v="{v!r}"' if v is not None else "") + (f' class="{cls}"' if cls else "")
     if fold:
-        preview = f'<span class="pv">{html.escape(plain[:SUMMARY_CHARS])}…</span>'
+        preview = f'<span class="pv">{html.escape(plain[:shown])}…</span>'
         body = f"<details><summary>{preview}</summary>{inline(text)}</details>"
     else:
         body = inline(text)
@@ -115,13 +118,13 @@ def _table(t: Table, lang: str, filter_kind: str) -> str:
     sort = html.escape(UI[lang]["sort"], quote=True)
     head = "".join(f'<th scope="col" tabindex="0" title="{sort}">{inline(h)}<span class="arrow"></span></th>'
                    for h in t.headers)
-    wide = any(len(_plain(c)) > FOLD_CHARS for row in t.rows for c in row)
+    wide = bool(t.fold) or any(len(_plain(c)) > FOLD_CHARS for row in t.rows for c in row)
     cls = "sortable wide" if wide else "sortable"
     filt = f' data-filter="{filter_kind}"' if filter_kind and t.keys else ""
     rows = []
     for i, row in enumerate(t.rows):
         key = f' data-key="{html.escape(t.keys[i], quote=True)}"' if filt and i < len(t.keys) else ""
-        rows.append(f"<tr{key}>" + "".join(_cell(c) for c in row) + "</tr>")
+        rows.append(f"<tr{key}>" + "".join(_cell(c, j in t.fold) for j, c in enumerate(row)) + "</tr>")
     return (f'<div class="tw"><table class="{cls}"{filt}><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table></div>")
 

@@ -65,6 +65,7 @@ table:not(.wide) td { white-space: nowrap; }
 table.wide td { overflow-wrap: break-word; }
 table.wide td:not(.num):not(.fold) { min-width: 8rem; }
 table.wide td.fold { min-width: 15rem; }
+table.wide td.fold.prose { min-width: 9rem; max-width: 16rem; }
 tr[data-key="supported"] td:nth-child(4) { color: #1a7f37; }
 tr[data-key="contradicted"] td:nth-child(4) { color: #b42318; }
 tr[data-key="not separable"] td:nth-child(4), tr[data-key="uninformative"] td:nth-child(4) { color: #9a6700; }

@@ -33,10 +33,12 @@ from harness.analysis.report.markdown import scale_text
 from harness.analysis.report.text import LIT_HEADERS, t
 from harness.results.rows import ResultRow
 
-__all__ = ["LITERATURE_PATH", "Summaries", "literature_table", "load_literature", "paper_table"]
+__all__ = ["LITERATURE_PATH", "PROSE", "Summaries", "literature_table", "load_literature", "measured_suites",
+           "paper_table"]
 
 LITERATURE_PATH = Path(__file__).resolve().parents[2] / "literature.yaml"
 
+PROSE = ("problem", "method", "result", "training", "other")  # the papers' own text columns, in order
 Summaries = dict[tuple[Any, ...], TaskSummary]  # ablations already computed, by (suite, task, metric, base)
 
 
@@ -132,8 +134,10 @@ def _with_notes(p: Mapping[str, Any], key: str, lang: str) -> str:
 
 def literature_table(papers: list[dict[str, Any]], series: str, rows: list[ResultRow], lang: str,
                      cache: Summaries, verdicts: Sequence[Verdict] = ()) -> Table:
-    """The notes' table of one series (``transformer`` or ``cv``) with the measured columns and, last,
-    the tally of the computed verdicts of each paper's claims (the Claims section has them one by one)."""
+    """The notes' table of one series (``transformer`` or ``cv``): the title, the measured headline
+    metric and its change against vanilla, the tally of the computed verdicts of the paper's claims (the
+    Claims section has them one by one) and the other measured columns first, then the paper's own year
+    and venue and its prose (problem to other), which the HTML page folds."""
     body = []
     for p in papers:
         if p.get("series") != series:
@@ -141,8 +145,23 @@ def literature_table(papers: list[dict[str, Any]], series: str, rows: list[Resul
         title = str(p.get("title") or p.get("id"))
         if p.get("arxiv"):
             title = f"[{title}](https://arxiv.org/abs/{p['arxiv']})"
-        body.append([_with_notes(p, "year", lang), _with_notes(p, "venue", lang), title,
-                     *(_text(p, k, lang) for k in ("problem", "method", "result", "training", "other")),
-                     *measured_cells(p, rows, lang, cache),
-                     verdict_tally([v for v in verdicts if v.claim.paper == p.get("id")], lang)])
-    return Table.of(LIT_HEADERS[lang], body)
+        scale, params, flops, mem, rate, headline, delta = measured_cells(p, rows, lang, cache)
+        body.append([title, headline, delta,
+                     verdict_tally([v for v in verdicts if v.claim.paper == p.get("id")], lang),
+                     scale, params, flops, mem, rate,
+                     _with_notes(p, "year", lang), _with_notes(p, "venue", lang),
+                     *(_text(p, k, lang) for k in PROSE)])
+    first = len(LIT_HEADERS[lang]) - len(PROSE)
+    return Table.of(LIT_HEADERS[lang], body, fold=range(first, first + len(PROSE)))
+
+
+def measured_suites(paper: Mapping[str, Any]) -> set[str]:
+    """The suites a paper's ``measured`` entries and its claims' tests name."""
+    spec = paper.get("measured")
+    specs = spec if isinstance(spec, list) else [spec] if isinstance(spec, Mapping) else []
+    names = {str(m.get("suite")) for m in specs if isinstance(m, Mapping) and m.get("suite")}
+    for c in paper.get("claims") or []:
+        test = c.get("test") if isinstance(c, Mapping) else None
+        if isinstance(test, Mapping) and test.get("suite"):
+            names.add(str(test["suite"]))
+    return names

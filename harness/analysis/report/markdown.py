@@ -54,10 +54,10 @@ def _runs_cell(s: VariantSummary) -> str:
 def _cost_cells(s: VariantSummary, mixed_mem: bool) -> dict[str, str]:
     c = s.cost
     kinds = f" [{'/'.join(s.mem_kinds)}]" if mixed_mem and s.mem_kinds else ""
-    applied = c.get("params_applied")
+    applied = c.get("params_applied")  # shown for every variant once any variant shares weights
     return {
         "params": fmt_count(c.get("params")),
-        "params_applied": "" if applied == c.get("params") else fmt_count(applied),
+        "params_applied": fmt_count(applied),
         "flops_fwd": fmt_gflops(c.get("flops_fwd")),
         "mem_bytes": fmt_bytes(c.get("mem_bytes")) + kinds,
         "act_bytes": fmt_bytes(c.get("act_bytes")),
@@ -137,15 +137,16 @@ def failure_lines(failures: Iterable[ResultRow]) -> list[str]:
     return out
 
 
-def suite_table(rows: Any, suite: str) -> str:
-    """The suite's ablation tables as plain text for the terminal (one table per task)."""
+def suite_table(rows: Any, suite: str, order: Sequence[str] = ()) -> str:
+    """The suite's ablation tables as plain text for the terminal (one table per task; variants after the
+    baseline in ``order``, then in natural order)."""
     rows = as_rows(rows)
     tasks = sorted({str(r.task) for r in rows if r.suite == suite and not r.is_profile}, key=natural_key)
     if not tasks:
         return f"No results for suite {suite!r}."
     blocks: list[str] = []
     for task in tasks:
-        ts = ablation(rows, suite, task)
+        ts = ablation(rows, suite, task, order=order)
         headers, body = ablation_table(ts, "en")
         direction = "higher" if ts.higher_is_better else "lower"
         blocks.append(f"{suite} / {task}  ({scale_text(ts, 'en', short=True)}; "

@@ -18,15 +18,16 @@ from harness.analysis.report.analysis import (
 )
 from harness.analysis.report.budget import budget_lines
 from harness.analysis.report.codecheck import code_lines
+from harness.analysis.report.configs import config_blocks
 from harness.analysis.report.curves import curve_section
 from harness.analysis.report.doc import Block, Bullets, Figure, Heading, Para, Section, Table
 from harness.analysis.report.figures import cost_figure, metric_figure, samples_figure
-from harness.analysis.report.fmt import DASH, finite, fmt_mean, natural_key, slug, uniq
+from harness.analysis.report.fmt import DASH, finite, fmt_mean, in_order, natural_key, slug, uniq
 from harness.analysis.report.literature import paper_table
 from harness.analysis.report.load import latest
 from harness.analysis.report.markdown import ablation_table, failure_lines, scale_text
 from harness.analysis.report.pareto import pareto_section
-from harness.analysis.report.text import t
+from harness.analysis.report.text import ABL_HEADERS, t
 from harness.analysis.stats import mean_ci, mode
 from harness.results.rows import ResultRow
 from harness.suite.spec import MatrixSpec, ReportSpec
@@ -61,7 +62,7 @@ def grid_section(srows: list[ResultRow], layout: ReportSpec, tasks: list[str], l
     for r in rows:
         if r.status == "ok":
             cells.setdefault((str(r.variant), str(r.task)), []).append(r)
-    variants = sorted({str(r.variant) for r in rows}, key=natural_key)
+    variants = in_order((str(r.variant) for r in rows), layout.variant_order)
     body = [[v, *(_grid_cell(cells.get((v, task), []), layout) for task in tasks)] for v in variants]
     return [Heading(t(lang, "grid", metrics=" / ".join(layout.grid))),
             Table.of(["variant", *tasks], body, keys=variants)]
@@ -140,10 +141,10 @@ def overtake_section(series: list[ProfileSeries], prows: list[ResultRow], refs: 
 
 
 def _task_section(rows: list[ResultRow], suite: str, task: str, lang: str, fig_dir: Path,
-                  figures: list[str]) -> list[Block]:
-    """One task's ablation table with its budget lines, its strip plot, accuracy against cost and its
-    failed jobs."""
-    ts = ablation(rows, suite, task)
+                  figures: list[str], order: list[str]) -> list[Block]:
+    """One task's ablation table with its budget lines, each variant's config against the baseline's,
+    its strip plot, accuracy against cost and its failed jobs (variants in ``order``)."""
+    ts = ablation(rows, suite, task, order=order)
     headers, body = ablation_table(ts, lang)
     k = sum(1 for s in ts.variants if not s.is_baseline and finite(s.p))
     out: list[Block] = [
@@ -151,8 +152,11 @@ def _task_section(rows: list[ResultRow], suite: str, task: str, lang: str, fig_d
         Table.of(headers, body, keys=[s.variant for s in ts.variants]),
         Para(t(lang, "direction", metric=ts.metric, alpha=ALPHA, k=k,
                direction=t(lang, "higher" if ts.higher_is_better else "lower")))]
+    if ABL_HEADERS[lang]["params_applied"] in headers:
+        out.append(Para(t(lang, "applied_note")))
     out += budget_lines(ts, rows, lang)  # which budget each comparison holds; budget-matched pairs
     out += code_lines(ts, rows, lang)  # whether each comparison's arms ran the same code
+    out += config_blocks(rows, ts, lang)  # what each variant changes against the baseline
     if ts.superseded:
         out.append(Para(t(lang, "superseded", n=ts.superseded)))
     if ts.all_at and ts.bound is not None:  # nothing was learned (or everything): say so, draw nothing
@@ -166,14 +170,14 @@ def _task_section(rows: list[ResultRow], suite: str, task: str, lang: str, fig_d
         out += [Figure(name, f"{suite} {task} {ts.metric}"), Para(t(lang, "fig_metric", metric=ts.metric))]
         out += curve_section(rows, suite, task, ts.metric, [s.variant for s in ts.variants], lang)
         out += pareto_section(ts, lang, fig_dir, figures)  # accuracy against step time and memory
-    out += samples_section(rows, suite, task, lang, fig_dir, figures)
+    out += samples_section(rows, suite, task, lang, fig_dir, figures, order)
     if ts.failures:
         out += [Para(t(lang, "failed")), Bullets(tuple(failure_lines(ts.failures)))]
     return out
 
 
 def samples_section(rows: list[ResultRow], suite: str, task: str, lang: str, fig_dir: Path,
-                    figures: list[str]) -> list[Block]:
+                    figures: list[str], order: list[str] | None = None) -> list[Block]:
     """The task's sample images (rows' ``samples``, see ``Task.samples``): one figure row per variant,
     from its lowest seed's newest ok training row; nothing when no row carries samples."""
     trained = [r for r in rows if r.suite == suite and str(r.task) == task and not r.is_profile]
@@ -186,10 +190,10 @@ def samples_section(rows: list[ResultRow], suite: str, task: str, lang: str, fig
                 chosen[str(r.variant)] = r
     if not chosen:
         return []
-    order = sorted(chosen, key=natural_key)
+    shown = in_order(chosen, order or [])
     name = slug(suite, task, "samples") + ".png"
     if name not in figures:  # drawn once for both languages
-        samples_figure([(f"{v} (seed {chosen[v].seed})", dict(chosen[v].samples or {})) for v in order],
+        samples_figure([(f"{v} (seed {chosen[v].seed})", dict(chosen[v].samples or {})) for v in shown],
                        f"{suite} / {task}: samples", fig_dir / name)
         figures.append(name)
     return [Figure(name, f"{suite} {task} samples"), Para(t(lang, "fig_samples"))]
@@ -212,7 +216,7 @@ def _exponent_table(series: list[ProfileSeries], layout: ReportSpec, lang: str) 
 def _profile_section(rows: list[ResultRow], srows: list[ResultRow], suite: str, task: str,
                      layout: ReportSpec, lang: str, fig_dir: Path, figures: list[str]) -> list[Block]:
     """One task's cost sweep: the figure, fitted exponents, overtake lengths and failed cells."""
-    series = profile_series(rows, suite, task, layout.fit_range)
+    series = profile_series(rows, suite, task, layout.fit_range, layout.variant_order)
     prows = [r for r in srows if r.is_profile and str(r.task) == task]
     lens, batches, devices = ("/".join(str(x) for x in uniq(getattr(r, f) for r in prows))
                               for f in ("seq_len", "batch_size", "device"))
@@ -255,7 +259,7 @@ def suite_section(rows: list[ResultRow], suite: str, layout: ReportSpec, lang: s
     for m in layout.matrices:
         out += matrix_section(srows, m, lang)
     for task in train_tasks:
-        out += _task_section(rows, suite, task, lang, fig_dir, figures)
+        out += _task_section(rows, suite, task, lang, fig_dir, figures, layout.variant_order)
     for task in sorted({str(r.task) for r in srows if r.is_profile}, key=natural_key):
         out += _profile_section(rows, srows, suite, task, layout, lang, fig_dir, figures)
     return Section(Heading(t(lang, "suite", suite=suite)), "suite", out, key=suite)

@@ -19,13 +19,50 @@ TEXT: dict[str, dict[str, str]] = {
     "en": {
         "title": "# Transformer variants: paper results and measurements",
         "intro": (
-            "Paper columns (Year to Other) hold what the papers report; columns marked *(measured)* hold "
-            "this harness's own runs, at the scale stated in the *Scale* column - small synthetic tasks, "
-            "not the papers' datasets, so a measured number is never a reproduction of a paper number. "
-            "`n/r`: not reported or not confirmed; `(unverified)`: no readable copy of the paper confirmed "
-            "the number; `—`: nothing measured here (yet). Intervals are 95% Student-t intervals over "
-            "seeds; differences are paired by seed."
+            "What was measured comes first: the claims' verdicts and each suite's headline comparison. "
+            "Then the research notes' two literature tables (measured columns first, the papers' own text "
+            "folded), the claims one by one, a section per suite and the provenance. Intervals are 95% "
+            "Student-t intervals over seeds; differences are paired by seed."
         ),
+        "lit_intro": (
+            "Columns marked *(measured)* hold this harness's own runs, at the scale stated in the *Scale* "
+            "column - small synthetic tasks, not the papers' datasets, so a measured number is never a "
+            "reproduction of a paper number; Year to Other hold what the papers report. `n/r`: not "
+            "reported or not confirmed; `(unverified)`: no readable copy of the paper confirmed the number; "
+            "`—`: nothing measured here (yet)."
+        ),
+        "literature_none": ("None of these suites measures a paper of the research notes or tests one of "
+                            "their claims, so the notes' two literature tables are left out (a report of "
+                            "the repository's `results/` has them)."),
+        "findings": "## Findings",
+        "findings_no_claims": "No claim of `literature.yaml` bears on these suites.",
+        "findings_empirical": "Claims tested on measurements ({n}): {tally}.",
+        "findings_construction": "Checks by construction, exact parameter and FLOP counts ({n}): {tally}.",
+        "findings_confounded": ("Compared arms that also differ in keys the claim is not about (see the "
+                                "Claims section): {ids}."),
+        "findings_table": ("Each suite's headline comparison, per task: the variants better or worse than "
+                           "the baseline beyond seed noise (paired Δ with its 95% CI, Holm-corrected over "
+                           "the suite table), and how many are within seed noise:"),
+        "findings_headers": "suite / task|metric|baseline|better beyond seed noise (Δ)|"
+                            "worse beyond seed noise (Δ)|within seed noise",
+        "findings_all_floor": "all at the metric's floor: nothing compared",
+        "findings_all_ceiling": "all at the metric's ceiling: nothing compared",
+        "findings_at_bound": " (+{n} at floor or ceiling)",
+        "claims_left_out": ("{n} claim(s) of `literature.yaml` bear on no suite of these results and are "
+                            "left out ({untestable} of them not testable here); `harness claims` lists "
+                            "every claim."),
+        "vs": "vs",
+        "configs": ("Resolved configs: the keys in which each variant differs from `{baseline}` (the "
+                    "variant's value vs the baseline's; — where a model has no such key; `train.` keys "
+                    "are training settings), then each variant's whole resolved model config:"),
+        "config_variant": "variant",
+        "config_model": "model",
+        "config_diff": "differs from {baseline} (variant vs baseline)",
+        "config_resolved": "resolved model config",
+        "config_same": "nothing but the name",
+        "applied_note": ("*params applied*: parameters counted at every use, so a weight shared across "
+                         "layers (ALBERT, the Universal Transformer) counts once per layer; equal to "
+                         "*params* where nothing is shared."),
         "series_transformer": "## Transformer series",
         "series_cv": "## Transformer in CV series",
         "suite": "## Suite: {suite}",
@@ -130,8 +167,11 @@ TEXT: dict[str, dict[str, str]] = {
             "the seeds could detect at 80% power, two-sided paired t at 0.05, and the seeds the observed "
             "effect would need); *uninformative* when every compared value sits at the metric's floor "
             "(zero, or chance for the task) or every one at its ceiling; *not measured* when no rows test "
-            "it. Durability: the same paired test at about half the training steps and at the end. The "
-            "scale is this harness's (small CPU runs), never the papers'."
+            "it. *Arms also differ in*: the config keys in which the compared variants differ besides "
+            "the model itself, the keys only one of them has and the keys the claim is about (its "
+            "`about:` list), each a confound of the comparison. Durability: the same paired test at about "
+            "half the training steps and at the end. The scale is this harness's (small CPU runs), never "
+            "the papers'."
         ),
         "claims_none": "No claims in `literature.yaml`.",
         "claims_tally": "Verdicts: {tally}.",
@@ -173,11 +213,42 @@ TEXT: dict[str, dict[str, str]] = {
     "zh": {
         "title": "# Transformer 变体：论文结果与实测",
         "intro": (
-            "从“时间”到“其它”的各列是论文报告的内容；标有“实测”的列是本项目自己的运行结果，"
-            "其规模写在“实测规模”一列中：小规模合成任务，而不是论文中的数据集，因此实测数字不是对论文数字的复现。"
-            "`n/r`：论文未报告或未核实；`(unverified)`：没有可读的论文原文确认该数字；`—`：本项目（尚）未测量。"
+            "先给出实测得到的结论：各论断的结论统计与每个实验套件的主要比较。"
+            "随后是研究笔记的两张文献表（实测列在前，论文自己的文字折叠）、逐条论断、每个套件一节以及来源信息。"
             "区间为各随机种子上的 95% Student-t 置信区间；差值按种子配对。"
         ),
+        "lit_intro": (
+            "标有“实测”的列是本项目自己的运行结果，其规模写在“实测规模”一列中：小规模合成任务，"
+            "而不是论文中的数据集，因此实测数字不是对论文数字的复现；从“时间”到“其它”的各列是论文报告的内容。"
+            "`n/r`：论文未报告或未核实；`(unverified)`：没有可读的论文原文确认该数字；`—`：本项目（尚）未测量。"
+        ),
+        "literature_none": ("这些套件既不测量研究笔记中的论文，也不检验其论断，因此略去笔记的两张文献表"
+                            "（用仓库的 `results/` 生成的报告中有）。"),
+        "findings": "## 结论",
+        "findings_no_claims": "`literature.yaml` 中没有与这些套件相关的论断。",
+        "findings_empirical": "基于实测检验的论断（{n} 条）：{tally}。",
+        "findings_construction": "由结构决定的检查，即精确的参数量与 FLOPs 计数（{n} 条）：{tally}。",
+        "findings_confounded": "比较的两组还在论断未涉及的键上不同（见“论断”一节）：{ids}。",
+        "findings_table": ("每个实验套件按任务的主要比较：超出种子噪声地优于或劣于基线的变体"
+                           "（配对差值及其 95% 置信区间，对套件表做 Holm 校正），"
+                           "以及在种子噪声范围内的变体数："),
+        "findings_headers": ("套件 / 任务|指标|基线|超出种子噪声地更好（Δ）|超出种子噪声地更差（Δ）|"
+                             "在种子噪声范围内"),
+        "findings_all_floor": "全部处于指标下限：没有比较",
+        "findings_all_ceiling": "全部处于指标上限：没有比较",
+        "findings_at_bound": "（另有 {n} 个处于下限或上限）",
+        "claims_left_out": ("`literature.yaml` 中有 {n} 条论断与这些结果中的套件无关，已略去"
+                            "（其中 {untestable} 条本项目无法检验）；`harness claims` 列出全部论断。"),
+        "vs": "对",
+        "configs": ("解析后的配置：各变体与 `{baseline}` 不同的键（变体的值对基线的值；"
+                    "— 表示该模型没有这个键；`train.` 开头的是训练设置），以及各变体完整的模型配置："),
+        "config_variant": "变体",
+        "config_model": "模型",
+        "config_diff": "与 {baseline} 的不同（变体对基线）",
+        "config_resolved": "解析后的模型配置",
+        "config_same": "仅名称不同",
+        "applied_note": ("*应用参数量*：每次使用都计数的参数量，跨层共享的权重"
+                         "（ALBERT、Universal Transformer）每层计一次；没有共享时与*参数量*相等。"),
         "series_transformer": "## Transformer系列论文",
         "series_cv": "## Transformer in CV系列论文",
         "suite": "## 实验套件：{suite}",
@@ -267,7 +338,9 @@ TEXT: dict[str, dict[str, str]] = {
             "子在 80% 功效、双侧配对 t 检验 0.05 水平下可检测的最小效应，以及观"
             "测到的效应所需的种子数）；所有比较值都处于指标下限（零或该任务的随机水平）或全部"
             "处于上限时为“无信息”；没有结果时为“未测量”。随训练的变化：在约一半训练步数处"
-            "与结束时做同样的配对检验。规模为本项目的（小规模 CPU 运行），而非论文的规模"
+            "与结束时做同样的配对检验。“两组的其它差异”：比较的两个变体除模型本身、只有一方才有的键"
+            "以及论断所涉及的键（其 `about:` 列表）之外还不同的配置键，每一个都是该比较的混杂因素。"
+            "规模为本项目的（小规模 CPU 运行），而非论文的规模"
             "。"
         ),
         "claims_none": "`literature.yaml` 中没有论断。",
@@ -308,13 +381,13 @@ TEXT: dict[str, dict[str, str]] = {
 }
 
 LIT_HEADERS: dict[str, list[str]] = {
-    "en": ["Year", "Venue", "Title", "Problem", "Method", "Result", "Training details", "Other",
-           "Scale (measured)", "Params (measured)", "GFLOPs/example (measured)", "Peak memory (measured)",
-           "Throughput, tokens/s (measured)", "Headline metric, mean ± 95% CI (measured)",
-           "Δ vs vanilla baseline, paired (measured)", "Claims: verdicts (measured)"],
-    "zh": ["时间", "会议", "题目", "想解决的问题", "使用的方法", "结果", "训练细节", "其它",
+    "en": ["Title", "Headline metric, mean ± 95% CI (measured)", "Δ vs vanilla baseline, paired (measured)",
+           "Claims: verdicts (measured)", "Scale (measured)", "Params (measured)",
+           "GFLOPs/example (measured)", "Peak memory (measured)", "Throughput, tokens/s (measured)", "Year",
+           "Venue", "Problem", "Method", "Result", "Training details", "Other"],
+    "zh": ["题目", "实测主要指标（均值 ± 95% CI）", "实测相对 vanilla 基线的变化（配对）", "论断：实测结论",
            "实测规模", "实测参数量", "实测 GFLOPs/样本", "实测峰值内存", "实测吞吐（tokens/s）",
-           "实测主要指标（均值 ± 95% CI）", "实测相对 vanilla 基线的变化（配对）", "论断：实测结论"],
+           "时间", "会议", "想解决的问题", "使用的方法", "结果", "训练细节", "其它"],
 }
 
 ABL_HEADERS: dict[str, dict[str, str]] = {
@@ -338,8 +411,9 @@ VERDICT_WORDS: dict[str, dict[str, str]] = {
 }
 
 CLAIM_HEADERS: dict[str, list[str]] = {
-    "en": ["claim", "paper", "by, source", "verdict", "evidence", "durability", "scale"],
-    "zh": ["论断", "论文", "出处", "结论", "证据", "随训练的变化", "规模"],
+    "en": ["claim", "paper", "by, source", "verdict", "arms also differ in", "evidence", "durability",
+           "scale"],
+    "zh": ["论断", "论文", "出处", "结论", "两组的其它差异", "证据", "随训练的变化", "规模"],
 }
 
 EXPECT_WORDS: dict[str, dict[str, str]] = {
