@@ -16,14 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.cli.check import (
-    DEFAULT_TIME_TOLERANCE,
-    Subject,
-    compare,
-    findings_table,
-    measure,
-    suite_subjects,
-)
+from harness.cli.gate.command import DEFAULT_TIME_TOLERANCE
+from harness.cli.gate.compare import compare, findings_table
+from harness.cli.gate.subjects import Subject, suite_subjects
+from harness.cli.gate.wallclock import measure
 from harness.suite.load import load_suite
 from harness.tasks.base import Batch
 

@@ -338,7 +338,8 @@ def test_clipping_and_the_scaler_change_the_measured_step() -> None:
 
 def test_training_profile_jobs_and_the_gate_call_the_same_step(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every cost in the harness comes from TrainStep.__call__: count the calls each path makes."""
-    from harness.cli.check import Subject, measure_relative_time
+    from harness.cli.gate.subjects import Subject
+    from harness.cli.gate.wallclock import measure_relative_time
     from harness.core.registry import TASKS
     from harness.run.train import train
 

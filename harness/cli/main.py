@@ -98,12 +98,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from harness.cli.check import run_check
+    from harness.cli.gate import run_check
     from harness.core.errors import HarnessError
 
     try:
-        return run_check(args.suite, Path(args.baseline), update=args.update, repeats=args.repeats,
-                         device=args.device, time_tolerance=args.time_tolerance)
+        return run_check(args.suite, Path(args.baseline), update=args.update, reason=args.reason,
+                         allow_dirty=args.allow_dirty, repeats=args.repeats, device=args.device,
+                         time_tolerance=args.time_tolerance, count=not args.no_count,
+                         processes=args.count_jobs)
     except HarnessError as e:
         return bad_input(str(e))
 
@@ -280,19 +282,11 @@ def make_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_verify(sub)
 
-    ck = sub.add_parser("check",
-                        help="regression gate: params, FLOPs, memory and relative speed against a baseline")
-    ck.add_argument("suite", nargs="?", default="suites/quick.yaml",
-                    help="suite whose variants are profiled (default suites/quick.yaml)")
-    ck.add_argument("--baseline", default="results/baseline.json",
-                    help="baseline JSON (default results/baseline.json)")
-    ck.add_argument("--update", action="store_true", help="rewrite the baseline from this run, on purpose")
-    ck.add_argument("--repeats", type=int, default=None, metavar="N",
-                    help="interleaved timing rounds (default: the baseline's, else 15)")
-    ck.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    ck.add_argument("--time-tolerance", type=float, default=None, metavar="FRAC",
-                    help="allowed increase of relative step time (default: the baseline's, else 0.35); "
-                         "--update stores it")
+    ck = sub.add_parser("check", help="regression gate: params, FLOPs, memory, instructions per step and "
+                                      "relative speed against a baseline")
+    from harness.cli.gate.command import add_arguments
+
+    add_arguments(ck)
     ck.set_defaults(func=cmd_check)
     return p
 
