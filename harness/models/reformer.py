@@ -247,7 +247,7 @@ class _ReversibleStack(torch.autograd.Function):
     """All reversible layers in one Function: nothing is kept but the last Y1, Y2 and RNG states."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         x1: torch.Tensor,
         x2: torch.Tensor,
@@ -267,7 +267,7 @@ class _ReversibleStack(torch.autograd.Function):
         return x1, x2
 
     @staticmethod
-    def backward(ctx: Any, dy1: torch.Tensor, dy2: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, dy1: torch.Tensor, dy2: torch.Tensor) -> tuple[Any, ...]:
         y1, y2 = ctx.saved_tensors
         opts: _Opts = ctx.opts
         grads: dict[int, torch.Tensor] = {}

@@ -61,7 +61,7 @@ class SoftmaxLse(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, dots: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         probs = dots.softmax(dim=-1)
@@ -69,7 +69,7 @@ class SoftmaxLse(torch.autograd.Function):
         return probs, dots.amax(dim=-1, keepdim=True) - probs.amax(dim=-1, keepdim=True).log()
 
     @staticmethod
-    def backward(  # type: ignore[override]
+    def backward(
         ctx: Any, d_probs: torch.Tensor, d_lse: torch.Tensor
     ) -> torch.Tensor:
         (probs,) = ctx.saved_tensors
