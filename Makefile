@@ -27,11 +27,13 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # the same without the tests marked slow (each over ~5 s here: whole suites, subprocesses, Ray)
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # regression gate against results/baseline.json; `make check ARGS=--update` rewrites the baseline

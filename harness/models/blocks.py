@@ -167,11 +167,13 @@ class Residual(nn.Module):
 class TiedHead(nn.Module):
     """Output projection that reuses an embedding matrix (Sec. 3.4: shared pre-softmax weights)."""
 
+    _embedding: nn.Embedding  # set with object.__setattr__, so Module.__getattr__ never types it
+
     def __init__(self, embedding: nn.Embedding) -> None:
         super().__init__()
         object.__setattr__(self, "_embedding", embedding)  # a reference, not a second registration
 
-    def extra_applied_params(self) -> list[nn.Parameter]:
+    def extra_applied_params(self) -> list[torch.Tensor]:
         return [self._embedding.weight]
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:

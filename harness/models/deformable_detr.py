@@ -38,7 +38,9 @@ Shapes: B batch, Lq queries, Lin input tokens, M heads, L levels, K points, dh =
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -195,6 +197,7 @@ class Levels(nn.Module):
             conv = (nn.Conv2d(chans[-1], c.d_model, 3, stride=2, padding=1) if i == len(chans)
                     else nn.Conv2d(chans[i], c.d_model, 1))
             nn.init.xavier_uniform_(conv.weight)
+            assert conv.bias is not None  # both convs have one (torch types it optional)
             nn.init.zeros_(conv.bias)
             self.proj.append(nn.Sequential(conv, nn.GroupNorm(c.gn_groups, c.d_model)))
 
@@ -229,9 +232,11 @@ class DeformableDetr(nn.Module):
         n_heads = c.dec_layers if c.refine else 1
         self.class_heads = nn.ModuleList(nn.Linear(d, c.n_classes) for _ in range(n_heads))
         self.box_heads = nn.ModuleList(BoxMLP(d) for _ in range(n_heads))
-        for cls, box in zip(self.class_heads, self.box_heads):
+        class_heads = cast("Sequence[nn.Linear]", self.class_heads)
+        box_heads = cast("Sequence[BoxMLP]", self.box_heads)
+        for cls, box in zip(class_heads, box_heads):
             nn.init.constant_(cls.bias, -math.log((1 - PRIOR_PROB) / PRIOR_PROB))
-            last = box.net[-1]
+            last = cast(nn.Linear, box.net[-1])
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
             nn.init.constant_(last.bias[2:], -2.0)

@@ -87,9 +87,12 @@ class DenseDetector(nn.Module):
         for m in [*self.cls_tower, *self.box_tower, self.cls_out, self.box_out]:
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, std=0.01)
+                assert m.bias is not None  # every conv here has one (torch types it optional)
                 nn.init.zeros_(m.bias)
-        nn.init.constant_(self.cls_out.bias, -torch.log(torch.tensor((1 - PRIOR_PROB) / PRIOR_PROB)).item())
-        nn.init.constant_(self.box_out.bias[2:], -2.0)
+        cls_bias, box_bias = self.cls_out.bias, self.box_out.bias
+        assert cls_bias is not None and box_bias is not None
+        nn.init.constant_(cls_bias, -torch.log(torch.tensor((1 - PRIOR_PROB) / PRIOR_PROB)).item())
+        nn.init.constant_(box_bias[2:], -2.0)
 
     def forward(self, images: torch.Tensor) -> ModelOutput:  # (B, C, S, S) -> logits (B, 1, Q, K + 4)
         f = self.backbone(images)

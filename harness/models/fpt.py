@@ -158,7 +158,8 @@ class GroundingTransformer(nn.Module):
         """Attention (B, T_fine, U_coarse): softmax over the keys of -||q - k||^2 (windowed if set)."""
         s = gt_similarity(flat(self.q(fine)), flat(self.k(coarse)))  # (B, T, U)
         if self.window > 0:
-            keep = window_mask(tuple(fine.shape[-2:]), tuple(coarse.shape[-2:]), self.window, fine.device)
+            (hf, wf), (hc, wc) = fine.shape[-2:], coarse.shape[-2:]
+            keep = window_mask((hf, wf), (hc, wc), self.window, fine.device)
             s = s.masked_fill(~keep, float("-inf"))
         return s.softmax(dim=-1)
 

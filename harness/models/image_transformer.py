@@ -149,6 +149,12 @@ def local_attend(
 class PixelSelfAttention(nn.Module):
     """Multi-head causal self-attention over the raster sequence, full or local (module docstring)."""
 
+    # buffers, registered when the attention is local
+    qidx: torch.Tensor
+    kidx: torch.Tensor
+    allowed: torch.Tensor
+    inverse: torch.Tensor
+
     def __init__(self, cfg: ImageTransformerConfig) -> None:
         super().__init__()
         self.n_heads, self.p, self.kind = cfg.n_heads, cfg.dropout, cfg.impl

@@ -80,6 +80,8 @@ class LaneSeg(nn.Module):
     """Two-step baseline: segment each lane slot's pixels (ResNet), then fit a curve per slot."""
 
     io: IOFormat = "lanes"
+    rows: torch.Tensor  # buffers: the label rows and their normalised heights
+    y: torch.Tensor
 
     def __init__(self, c: LaneSegConfig) -> None:
         super().__init__()

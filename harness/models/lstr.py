@@ -24,6 +24,7 @@ Shapes: B batch, C channels, H x W image, h x w feature map, D d_model, Q querie
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -67,7 +68,20 @@ class LSTRConfig(ImageSizeAtLength):
         return problems
 
 
-def backbone_problems(c: LSTRConfig | object) -> list[tuple[str, str]]:
+class LaneBackboneConfig(Protocol):
+    """The fields of a lane model's config that its backbone reads (LSTRConfig, LaneSegConfig)."""
+
+    image_size: int
+    image_height: int
+    in_channels: int
+    row_start: int
+    stem: int
+    widths: list[int]
+    blocks: list[int]
+    expansion: int
+
+
+def backbone_problems(c: LaneBackboneConfig) -> list[tuple[str, str]]:
     """Image sizes the backbone cannot take, and bad label rows (shared with harness/models/lane_seg.py)."""
     if not c.widths or len(c.blocks) != len(c.widths):
         return [("blocks", f"must have one entry per stage of widths ({len(c.widths)}), got {len(c.blocks)}")]
@@ -80,7 +94,7 @@ def backbone_problems(c: LSTRConfig | object) -> list[tuple[str, str]]:
     return []
 
 
-def backbone(c: LSTRConfig | object) -> ResNetBody:
+def backbone(c: LaneBackboneConfig) -> ResNetBody:
     return ResNetBody(backbone_config(c))
 
 

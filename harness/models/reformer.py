@@ -82,8 +82,9 @@ default is the kernel, so committed results reproduce bit for bit; the switch is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -205,6 +206,11 @@ class ReversibleLayer(nn.Module):
         self.g = FeedForwardBranch(c)
 
 
+def reversible_layers(layers: nn.ModuleList) -> Sequence[ReversibleLayer]:
+    """``layers`` as the ReversibleLayer modules it holds (torch types a ModuleList by no element)."""
+    return cast("Sequence[ReversibleLayer]", layers)
+
+
 class _RngState:
     """The global RNG state of the CPU and, for a CUDA tensor, of its device."""
 
@@ -241,7 +247,7 @@ class _ReversibleStack(torch.autograd.Function):
     """All reversible layers in one Function: nothing is kept but the last Y1, Y2 and RNG states."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         x1: torch.Tensor,
         x2: torch.Tensor,
@@ -250,7 +256,7 @@ class _ReversibleStack(torch.autograd.Function):
         *params: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         states = []
-        for layer in layers:
+        for layer in reversible_layers(layers):
             sf = _RngState(x1.device)
             x1 = x1 + layer.f(x2, opts)
             sg = _RngState(x1.device)
@@ -261,7 +267,7 @@ class _ReversibleStack(torch.autograd.Function):
         return x1, x2
 
     @staticmethod
-    def backward(ctx: Any, dy1: torch.Tensor, dy2: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, dy1: torch.Tensor, dy2: torch.Tensor) -> tuple[Any, ...]:
         y1, y2 = ctx.saved_tensors
         opts: _Opts = ctx.opts
         grads: dict[int, torch.Tensor] = {}
@@ -347,7 +353,7 @@ class Reformer(ConfigIO, nn.Module):
             y1, y2 = _ReversibleStack.apply(h, h, self.layers, opts, *params)
         else:  # ordinary residual layers, the same maths
             y1, y2 = h, h
-            for layer in self.layers:
+            for layer in reversible_layers(self.layers):
                 y1 = y1 + layer.f(y2, opts)
                 y2 = y2 + layer.g(y1, opts)
         y1, y2 = y1[:, :t], y2[:, :t]

@@ -70,7 +70,8 @@ def backbone_config(cfg: Any) -> ResNetConfig:
     deformable_detr, dense_detector, lstr, lane_seg): its config carries :data:`BACKBONE_KEYS` under
     the same names."""
     keys = {k: getattr(cfg, k) for k in BACKBONE_KEYS}
-    return ResNetConfig(**{k: list(v) if isinstance(v, list) else v for k, v in keys.items()})
+    fields: dict[str, Any] = {k: list(v) if isinstance(v, list) else v for k, v in keys.items()}
+    return ResNetConfig(**fields)
 
 
 class MixerFactory(Protocol):
@@ -150,7 +151,9 @@ def init_resnet(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
     for m in module.modules():
         if isinstance(m, Bottleneck):
-            nn.init.zeros_(m.expand[1].weight)
+            bn = m.expand[1]
+            assert isinstance(bn, nn.BatchNorm2d)  # expand is (1x1 conv, BN)
+            nn.init.zeros_(bn.weight)
 
 
 class ClassifierHead(nn.Module):

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -80,9 +81,13 @@ class SAGANConfig(ImageSizeAtLength):
         return out
 
 
-def sn(module: nn.Module) -> nn.Module:
-    """Spectral normalisation with one power iteration per training forward."""
-    return spectral_norm(module, n_power_iterations=1)
+M = TypeVar("M", bound=nn.Module)
+
+
+def sn(module: M) -> M:
+    """Spectral normalisation with one power iteration per training forward (``module`` itself,
+    parametrized in place: torch types the result as a plain Module)."""
+    return cast(M, spectral_norm(module, n_power_iterations=1))
 
 
 class SelfAttention2d(nn.Module):
@@ -181,6 +186,12 @@ class Generator(nn.Module):
             h = self.attn(h)
         return torch.tanh(self.out(F.relu(self.bn(h))))
 
+    def out_bias(self) -> torch.Tensor:
+        """The output conv's bias (built with one; torch types it optional): G's device and dtype."""
+        bias = self.out.bias
+        assert bias is not None
+        return bias
+
 
 class Discriminator(nn.Module):
     def __init__(self, cfg: SAGANConfig) -> None:
@@ -220,7 +231,7 @@ class SAGAN(nn.Module):
 
     # -- training ---------------------------------------------------------------------------------
     def noise(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        return torch.randn(n, self.config.z_dim, generator=gen).to(self.gen.out.bias)
+        return torch.randn(n, self.config.z_dim, generator=gen).to(self.gen.out_bias())
 
     def d_loss(self, batch: Batch, gen: torch.Generator) -> torch.Tensor:
         real, y = batch.inputs["images"], batch.inputs["labels"]
@@ -261,4 +272,4 @@ class SAGAN(nn.Module):
         """``n`` generated images [n, C, S, S] in [-1, 1] of classes ``labels`` (default 0, 1, 2, ...)."""
         if labels is None:
             labels = torch.arange(n) % self.config.n_classes
-        return self.gen(self.noise(n, gen), labels.to(self.gen.out.bias.device))
+        return self.gen(self.noise(n, gen), labels.to(self.gen.out_bias().device))

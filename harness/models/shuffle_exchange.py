@@ -91,8 +91,9 @@ Shapes: B batch, T input length, n padded length (2^k), m d_model, F d_ff, V voc
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -169,6 +170,8 @@ def shuffle_reference(x: torch.Tensor, inverse: bool = False) -> torch.Tensor:
 
 class SwitchUnit(nn.Module):
     """Residual Switch Unit on every adjacent pair: sigmoid(S) * i + h * (W GELU(Norm(Z i)) + B)."""
+
+    unit_gain: torch.Tensor  # a buffer
 
     def __init__(self, m: int, ff: int, norm_axis: Literal["feature", "sequence"], dropout: float) -> None:
         super().__init__()
@@ -271,10 +274,14 @@ class ShuffleExchange(nn.Module):
         per = len(block_plan(k, self.config.sharing))
         return per, self.config.n_blocks * per + 1
 
+    def block_units(self, i: int) -> Sequence[SwitchUnit]:
+        """Benes block i's switch units by slot (an nn.ModuleList, which torch types by no element)."""
+        return cast("Sequence[SwitchUnit]", self.blocks[i])
+
     def run_block(self, i: int, h: torch.Tensor) -> torch.Tensor:
         """Benes block i on h [B, n, m]."""
         k = int(h.shape[1]).bit_length() - 1  # n = 2^k
-        units = self.blocks[i]
+        units = self.block_units(i)
         for slot, inverse in block_plan(k, self.config.sharing):
             h = shuffle(units[slot](h), inverse)
         return h
@@ -326,8 +333,8 @@ class ShuffleExchange(nn.Module):
         """The switch layers and the head through SwitchStack; h [B, n, m] padded, logits [B, t, V]."""
         c = self.config
         k = int(h.shape[1]).bit_length() - 1
-        units = [u for block in self.blocks for u in block] + [self.last]
-        per_block = len(self.blocks[0])
+        units = [u for i in range(len(self.blocks)) for u in self.block_units(i)] + [self.last]
+        per_block = len(self.block_units(0))
         layers: list[tuple[int, bool | None]] = []
         segments = []
         for i in range(c.n_blocks):
@@ -346,7 +353,8 @@ class ShuffleExchange(nn.Module):
         """The switch layers and the head as the paper draws them, plain autograd, nothing recomputed:
         h [B, n, m] (padded, n = 2^k) -> logits [B, t, V]."""
         k = int(h.shape[1]).bit_length() - 1
-        for units in self.blocks:  # Benes blocks: k - 1 switch + rol layers, then k - 1 switch + ror
+        for i in range(len(self.blocks)):  # Benes blocks: k - 1 switch + rol layers, then k - 1 switch + ror
+            units = self.block_units(i)
             for slot, inverse in block_plan(k, self.config.sharing):
                 h = shuffle_reference(units[slot].reference(h), inverse)  # [B, n, m]
         return self.head(self.last.reference(h)[:, :t])  # final switch layer, no shuffle: [B, t, V]

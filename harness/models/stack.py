@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 Step = tuple[str, int]  # (letter, index of the module in that letter's bank)
+Bank = Sequence[nn.Module] | nn.ModuleList  # the modules a letter runs; torch's ModuleList is no Sequence
 
 
 def execution_plan(order: str, shared: str = "") -> tuple[Step, ...]:
@@ -49,7 +50,7 @@ class SublayerStack:
     counts and the initialisation order stay the model's.
     """
 
-    def __init__(self, plan: Sequence[Step], banks: Mapping[str, Sequence[nn.Module]]) -> None:
+    def __init__(self, plan: Sequence[Step], banks: Mapping[str, Bank]) -> None:
         for letter, need in bank_sizes(plan).items():
             if len(banks[letter]) < need:
                 have = len(banks[letter])

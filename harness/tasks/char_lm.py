@@ -163,7 +163,8 @@ class _Writer:
         self.page_id = 0
 
     def _lexicon(self, n: int, lo: int, hi: int) -> list[str]:
-        rng, out = self.rng, []
+        rng = self.rng
+        out: list[str] = []
         while len(out) < n:
             syllables = range(rng.randint(lo, hi))
             w = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in syllables)

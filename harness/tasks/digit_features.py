@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -33,8 +34,22 @@ import torch.nn.functional as F
 from torch import nn
 
 N_FEATURES = 64
-RECIPE = {"version": 1, "arch": "conv16-conv32s2-fc64-fc10", "steps": 600, "batch_size": 64, "lr": 2e-3,
-          "seed": 0, "n_features": N_FEATURES}
+
+
+class Recipe(TypedDict):
+    """The classifier's training recipe (hashed into the cache key, so its keys are fixed)."""
+
+    version: int
+    arch: str
+    steps: int
+    batch_size: int
+    lr: float
+    seed: int
+    n_features: int
+
+
+RECIPE: Recipe = {"version": 1, "arch": "conv16-conv32s2-fc64-fc10", "steps": 600, "batch_size": 64,
+                  "lr": 2e-3, "seed": 0, "n_features": N_FEATURES}
 
 
 class DigitClassifier(nn.Module):

@@ -127,7 +127,7 @@ def listops_value(ids: Sequence[int]) -> int:
         if result is not None:
             raise ValueError("tokens after a complete expression")
         if DIGIT0 <= t < DIGIT0 + 10:
-            v: int | None = t - DIGIT0
+            v = t - DIGIT0
         elif OP_MIN <= t <= OP_SM:
             frames.append([t])
             continue
@@ -213,6 +213,7 @@ class ListOps(SeqTask):
     """ListOps (LRA): the value 0-9 of a nested MAX/MIN/MED/SUM_MOD expression of up to seq_len tokens."""
 
     MAX_TRIES = 50_000  # consecutive rejected trees before giving up
+    cfg: ListOpsConfig  # set by SeqTask.__init__
 
     def __init__(self, cfg: ListOpsConfig) -> None:
         super().__init__(cfg)

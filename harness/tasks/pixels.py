@@ -33,7 +33,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -119,7 +119,7 @@ class Pixels(TaskBase):
             train = self.split()[0]
             return train[torch.randint(0, len(train), (batch_size,), generator=gen)]
         rgb = self.shapes.make(batch_size, gen)[1].inputs["images"]  # (B, 3, S, S) in [0, 1]
-        grey = sum(w * rgb[:, i : i + 1] for i, w in enumerate(LUMA))
+        grey = cast(torch.Tensor, sum(w * rgb[:, i : i + 1] for i, w in enumerate(LUMA)))  # LUMA: 3 terms
         return quantise(grey, self.levels)
 
     @staticmethod

@@ -61,7 +61,7 @@ class SoftmaxLse(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, dots: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         probs = dots.softmax(dim=-1)
@@ -69,7 +69,7 @@ class SoftmaxLse(torch.autograd.Function):
         return probs, dots.amax(dim=-1, keepdim=True) - probs.amax(dim=-1, keepdim=True).log()
 
     @staticmethod
-    def backward(  # type: ignore[override]
+    def backward(
         ctx: Any, d_probs: torch.Tensor, d_lse: torch.Tensor
     ) -> torch.Tensor:
         (probs,) = ctx.saved_tensors
@@ -244,6 +244,7 @@ def round_penalty(
                 visible = torch.empty(dots.shape, dtype=dots.dtype, device=dots.device)
                 torch.le(kp, spos.to(torch.int32)[..., :, None], out=visible)
             else:  # padding keys: [B, H, C, 1, 2m]
+                assert vl is not None  # not causal, so the branch was taken for vl
                 visible = (kp < vl).to(dots.dtype)
             # (1 + log N) / visible - 1: log N where visible, +inf where masked (x / 0: exp's fast path)
             penalty = visible.reciprocal() if penalty is None else penalty.add_(1).div_(visible)

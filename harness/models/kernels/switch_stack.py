@@ -18,6 +18,7 @@ Shapes: B batch, n padded length (2^k), m d_model, F d_ff, N = B n/2 pairs, V vo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +67,17 @@ def pairs(h: torch.Tensor) -> torch.Tensor:
     return h.reshape(b * n // 2, 2 * m)
 
 
-def unit_tensors(u: nn.Module) -> list[torch.Tensor]:
+class SwitchUnitParts(Protocol):
+    """What SwitchStack reads from a switch unit (``shuffle_exchange.SwitchUnit``)."""
+
+    z: nn.Linear
+    w: nn.Linear
+    norm_bias: nn.Parameter
+    unit_gain: torch.Tensor  # a buffer
+    s: nn.Parameter
+
+
+def unit_tensors(u: SwitchUnitParts) -> list[torch.Tensor]:
     """The tensors SwitchStack reads from one switch unit, in its fixed order (a buffer, the unit gain,
     included): Z, the norm bias, the unit gain, W, B, S."""
     return [u.z.weight, u.norm_bias, u.unit_gain, u.w.weight, u.w.bias, u.s]
@@ -164,7 +175,7 @@ class SwitchStack(torch.autograd.Function):
         dlog = dlogits.reshape(-1, int(dlogits.shape[-1]))
         d_head_b = dlog.sum(0)
         scaled_w = [u[3] * scale for u in ctx.units]  # h W, [2m, F] each
-        d = None  # gradient w.r.t. the current layer's output pairs
+        d: torch.Tensor | None = None  # gradient w.r.t. the current layer's output pairs
         for seg in reversed(range(len(spec.segments))):
             lo, hi = spec.segments[seg]
             if spec.keep_all:
@@ -195,12 +206,14 @@ class SwitchStack(torch.autograd.Function):
                 gz.addmm_(dz.t(), x)
                 d = (d * ctx.sigs[unit]).addmm_(dz, zw)
                 stash[idx - lo] = None  # free this layer's intermediates as soon as they are used
+        assert d is not None  # spec.segments is never empty
         out: list[torch.Tensor | None] = [d.view(b, n, m), None]
         used = {unit for unit, _ in spec.layers}
         for u, (gz, gnb, _, gw, gb, gs) in enumerate(grads):
             if u not in used:  # as autograd: a unit no layer ran (short inputs, ``inner``) gets no gradient
                 out += [None] * PER_UNIT
                 continue
+            assert gw is not None and gb is not None and gs is not None  # only the unit gain's slot is None
             sig = ctx.sigs[u]
             d_s = gs.mul_(sig * (1 - sig) * spec.lr_adjust)
             out += [gz, gnb, None, gw.mul_(scale), gb.mul_(scale), d_s]
