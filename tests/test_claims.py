@@ -29,8 +29,9 @@ from harness.core.errors import InputError
 from harness.results.rows import ResultRow
 from harness.results.store import load_rows
 
-SEEDS = [0, 1, 2, 3, 4]
-NOISE = [0.010, -0.020, 0.015, -0.005, 0.000]  # shared by the variants of a seed: pairing removes it
+# eight seeds: the exact two-sided sign-flip test cannot go below 2 / 2**n (0.0625 at five, 0.0078 at eight)
+SEEDS = [0, 1, 2, 3, 4, 5, 6, 7]
+NOISE = [0.010, -0.020, 0.015, -0.005, 0.000, 0.005, -0.010, 0.020]  # shared by a seed's variants
 COPY = {"name": "copy", "vocab": 8, "seq_len": 8}
 
 
@@ -83,8 +84,8 @@ def pair_rows(delta: list[float], base: float = 0.6, **kw: Any) -> list[ResultRo
     return rows
 
 
-CLEAR = [0.20, 0.201, 0.199, 0.202, 0.198]
-MIXED = [0.010, -0.012, 0.004, -0.006, 0.000]
+CLEAR = [0.20, 0.201, 0.199, 0.202, 0.198, 0.200, 0.203, 0.197]
+MIXED = [0.010, -0.012, 0.004, -0.006, 0.000, 0.008, -0.007, 0.002]
 
 
 # ------------------------------------------------------------------------------------------ verdicts
@@ -92,11 +93,12 @@ def test_supported_with_evidence() -> None:
     v = evaluate(claim(metric_test("higher")), pair_rows(CLEAR))
     assert v.verdict == "supported"
     c = v.comparison
-    assert c is not None and c.n == 5 and abs(c.diff - 0.2) < 1e-3 and c.p < 0.05
+    assert c is not None and c.n == 8 and abs(c.diff - 0.2) < 1e-3 and c.p < 0.05
+    assert c.p_perm == pytest.approx(2 / 2**8) and c.superiority == 1.0
     assert v.scale["steps"] == [400] and v.scale["device_name"] == ["Test CPU (2 threads)"]
     assert v.suite == "s" and v.task == "copy" and v.metric == "tok_acc"
     text = evidence_text(v, "en")
-    assert "Δ tok_acc (v − ref) = +0.2000" in text and "n=5" in text
+    assert "Δ tok_acc (v − ref) = +0.2000" in text and "n=8" in text
 
 
 def test_contradicted() -> None:
@@ -117,11 +119,37 @@ def test_not_separable_gives_the_detectable_effect() -> None:
     assert "可检测" in evidence_text(v, "zh")
 
 
-def test_holm_family_is_the_suite_tables() -> None:
+def test_five_seeds_never_pass_the_sign_flip_test() -> None:
+    """At five seeds the exact sign-flip p is at least 0.0625: a clear t-test alone is not enough."""
+    five = [r for r in pair_rows(CLEAR) if r.seed < 5]
+    v = evaluate(claim(metric_test("higher")), five)
+    assert v.verdict == "not separable"
+    c = v.comparison
+    assert c is not None and c.p < 1e-6 and c.p_perm == pytest.approx(0.0625)
+
+
+def test_the_ledger_is_one_family_and_a_shared_comparison_is_tested_once() -> None:
     rows = pair_rows(CLEAR) + [train("w", s, 0.6 + NOISE[i] + MIXED[i]) for i, s in enumerate(SEEDS)]
-    v = evaluate(claim(metric_test("higher")), rows)
-    assert v.comparison is not None and v.comparison.family == 2
-    assert v.comparison.p_holm >= v.comparison.p
+    claims = [claim(metric_test("higher"), "a"), claim(metric_test("higher"), "b"),
+              claim(metric_test("higher", variant="w"), "c"),
+              claim(metric_test("not_lower", margin=0.05), "d")]
+    va, vb, vc, vd = evaluate_claims(claims, rows)
+    ca, cb, cc, cd = (v.comparison for v in (va, vb, vc, vd))
+    assert ca is not None and cb is not None and cc is not None and cd is not None
+    # three distinct tests (a and b read one; d reads a's data against a margin), two of them two-sided
+    assert ca.family == cc.family == cd.family == 3
+    assert ca.shared_with == ["b"] and cb.shared_with == ["a"] and cc.shared_with == []
+    assert ca.p_holm == cb.p_holm and ca.p_holm >= ca.p
+    # Holm among the two directional ones, scaled by m / d = 3 / 2 (their share of alpha)
+    from harness.analysis.stats import holm
+    assert [ca.p_holm, cc.p_holm] == pytest.approx([min(1, 1.5 * p) for p in holm([ca.p, cc.p])])
+    alone_d = evaluate(claims[3], rows).comparison
+    assert alone_d is not None and cd.conf == pytest.approx(1 - 0.05 / 3) and alone_d.conf == 0.95
+    assert cd.half_width > alone_d.half_width  # the interval shown is the wider one the verdict used
+    assert va.verdict == vb.verdict == "supported" and vc.verdict == "not separable"
+    # alone, a claim is a family of one
+    alone = evaluate(claims[0], rows).comparison
+    assert alone is not None and alone.family == 1 and alone.conf == pytest.approx(0.95)
 
 
 def test_uninformative_at_floor_names_the_chance_level() -> None:
@@ -140,10 +168,15 @@ def test_uninformative_at_ceiling() -> None:
     assert v.verdict == "uninformative" and v.bound == "ceiling" and v.bound_value == 1.0
 
 
-def test_one_at_floor_one_at_ceiling_is_informative() -> None:
-    rows = [train("v", s, 1.0, metric="seq_acc") for s in SEEDS] + [train("ref", s, 0.0, metric="seq_acc")
-                                                                    for s in SEEDS]
-    assert evaluate(claim(metric_test("higher", metric="seq_acc")), rows).verdict == "supported"
+def test_either_arm_at_its_floor_is_uninformative() -> None:
+    """A reference that learned nothing is beaten by anything; one arm at the ceiling is not enough."""
+    floor_ref = [train("v", s, 1.0, metric="seq_acc") for s in SEEDS] + [
+        train("ref", s, 0.0, metric="seq_acc") for s in SEEDS]
+    v = evaluate(claim(metric_test("higher", metric="seq_acc")), floor_ref)
+    assert v.verdict == "uninformative" and v.bound == "floor"
+    one_ceiling = [train("v", s, 1.0) for s in SEEDS] + [train("ref", s, 0.6 + NOISE[i])
+                                                         for i, s in enumerate(SEEDS)]
+    assert evaluate(claim(metric_test("higher")), one_ceiling).verdict == "supported"
 
 
 def test_not_measured() -> None:
@@ -157,7 +190,7 @@ def test_not_measured() -> None:
 
 
 def test_margins_same_and_non_inferiority() -> None:
-    small = [0.001, -0.001, 0.002, 0.0, -0.002]
+    small = [0.001, -0.001, 0.002, 0.0, -0.002, 0.001, -0.001, 0.0]
     assert evaluate(claim(metric_test("same", margin=0.05)), pair_rows(small)).verdict == "supported"
     assert evaluate(claim(metric_test("not_lower", margin=0.05)), pair_rows(small)).verdict == "supported"
     worse = [-x for x in CLEAR]

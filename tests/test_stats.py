@@ -91,3 +91,52 @@ def test_fit_power_law_skips_bad_points() -> None:
     assert k == pytest.approx(1.0) and a == pytest.approx(5.0)
     k, a = fit_power_law([4, 4], [1, 2])
     assert math.isnan(k) and math.isnan(a)
+
+
+def test_sign_flip_exact_floors_and_hand_count() -> None:
+    """Exact two-sided sign-flip p values: 2 / 2**n when every difference has one sign, and a hand count
+    of the 2**3 sign patterns otherwise; one-sided against a shifted margin."""
+    from harness.analysis.stats import sign_flip_p
+
+    base = {s: 0.0 for s in range(8)}
+    for n, floor in ((3, 0.25), (5, 0.0625), (6, 0.03125), (8, 0.0078125)):
+        treat = {s: 1.0 + 0.1 * s for s in range(n)}
+        assert sign_flip_p(treat, base) == pytest.approx(floor)
+        assert sign_flip_p(treat, base, alternative="greater") == pytest.approx(floor / 2)
+        assert sign_flip_p(treat, base, alternative="less") == pytest.approx(1.0)
+    # differences 3, -1, 2 (mean 4/3): of the 8 patterns, |sum| >= 4 for (3,-1,2), (3,1,2) and their negations
+    assert sign_flip_p({0: 3.0, 1: -1.0, 2: 2.0}, {0: 0.0, 1: 0.0, 2: 0.0}) == pytest.approx(4 / 8)
+    # against a margin: differences all below 2.0 are "less" than it in every seed
+    five = {s: 1.0 for s in range(5)}
+    assert sign_flip_p(five, base, shift=2.0, alternative="less") == pytest.approx(1 / 32)
+    assert math.isnan(sign_flip_p({0: 1.0}, {0: 0.0})) and sign_flip_p(base, base) == 1.0
+
+
+def test_superiority_counts_ties_as_half() -> None:
+    from harness.analysis.stats import superiority
+
+    assert superiority({0: 1.0, 1: 2.0, 2: 0.0, 3: 5.0}, {0: 0.0, 1: 2.0, 2: 1.0, 3: 4.0}) == 0.625
+    assert math.isnan(superiority({0: 1.0}, {1: 1.0}))
+
+
+def test_power_survives_far_tails() -> None:
+    """At a strict level and a huge effect scipy's noncentral t gives NaN; power is then 1, not NaN."""
+    from harness.analysis.stats import detectable_effect, pairs_needed
+
+    assert pairs_needed(1.0, 1e-4, alpha=0.05 / 48) == 2
+    assert 0 < detectable_effect(1e-4, 8, alpha=0.05 / 48) < 1e-3
+
+
+def test_exact_sign_flip_matches_scipy_permutation_test() -> None:
+    import numpy as np
+
+    from harness.analysis.stats import sign_flip_p
+
+    rng = np.random.default_rng(3)
+    for n in (4, 7, 10):
+        d = rng.normal(0.3, 1.0, n)
+        for alt in ("two-sided", "greater", "less"):
+            ref = st.permutation_test((d,), lambda x, axis: np.mean(x, axis=axis), permutation_type="samples",
+                                      vectorized=True, n_resamples=np.inf, alternative=alt).pvalue
+            got = sign_flip_p(dict(enumerate(d)), dict.fromkeys(range(n), 0.0), alternative=alt)
+            assert got == pytest.approx(min(float(ref), 1.0)), (n, alt)

@@ -1,7 +1,8 @@
 """Where a metric cannot tell variants apart: its floor (nothing learned, or chance) and its ceiling.
 
-A comparison in which every variant sits at the floor (nothing learned) or every variant at the ceiling
-(everything learned) compares nothing, whatever its p value says. The bounds come from the result rows:
+A comparison in which either arm sits at the floor (nothing learned: a reference at its floor is beaten by
+anything that learned at all) or both arms at the ceiling (everything learned) compares nothing, whatever
+its p value says (:func:`arms_at_bound`). The bounds come from the result rows:
 the runner stores in each training row the bounds its task declares (``bounds``: metric -> {floor,
 chance, ceiling, higher_is_better}; how a task computes them is harness/tasks/base.py), so this module
 reads no task, imports no torch and knows no task by name. A row without ``bounds`` (written before
@@ -23,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TOLERANCE", "Bounds", "at_bound", "bounds", "row_bounds"]
+__all__ = ["TOLERANCE", "Bounds", "arms_at_bound", "at_bound", "bounds", "row_bounds"]
 
 TOLERANCE = 0.01  # a fraction of |best - worst|: 0.01 on an accuracy is one percentage point
 
@@ -93,4 +94,19 @@ def at_bound(b: Bounds | None, values: Iterable[Any]) -> str | None:
     if len(where) == 1:
         (only,) = where
         return only
+    return None
+
+
+def arms_at_bound(b: Bounds | None, arms: Iterable[Iterable[Any]]) -> str | None:
+    """Whether a comparison of ``arms`` (each an iterable of values) can tell them apart: ``floor`` when
+    any one arm sits wholly at the floor (a reference that learned nothing is beaten by anything, a
+    variant that learned nothing loses to anything), ``ceiling`` when every arm sits at the ceiling
+    (nothing is left to gain); None otherwise."""
+    if b is None:
+        return None
+    places = [at_bound(b, values) for values in arms]
+    if "floor" in places:
+        return "floor"
+    if places and all(p == "ceiling" for p in places):
+        return "ceiling"
     return None

@@ -1,5 +1,7 @@
-"""Seed statistics for the ablation tables: t intervals, paired tests, Holm correction, power-law fits,
-and the power of a paired t-test (the smallest effect n seeds detect, the seeds an effect needs).
+"""Seed statistics for the ablation tables and the claims ledger: t intervals, paired t-tests, the exact
+paired sign-flip permutation test, the share of seeds on which one arm beats the other, Holm correction,
+power-law fits, and the power of a paired t-test (the smallest effect n seeds detect, the seeds an
+effect needs).
 
 Every function drops missing values (``None`` and NaN) instead of failing, because result rows of failed
 jobs carry nulls. Inputs are sorted before any reduction so the same data always gives the same floats.
@@ -7,6 +9,7 @@ jobs carry nulls. Inputs are sorted before any reduction so the same data always
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,7 +21,7 @@ from scipy.optimize import brentq
 
 __all__ = [
     "as_finite", "detectable_effect", "fit_power_law", "holm", "mean_ci", "paired_diff", "paired_sd",
-    "mode", "pairs_needed",
+    "mode", "pairs_needed", "sign_flip_p", "superiority",
 ]
 
 
@@ -51,6 +54,15 @@ def mean_ci(values: Iterable[float | None], conf: float = 0.95) -> tuple[float, 
     return float(xs.mean()), float(_st.t.ppf(0.5 + conf / 2.0, n - 1) * _st.sem(xs)), n
 
 
+def _pairs(treatment_by_seed: Mapping[Any, float | None],
+           baseline_by_seed: Mapping[Any, float | None]) -> tuple[np.ndarray, np.ndarray]:
+    seeds = sorted((s for s in treatment_by_seed if as_finite(treatment_by_seed[s]) is not None
+                    and as_finite(baseline_by_seed.get(s)) is not None),
+                   key=lambda s: (str(type(s)), s))
+    return (np.array([as_finite(treatment_by_seed[s]) for s in seeds], dtype=np.float64),
+            np.array([as_finite(baseline_by_seed[s]) for s in seeds], dtype=np.float64))
+
+
 def paired_diff(
     treatment_by_seed: Mapping[Any, float | None],
     baseline_by_seed: Mapping[Any, float | None],
@@ -63,12 +75,8 @@ def paired_diff(
     (``scipy.stats.ttest_rel``). ``p`` is NaN when ``n < 2``. When every difference is the same number
     the test statistic is degenerate: p is 1.0 for a zero difference and 0.0 otherwise.
     """
-    seeds = sorted((s for s in treatment_by_seed if as_finite(treatment_by_seed[s]) is not None
-                    and as_finite(baseline_by_seed.get(s)) is not None),
-                   key=lambda s: (str(type(s)), s))
-    t = np.array([as_finite(treatment_by_seed[s]) for s in seeds], dtype=np.float64)
-    b = np.array([as_finite(baseline_by_seed[s]) for s in seeds], dtype=np.float64)
-    n = len(seeds)
+    t, b = _pairs(treatment_by_seed, baseline_by_seed)
+    n = int(t.size)
     if n == 0:
         return math.nan, math.nan, math.nan, 0
     mean = float((t - b).mean())
@@ -78,6 +86,67 @@ def paired_diff(
     if float((t - b).std(ddof=1)) == 0.0:
         return mean, hw, (1.0 if mean == 0.0 else 0.0), n
     return mean, hw, min(float(_st.ttest_rel(t, b).pvalue), 1.0), n
+
+
+# up to this many pairs every one of the 2**n sign patterns is enumerated; beyond, a fixed-seed sample
+EXACT_SIGN_FLIP_MAX = 16
+
+
+def sign_flip_p(treatment_by_seed: Mapping[Any, float | None],
+                baseline_by_seed: Mapping[Any, float | None], shift: float = 0.0,
+                alternative: str = "two-sided") -> float:
+    """p value of the paired sign-flip permutation test of the mean difference (minus ``shift``: a
+    margin a one-sided test is against; ``alternative`` ``two-sided``, ``less`` or ``greater``).
+
+    Under the null that the arms are exchangeable within a seed, every difference is as likely negated;
+    the p value is the share of the 2**n sign patterns (the observed one included) whose mean difference
+    is at least as far from zero as the observed. Distribution-free; exact (every pattern enumerated) up
+    to :data:`EXACT_SIGN_FLIP_MAX` pairs, beyond which ``scipy.stats.permutation_test`` samples 100,000
+    patterns with a fixed seed (tests/test_stats.py checks the two agree). Two-sided it cannot go below
+    2 / 2**n: 0.25 at 3 seeds, 0.0625 at 5, 0.0078 at 8; one-sided 1 / 2**n. NaN below 2 pairs; 1.0
+    when every shifted difference is zero.
+    """
+    t, b = _pairs(treatment_by_seed, baseline_by_seed)
+    d = t - b - shift
+    n = int(d.size)
+    if n < 2:
+        return math.nan
+    if not np.any(d):
+        return 1.0
+    if n > EXACT_SIGN_FLIP_MAX:
+        res = _st.permutation_test(
+            (d,), lambda x, axis: np.mean(x, axis=axis), permutation_type="samples", vectorized=True,
+            n_resamples=100_000, alternative=alternative, rng=np.random.default_rng(0))
+        return min(float(res.pvalue), 1.0)
+    # exact: the sum under every sign pattern (the observed one is the all-plus row), compared with a
+    # relative tolerance so that patterns equal to the observed sum in exact arithmetic count
+    sums = _sign_patterns(n) @ d
+    obs = float(d.sum())
+    tol = 1e-12 * max(1.0, float(np.abs(d).sum()))
+    if alternative == "greater":
+        hits = sums >= obs - tol
+    elif alternative == "less":
+        hits = sums <= obs + tol
+    else:
+        hits = np.abs(sums) >= abs(obs) - tol
+    return min(float(hits.mean()), 1.0)
+
+
+@functools.lru_cache(maxsize=EXACT_SIGN_FLIP_MAX)
+def _sign_patterns(n: int) -> np.ndarray:
+    """All 2**n vectors of n signs (+1 / -1), one per row."""
+    bits = (np.arange(2**n)[:, None] >> np.arange(n)[None, :]) & 1
+    return (1 - 2 * bits).astype(np.float64)
+
+
+def superiority(treatment_by_seed: Mapping[Any, float | None],
+                baseline_by_seed: Mapping[Any, float | None]) -> float:
+    """The share of paired seeds on which the treatment is above the baseline (ties count one half): an
+    estimate of P(A > B) over seeds. NaN without a pair."""
+    t, b = _pairs(treatment_by_seed, baseline_by_seed)
+    if t.size == 0:
+        return math.nan
+    return float((np.sum(t > b) + 0.5 * np.sum(t == b)) / t.size)
 
 
 def holm(pvalues: Sequence[float | None]) -> list[float]:
@@ -117,7 +186,10 @@ def _paired_power(effect: float, sd: float, n: int, alpha: float) -> float:
     df = n - 1
     crit = float(_st.t.ppf(1.0 - alpha / 2.0, df))
     nc = abs(effect) * math.sqrt(n) / sd
-    return float(_st.nct.sf(crit, df, nc) + _st.nct.cdf(-crit, df, nc))
+    power = float(_st.nct.sf(crit, df, nc) + _st.nct.cdf(-crit, df, nc))
+    if not math.isfinite(power):  # scipy's noncentral t gives NaN far in its tail: the normal limit
+        power = float(_st.norm.sf(crit - nc) + _st.norm.cdf(-crit - nc))
+    return power
 
 
 def detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:

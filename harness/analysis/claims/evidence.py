@@ -1,10 +1,12 @@
 """What a verdict rests on, and the row look-ups that gather it.
 
-A :class:`Verdict` carries its evidence as data: the paired comparison (effect, interval, n, p, Holm p
-over its family, the smallest effect the seeds could detect and the seeds the observed effect would
-need), the bound every value sits at when the comparison is uninformative, cost ratios against each
-reference, a fitted exponent, exact counts, the durability across training, the suite and task it came
-from and the scale it ran at. The report and ``harness claims`` turn it into words; nothing here does.
+A :class:`Verdict` carries its evidence as data: the paired comparison (effect, interval at the ledger's
+simultaneous level, n, the t-test's and the exact sign-flip test's p values raw and Holm-adjusted over
+the ledger's family, the share of seeds on which the variant wins, the smallest effect the seeds could
+detect and the seeds the observed effect would need), the bound an arm sits at when the comparison is
+uninformative, cost ratios against each reference, a fitted exponent, exact counts, the durability
+across training, the suite and task it came from and the scale it ran at. The report and ``harness
+claims`` turn it into words; nothing here does.
 
 Rows: per (suite, variant, task, seed) the most recently finished training row counts, as in the
 report's ablations; per (suite, variant, size) the most recent cost-sweep row.
@@ -20,7 +22,15 @@ from typing import Any
 from harness.analysis.claims.arms import Confound
 from harness.analysis.claims.schema import Claim, Text
 from harness.analysis.floors import Bounds, row_bounds
-from harness.analysis.stats import as_finite, detectable_effect, holm, paired_diff, paired_sd, pairs_needed
+from harness.analysis.stats import (
+    as_finite,
+    detectable_effect,
+    paired_diff,
+    paired_sd,
+    pairs_needed,
+    sign_flip_p,
+    superiority,
+)
 from harness.results.provenance import code_differences
 from harness.results.rows import ResultRow, device_label
 from harness.results.store import json_safe
@@ -28,7 +38,7 @@ from harness.results.store import json_safe
 __all__ = [
     "ALPHA", "CONTRADICTED", "NOT_MEASURED", "NOT_SEPARABLE", "SUPPORTED", "UNINFORMATIVE", "VERDICTS",
     "Comparison", "CountResult", "Durability", "RatioCheck", "Verdict", "compare", "latest_train",
-    "holm_family", "metric_bounds", "profile_rows", "row_value", "scale_of", "seed_values",
+    "metric_bounds", "profile_rows", "row_value", "scale_of", "seed_values",
 ]
 
 ALPHA = 0.05
@@ -39,7 +49,13 @@ VERDICTS = (SUPPORTED, CONTRADICTED, NOT_SEPARABLE, UNINFORMATIVE, NOT_MEASURED)
 
 @dataclass
 class Comparison:
-    """A paired test of ``label`` (treatment minus reference, by seed)."""
+    """A paired test of ``label`` (treatment minus reference, by seed).
+
+    Beyond seed noise (:attr:`significant`) needs both tests: the paired t-test and the exact sign-flip
+    permutation test, each Holm-adjusted over the ledger's family of directional comparisons
+    (``p_holm``, ``p_perm_holm``; the raw value stands in for a family of one). ``half_width`` is the
+    Student-t half width at level ``conf``, the ledger's simultaneous level 1 - alpha / family.
+    """
 
     label: str
     diff: float
@@ -47,15 +63,26 @@ class Comparison:
     n: int
     p: float
     p_holm: float = math.nan
-    family: int = 1  # comparisons in the Holm family
+    family: int = 1  # comparisons in the ledger's family
     sd: float = math.nan  # of the paired differences
-    detectable: float = math.nan  # smallest |diff| detected with 80% power at alpha 0.05 with n pairs
-    seeds_needed: int | None = None  # pairs the observed diff would need for 80% power
+    detectable: float = math.nan  # smallest |diff| (or distance from a margin) found with 80% power
+    seeds_needed: int | None = None  # pairs the observed effect would need for 80% power
+    p_perm: float = math.nan  # exact paired sign-flip test, two-sided
+    p_perm_holm: float = math.nan
+    superiority: float = math.nan  # share of seeds with treatment > reference (ties one half)
+    conf: float = 1.0 - ALPHA  # level of the interval
+    shared_with: list[str] = field(default_factory=list)  # other claims reading this same comparison
+
+    @staticmethod
+    def _level(adjusted: float, raw: float) -> float:
+        return adjusted if math.isfinite(adjusted) else raw
 
     @property
     def significant(self) -> bool:
-        p = self.p_holm if math.isfinite(self.p_holm) else self.p
-        return math.isfinite(p) and p < ALPHA and self.diff != 0
+        p_t = self._level(self.p_holm, self.p)
+        p_perm = self._level(self.p_perm_holm, self.p_perm)
+        return (math.isfinite(p_t) and p_t < ALPHA and math.isfinite(p_perm) and p_perm < ALPHA
+                and self.diff != 0)
 
     @property
     def lo(self) -> float:
@@ -166,21 +193,25 @@ def metric_bounds(rows: Iterable[ResultRow], task: str, metric: str) -> Bounds |
     return row_bounds((r for r in rows if r.task == task), metric)
 
 
-def compare(label: str, treat: Mapping[Any, float], ref: Mapping[Any, float], p_holm: float = math.nan,
-            family: int = 1) -> Comparison:
-    """The paired comparison of two {seed: value} mappings, with its power figures."""
-    diff, hw, p, n = paired_diff(treat, ref)
+def compare(label: str, treat: Mapping[Any, float], ref: Mapping[Any, float], family: int = 1,
+            effect: float | None = None, power: bool = True) -> Comparison:
+    """The paired comparison of two {seed: value} mappings, with its power figures, for a family of
+    ``family`` comparisons: the interval at level 1 - alpha / family and the power figures at that level
+    (Bonferroni's, the strictest step of Holm's procedure). ``effect`` is what the power figure should
+    resolve (the distance from a non-inferiority margin); the observed difference by default. The
+    adjusted p values are the family's to fill in (:func:`harness.analysis.claims.verdicts.evaluate_claims`).
+    ``power=False`` leaves the power figures out (NaN), for simulations that only need the verdict.
+    """
+    family = max(1, family)
+    alpha = ALPHA / family
+    diff, hw, p, n = paired_diff(treat, ref, conf=1.0 - alpha)
     sd = paired_sd(treat, ref)
-    return Comparison(label=label, diff=diff, half_width=hw, n=n, p=p,
-                      p_holm=p_holm if family > 1 else p, family=family, sd=sd,
-                      detectable=detectable_effect(sd, n), seeds_needed=pairs_needed(diff, sd))
-
-
-def holm_family(values: Mapping[str, Mapping[Any, float]], reference: str) -> dict[str, float]:
-    """Holm-adjusted p of every variant in ``values`` against ``reference``, as a table's family."""
-    names = sorted(v for v in values if v != reference)
-    ps = [paired_diff(values[v], values[reference])[2] for v in names]
-    return dict(zip(names, holm(ps)))
+    target = diff if effect is None else effect
+    return Comparison(label=label, diff=diff, half_width=hw, n=n, p=p, family=family, sd=sd,
+                      detectable=detectable_effect(sd, n, alpha=alpha) if power else math.nan,
+                      seeds_needed=pairs_needed(target, sd, alpha=alpha) if power and (
+                          target > 0 or effect is None) else None,
+                      p_perm=sign_flip_p(treat, ref), superiority=superiority(treat, ref), conf=1.0 - alpha)
 
 
 def scale_of(rows: Iterable[ResultRow]) -> dict[str, list[Any]]:

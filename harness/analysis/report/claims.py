@@ -49,9 +49,17 @@ def _quantity(q: str | None, x: Any) -> str:
 
 
 def _comparison(v: Verdict, c: Comparison, lang: str) -> list[str]:
-    p = t(lang, "ev_p_holm", p=fmt_p(c.p_holm), k=c.family) if c.family > 1 else t(lang, "ev_p", p=fmt_p(c.p))
+    if finite(c.p_holm):  # a two-sided test of the ledger's family, Holm-adjusted
+        p = t(lang, "ev_p_holm", p=fmt_p(c.p_holm), perm=fmt_p(c.p_perm_holm), k=c.family)
+    elif c.family > 1:  # an interval form, judged at the ledger's simultaneous level
+        p = t(lang, "ev_p_level", p=fmt_p(c.p), perm=fmt_p(c.p_perm), level=sig(1.0 - c.conf), k=c.family)
+    else:
+        p = t(lang, "ev_p", p=fmt_p(c.p), perm=fmt_p(c.p_perm))
+    sup = f"{c.superiority:.2f}" if finite(c.superiority) else DASH
     out = [t(lang, "ev_diff", metric=v.metric or "", label=c.label, diff=fmt_diff(c.diff, c.half_width),
-             n=c.n, p=p)]
+             conf=sig(100.0 * c.conf), n=c.n, p=p, sup=sup)]
+    if c.shared_with:
+        out.append(t(lang, "ev_shared", claims=", ".join(f"`{i}`" for i in c.shared_with)))
     if v.verdict == NOT_SEPARABLE and finite(c.detectable):
         key = "ev_detect" if c.seeds_needed is not None else "ev_detect_never"
         out.append(t(lang, key, mde=sig(c.detectable), seeds=c.seeds_needed))

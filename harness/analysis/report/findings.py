@@ -19,16 +19,22 @@ from harness.analysis.report.doc import Block, Heading, Para, Section, Table
 from harness.analysis.report.fmt import DASH, fmt_diff, sig
 from harness.analysis.report.text import t
 
-__all__ = ["BY_CONSTRUCTION", "findings_section", "headline_line"]
+__all__ = ["by_construction", "findings_section", "headline_line"]
 
-BY_CONSTRUCTION = ("count",)  # claim tests whose verdict follows from the architecture, not a measurement
+
+def by_construction(v: Verdict) -> bool:
+    """Whether a claim's verdict follows from the architecture rather than from a measurement: exact
+    counts (parameters, FLOPs) and the bytes saved for backward (``act_bytes``, deterministic for a
+    given model and input), against learned metrics and timings, which vary with seed and machine."""
+    test = v.claim.test
+    return test.kind == "count" or (test.kind in ("cost_ratio", "exponent") and test.quantity == "act_bytes")
 
 
 def _tally(verdicts: Sequence[Verdict], lang: str) -> list[str]:
     if not verdicts:
         return [t(lang, "findings_no_claims")]
-    empirical = [v for v in verdicts if v.claim.test.kind not in BY_CONSTRUCTION]
-    built = [v for v in verdicts if v.claim.test.kind in BY_CONSTRUCTION]
+    empirical = [v for v in verdicts if not by_construction(v)]
+    built = [v for v in verdicts if by_construction(v)]
     out = [t(lang, "findings_empirical", n=len(empirical), tally=verdict_tally(empirical, lang))]
     if built:
         out.append(t(lang, "findings_construction", n=len(built), tally=verdict_tally(built, lang)))

@@ -37,7 +37,8 @@ TEXT: dict[str, dict[str, str]] = {
         "findings": "## Findings",
         "findings_no_claims": "No claim of `literature.yaml` bears on these suites.",
         "findings_empirical": "Claims tested on measurements ({n}): {tally}.",
-        "findings_construction": "Checks by construction, exact parameter and FLOP counts ({n}): {tally}.",
+        "findings_construction": ("Checks by construction: exact parameter and FLOP counts and bytes saved "
+                                  "for backward ({n}): {tally}."),
         "findings_confounded": ("Compared arms that also differ in keys the claim is not about (see the "
                                 "Claims section): {ids}."),
         "findings_table": ("Each suite's headline comparison, per task: the variants better or worse than "
@@ -180,16 +181,18 @@ TEXT: dict[str, dict[str, str]] = {
         "by_paper": "paper",
         "by_code": "official code",
         "by_notes": "notes",
-        "ev_diff": "Δ {metric} ({label}) = {diff} (n={n}, {p})",
-        "ev_p": "p={p}",
-        "ev_p_holm": "p_Holm={p} over {k}",
+        "ev_diff": "Δ {metric} ({label}) = {diff} ({conf}% interval; n={n}, {p}; P(A > B) over seeds {sup})",
+        "ev_p": "t-test p={p}, sign-flip p={perm}",
+        "ev_p_holm": "t-test p_Holm={p}, sign-flip p_Holm={perm} over the ledger's {k} tests",
+        "ev_p_level": "t-test p={p}, sign-flip p={perm}; judged at level {level} (the ledger's {k} tests)",
+        "ev_shared": "the same test as {claims}",
         "ev_means": "means: {means}",
         "ev_drops": "mean drop from {high} to {low}: {means}",
         "ev_detect": ("the seeds could detect ±{mde} at 80% power; the observed effect would need {seeds} "
                       "seed(s)"),
         "ev_detect_never": "the seeds could detect ±{mde} at 80% power; the observed effect is too small to "
                            "reach with any practical number of seeds",
-        "ev_nothing_floor": "nothing was learned, so nothing was compared",
+        "ev_nothing_floor": "an arm learned nothing, so nothing was compared",
         "ev_nothing_ceiling": "everything was learned, so nothing was compared",
         "ev_no_rows": "no result rows test it yet (suite `{suite}`)",
         "ev_no_test": "not testable here: {needs}",
@@ -227,7 +230,8 @@ TEXT: dict[str, dict[str, str]] = {
         "findings": "## 结论",
         "findings_no_claims": "`literature.yaml` 中没有与这些套件相关的论断。",
         "findings_empirical": "基于实测检验的论断（{n} 条）：{tally}。",
-        "findings_construction": "由结构决定的检查，即精确的参数量与 FLOPs 计数（{n} 条）：{tally}。",
+        "findings_construction": ("由结构决定的检查，即精确的参数量、FLOPs 计数与反向所存字节数"
+                                  "（{n} 条）：{tally}。"),
         "findings_confounded": "比较的两组还在论断未涉及的键上不同（见“论断”一节）：{ids}。",
         "findings_table": ("每个实验套件按任务的主要比较：超出种子噪声地优于或劣于基线的变体"
                            "（配对差值及其 95% 置信区间，对套件表做 Holm 校正），"
@@ -350,14 +354,16 @@ TEXT: dict[str, dict[str, str]] = {
         "by_paper": "论文",
         "by_code": "官方代码",
         "by_notes": "笔记",
-        "ev_diff": "Δ {metric}（{label}）= {diff}（n={n}，{p}）",
-        "ev_p": "p={p}",
-        "ev_p_holm": "p_Holm={p}（{k} 个比较）",
+        "ev_diff": "Δ {metric}（{label}）= {diff}（{conf}% 区间；n={n}，{p}；各种子上 P(A > B) 为 {sup}）",
+        "ev_p": "t 检验 p={p}，符号翻转 p={perm}",
+        "ev_p_holm": "t 检验 p_Holm={p}，符号翻转 p_Holm={perm}（全账本 {k} 个检验）",
+        "ev_p_level": "t 检验 p={p}，符号翻转 p={perm}；以 {level} 水平判定（全账本 {k} 个检验）",
+        "ev_shared": "与 {claims} 是同一检验",
         "ev_means": "均值：{means}",
         "ev_drops": "从 {high} 到 {low} 的平均下降：{means}",
         "ev_detect": "这些种子在 80% 功效下可检测 ±{mde}；观测到的效应需要 {seeds} 个种子",
         "ev_detect_never": "这些种子在 80% 功效下可检测 ±{mde}；观测到的效应太小，实际可行的种子数都无法检出",
-        "ev_nothing_floor": "什么都没学到，因此没有比较任何东西",
+        "ev_nothing_floor": "有一方什么都没学到，因此没有比较任何东西",
         "ev_nothing_ceiling": "全部都已学会，因此没有比较任何东西",
         "ev_no_rows": "尚无检验它的结果（套件 `{suite}`）",
         "ev_no_test": "本项目无法检验：{needs}",
