@@ -10,6 +10,7 @@ binomial allowance of two standard errors for the simulation's own noise).
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -25,6 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 LEDGERS = 2000
 
 
+@functools.cache
 def committed_family() -> tuple[int, int]:
     fam = ledger_family(load_claims(), load_rows(REPO / "results"))
     return fam.size, fam.directional

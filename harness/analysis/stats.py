@@ -235,10 +235,8 @@ def pairs_needed(effect: float, sd: float, alpha: float = 0.05, power: float = 0
 def paired_sd(treatment_by_seed: Mapping[Any, float | None],
               baseline_by_seed: Mapping[Any, float | None]) -> float:
     """Standard deviation (ddof 1) of the paired differences over the seeds present in both; NaN below 2."""
-    diffs = [t - b for s in treatment_by_seed
-             if (t := as_finite(treatment_by_seed[s])) is not None
-             and (b := as_finite(baseline_by_seed.get(s))) is not None]
-    return float(np.std(sorted(diffs), ddof=1)) if len(diffs) >= 2 else math.nan
+    t, b = _pairs(treatment_by_seed, baseline_by_seed)
+    return float(np.std(np.sort(t - b), ddof=1)) if t.size >= 2 else math.nan
 
 
 def mode(values: Iterable[Any]) -> Any:

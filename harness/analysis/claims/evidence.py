@@ -15,7 +15,7 @@ report's ablations; per (suite, variant, size) the most recent cost-sweep row.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -73,14 +73,19 @@ class Comparison:
     conf: float = 1.0 - ALPHA  # level of the interval
     shared_with: list[str] = field(default_factory=list)  # other claims reading this same comparison
 
-    @staticmethod
-    def _level(adjusted: float, raw: float) -> float:
-        return adjusted if math.isfinite(adjusted) else raw
+    @property
+    def p_judged(self) -> float:
+        """The t-test's p value the verdict reads: Holm-adjusted where the family adjusted it."""
+        return self.p_holm if math.isfinite(self.p_holm) else self.p
+
+    @property
+    def p_perm_judged(self) -> float:
+        """The sign-flip test's p value the verdict reads, likewise."""
+        return self.p_perm_holm if math.isfinite(self.p_perm_holm) else self.p_perm
 
     @property
     def significant(self) -> bool:
-        p_t = self._level(self.p_holm, self.p)
-        p_perm = self._level(self.p_perm_holm, self.p_perm)
+        p_t, p_perm = self.p_judged, self.p_perm_judged
         return (math.isfinite(p_t) and p_t < ALPHA and math.isfinite(p_perm) and p_perm < ALPHA
                 and self.diff != 0)
 
@@ -194,11 +199,12 @@ def metric_bounds(rows: Iterable[ResultRow], task: str, metric: str) -> Bounds |
 
 
 def compare(label: str, treat: Mapping[Any, float], ref: Mapping[Any, float], family: int = 1,
-            effect: float | None = None, power: bool = True) -> Comparison:
+            effect: Callable[[float], float | None] | None = None, power: bool = True) -> Comparison:
     """The paired comparison of two {seed: value} mappings, with its power figures, for a family of
     ``family`` comparisons: the interval at level 1 - alpha / family and the power figures at that level
-    (Bonferroni's, the strictest step of Holm's procedure). ``effect`` is what the power figure should
-    resolve (the distance from a non-inferiority margin); the observed difference by default. The
+    (Bonferroni's, the strictest step of Holm's procedure). ``effect`` maps the observed difference to
+    what the power figure should resolve (the distance from a non-inferiority margin); where it is
+    absent or gives None, the observed difference itself. The
     adjusted p values are the family's to fill in (:func:`harness.analysis.claims.verdicts.evaluate_claims`).
     ``power=False`` leaves the power figures out (NaN), for simulations that only need the verdict.
     """
@@ -206,11 +212,12 @@ def compare(label: str, treat: Mapping[Any, float], ref: Mapping[Any, float], fa
     alpha = ALPHA / family
     diff, hw, p, n = paired_diff(treat, ref, conf=1.0 - alpha)
     sd = paired_sd(treat, ref)
-    target = diff if effect is None else effect
+    distance = effect(diff) if effect is not None else None
+    target = diff if distance is None else distance
     return Comparison(label=label, diff=diff, half_width=hw, n=n, p=p, family=family, sd=sd,
                       detectable=detectable_effect(sd, n, alpha=alpha) if power else math.nan,
                       seeds_needed=pairs_needed(target, sd, alpha=alpha) if power and (
-                          target > 0 or effect is None) else None,
+                          distance is None or distance > 0) else None,
                       p_perm=sign_flip_p(treat, ref), superiority=superiority(treat, ref), conf=1.0 - alpha)
 
 

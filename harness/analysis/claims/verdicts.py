@@ -164,6 +164,10 @@ def _effect(expect: str, diff: float, margin: float) -> float | None:
 
 def metric_verdict(claim: Claim, rows: Sequence[ResultRow], family: Family | None = None
                    ) -> tuple[Verdict, list[Test]]:
+    """A metric claim's verdict within ``family`` and the test it reads. Without a family only the test
+    is gathered (for :func:`ledger_family`): no power figures, no durability, and the verdict is that of
+    a family of one."""
+    gather = family is None
     family = family or Family()
     spec: MetricTest = claim.test
     ref_task = spec.reference_task or spec.task
@@ -191,17 +195,15 @@ def metric_verdict(claim: Claim, rows: Sequence[ResultRow], family: Family | Non
     form: tuple[Any, ...] = ("two-sided",) if _two_sided(spec.expect, spec.margin) else (spec.expect,
                                                                                         spec.margin)
     key = ("metric", spec.suite, metric, spec.variant, spec.task, spec.reference, ref_task, *form)
-    raw = compare(label, mine, ref, family=family.size)
-    effect = _effect(spec.expect, raw.diff, spec.margin)
-    if effect is not None:
-        raw = compare(label, mine, ref, family=family.size, effect=effect)
+    raw = compare(label, mine, ref, family=family.size, power=not gather,
+                  effect=lambda diff: _effect(spec.expect, diff, spec.margin))
     v.comparison = adjusted(raw, key, family, claim.id)
 
     def one_sided(shift: float, alternative: str) -> float:
         return sign_flip_p(mine, ref, shift=shift, alternative=alternative)
 
     v.verdict, v.reason = decide(spec.expect, v.comparison, spec.margin, one_sided, family.alpha), ""
-    if not spec.reference_task:
+    if not spec.reference_task and not gather:
         v.durability = durability(train, spec.variant, spec.reference, spec.task, metric)
     return v, [(key, raw, "higher" if form == ("two-sided",) else spec.expect)]
 
@@ -215,7 +217,9 @@ def _drops(train: Sequence[ResultRow], variant: str, spec: LayoutTest) -> dict[A
 def layout_verdict(claim: Claim, rows: Sequence[ResultRow], family: Family | None = None
                    ) -> tuple[Verdict, list[Test]]:
     """Reformer's Table 2 shape: the fragile models drop more from ``high`` to ``low`` than the robust.
-    Every (fragile, robust) pair is one directional comparison of the ledger's family."""
+    Every (fragile, robust) pair is one directional comparison of the ledger's family; without a family
+    only the tests are gathered, as in :func:`metric_verdict`."""
+    gather = family is None
     family = family or Family()
     spec: LayoutTest = claim.test
     train = latest_train(rows, spec.suite, spec.task)
@@ -236,7 +240,7 @@ def layout_verdict(claim: Claim, rows: Sequence[ResultRow], family: Family | Non
     comps = []
     for f, r in [(f, r) for f in spec.fragile for r in spec.robust]:
         key = ("layout", spec.suite, spec.task, spec.metric, spec.high, spec.low, f, r)
-        raw = compare(f"drop {f} − drop {r}", drops[f], drops[r], family=family.size)
+        raw = compare(f"drop {f} − drop {r}", drops[f], drops[r], family=family.size, power=not gather)
         tests.append((key, raw, "higher"))
         comps.append(adjusted(raw, key, family, claim.id))
     verdicts = [decide("higher", c) for c in comps]
@@ -248,7 +252,7 @@ def layout_verdict(claim: Claim, rows: Sequence[ResultRow], family: Family | Non
         v.verdict = NOT_SEPARABLE
 
     def weakness(c: Comparison) -> float:
-        ps = [p for p in (c._level(c.p_holm, c.p), c._level(c.p_perm_holm, c.p_perm)) if math.isfinite(p)]
+        ps = [p for p in (c.p_judged, c.p_perm_judged) if math.isfinite(p)]
         return max(ps) if ps else 2.0
 
     v.comparison, v.reason = max(comps, key=weakness), ""
@@ -290,19 +294,21 @@ def family_of(tests: Sequence[tuple[tuple[Any, ...], Comparison, str, str]]) -> 
     m, d = max(1, len(keys)), max(1, len(directional))
     scale = m / d  # Holm among the d at level alpha * d / m, reported on the 0.05 scale
 
-    def adjusted(ps: list[float]) -> list[float]:
+    def scaled_holm(ps: list[float]) -> list[float]:
         return [min(1.0, p * scale) if math.isfinite(p) else p for p in holm(ps)]
 
-    p_t = adjusted([seen[k][0].p for k in directional])
-    p_perm = adjusted([seen[k][0].p_perm for k in directional])
+    p_t = scaled_holm([seen[k][0].p for k in directional])
+    p_perm = scaled_holm([seen[k][0].p_perm for k in directional])
     return Family(size=m, directional=d, p_holm=dict(zip(directional, p_t)),
                   p_perm_holm=dict(zip(directional, p_perm)), readers=readers)
 
 
 def ledger_family(claims: Sequence[Claim], rows: Sequence[ResultRow]) -> Family:
-    """The family of every distinct comparison the claims read, with the directional ones adjusted."""
-    return family_of([(key, comp, expect, c.id) for c in claims
-                      for key, comp, expect in _evaluate(c, rows, Family())[1]])
+    """The family of every distinct comparison the claims read, with the directional ones adjusted.
+    Only the metric and layout claims read seed comparisons, and only their tests are gathered here."""
+    gatherers = {"metric": metric_verdict, "layout": layout_verdict}
+    return family_of([(key, comp, expect, c.id) for c in claims if c.test.kind in gatherers
+                      for key, comp, expect in gatherers[c.test.kind](c, rows, None)[1]])
 
 
 def evaluate_claims(claims: Sequence[Claim], rows: Sequence[ResultRow]) -> list[Verdict]:
